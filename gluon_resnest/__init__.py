@@ -1,0 +1,8 @@
+"""ResNeSt (Split-Attention Networks) for MXNet Gluon."""
+from .backbone import Bottleneck, ResNeSt
+from .deploy import export_model
+from .layers import DropBlock, SplitAttentionConv, deploy_mode, set_drop_prob
+from .zoo import ModelInfo, PretrainedWeightsError, get_model, get_model_info, list_models
+from .zoo.models import *  # noqa: F401,F403
+
+__version__ = '0.1.0'

@@ -1,0 +1,2 @@
+"""Deployment: symbol export."""
+from .export import export_model

@@ -1,0 +1,142 @@
+"""DropBlock (Ghiasi et al., 2018) and the stochastic-layer switches shared with final dropout.
+
+Unlike GluonCV's DropBlock this one
+- takes no input size: the seed rate is derived from the feature map's runtime shape, so one
+  hybridized network trains and evaluates at any resolution;
+- draws an independent mask for every sample and channel;
+- is an exact identity at inference even inside a graph first traced under
+  ``autograd.record()``: training vs. inference is decided by the executing graph, not at trace
+  time (see ``_train_flag``).
+"""
+from mxnet.gluon import nn
+from mxnet.gluon.block import HybridBlock
+
+__all__ = ['DropBlock', 'Dropout', 'set_drop_prob', 'deploy_mode']
+
+
+def _train_flag(F, ones):
+    """All ones when the graph executes in training mode, all zeros in inference.
+
+    Dropout is the operator that reads the runtime is_train flag: with p=0.5 its training outputs
+    are exactly 0 or 2 (|out - 1| == 1) and its inference output is exactly 1 (|out - 1| == 0).
+    """
+    return F.abs(F.Dropout(ones, p=0.5) - 1)
+
+
+class _Stochastic(object):
+    """Mixin for layers that are random in training and dropped from deployed graphs."""
+    deploy = False
+
+
+class DropBlock(_Stochastic, HybridBlock):
+    """Drops contiguous ``block_size`` x ``block_size`` regions of each feature map.
+
+    Parameters
+    ----------
+    drop_prob : float
+        Expected fraction of activations dropped, in [0, 1). 0 makes the layer an identity with no
+        operators in the graph. Change it with :func:`set_drop_prob`.
+    block_size : int
+        Odd side of the dropped square.
+    """
+
+    def __init__(self, drop_prob=0.0, block_size=3, **kwargs):
+        super(DropBlock, self).__init__(**kwargs)
+        if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1 \
+                or block_size % 2 == 0:
+            raise ValueError('DropBlock: block_size must be an odd integer >= 1, got %r'
+                             % (block_size,))
+        self.block_size = block_size
+        self.drop_prob = drop_prob
+
+    @property
+    def drop_prob(self):
+        return self._drop_prob
+
+    @drop_prob.setter
+    def drop_prob(self, value):
+        value = float(value)
+        if not 0.0 <= value < 1.0:
+            raise ValueError('DropBlock: drop_prob must be in [0, 1), got %r' % (value,))
+        self._drop_prob = value
+
+    def hybrid_forward(self, F, x):
+        if self.drop_prob == 0 or self.deploy:
+            return x
+        bs, pad = self.block_size, self.block_size // 2
+        ones = F.ones_like(F.slice_axis(F.slice_axis(x, axis=0, begin=0, end=1),
+                                        axis=1, begin=0, end=1))  # (1, 1, H, W)
+        # Block centres may only lie where the whole block fits (DropBlock paper, Alg. 1): a
+        # count_include_pad average of ones is exactly 1 there and < 1 near the border.
+        valid = F.Pooling(ones, kernel=(bs, bs), stride=(1, 1), pad=(pad, pad), pool_type='avg',
+                          count_include_pad=True) >= 1 - 1e-6
+        valid_fraction = F.maximum(F.mean(valid, axis=(2, 3), keepdims=True), 1e-6)
+        # the paper's seed rate: gamma = p / bs^2 * (H*W) / ((H-bs+1)*(W-bs+1))
+        gamma = F.broadcast_div(valid * _train_flag(F, ones), valid_fraction) * (
+            self.drop_prob / (bs * bs))
+        seeds = F.broadcast_lesser(F.random.uniform_like(x), gamma)
+        dropped = F.Pooling(seeds, kernel=(bs, bs), stride=(1, 1), pad=(pad, pad), pool_type='max')
+        keep = 1 - dropped
+        # rescale so each sample keeps its expected activation mass: numel / kept (== 1 when
+        # nothing is dropped, so inference is exact)
+        numel = F.sum(F.ones_like(keep), axis=(1, 2, 3), keepdims=True)
+        kept = F.maximum(F.sum(keep, axis=(1, 2, 3), keepdims=True), 1)
+        return F.broadcast_mul(x * keep, F.broadcast_div(numel, kept))
+
+    def __repr__(self):
+        return '%s(drop_prob=%g, block_size=%d)' % (self.__class__.__name__, self.drop_prob,
+                                                    self.block_size)
+
+
+class Dropout(_Stochastic, nn.Dropout):
+    """``nn.Dropout`` that :func:`deploy_mode` leaves out of exported graphs."""
+
+    def hybrid_forward(self, F, x):
+        if self.deploy:
+            return x
+        return super(Dropout, self).hybrid_forward(F, x)
+
+
+def _retrace(net):
+    # Python-level settings are frozen into a hybridized graph at trace time: drop every cached
+    # graph so the next call traces again. Parameters are untouched.
+    net.apply(lambda block: block._clear_cached_op() if isinstance(block, HybridBlock) else None)
+
+
+def set_drop_prob(net, drop_prob):
+    """Set the drop probability of every DropBlock in ``net``; returns how many were set.
+
+    Takes effect on the next forward call (a hybridized network re-traces once).
+    """
+    blocks = [b for b in _walk(net) if isinstance(b, DropBlock)]
+    for block in blocks:
+        block.drop_prob = drop_prob
+    _retrace(net)
+    return len(blocks)
+
+
+def _walk(net):
+    found = []
+    net.apply(found.append)
+    return found
+
+
+class deploy_mode(object):
+    """Context manager: trace ``net`` without its stochastic layers (no random ops in the graph),
+    for export. Restores the previous state on exit."""
+
+    def __init__(self, net):
+        self.net = net
+        self._blocks = [b for b in _walk(net) if isinstance(b, _Stochastic)]
+
+    def __enter__(self):
+        self._set(True)
+        return self.net
+
+    def __exit__(self, *exc):
+        self._set(False)
+
+    def _set(self, value):
+        for block in self._blocks:
+            block.deploy = value
+        _retrace(self.net)

@@ -1,0 +1,136 @@
+"""Model registry: each model is a table row of trunk arguments plus its metadata."""
+import difflib
+import inspect
+from dataclasses import dataclass, field
+
+import mxnet as mx
+
+from ..backbone.resnet import ResNeSt
+
+__all__ = ['ModelInfo', 'register_model', 'get_model', 'get_model_info', 'list_models']
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+_REGISTRY = {}
+# trunk arguments a caller may override through get_model(**kwargs)
+_TRUNK_ARGS = tuple(p for p in inspect.signature(ResNeSt.__init__).parameters
+                    if p not in ('self', 'classes', 'kwargs'))
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a user needs to build, feed and compare a model.
+
+    ``input_size`` is the training crop and ``eval_crop`` the evaluation crop, which is taken
+    from an image whose short side was resized to ``eval_crop / crop_ratio``.
+    """
+    name: str
+    arch: dict
+    eval_crop: int = 224
+    crop_ratio: float = 0.875
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
+    top1: float = None          # published ImageNet top-1 (%) at eval_crop
+    params_m: float = None      # published parameter count (millions)
+    sha1: str = None            # of the published .params file
+    weights_from: str = None    # 'gluoncv' or 'resnest' (the official release)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def input_size(self):
+        return self.eval_crop
+
+    @property
+    def interpolation(self):
+        # the official recipe resizes with bicubic above 256 px
+        return 'bicubic' if self.eval_crop > 256 else 'bilinear'
+
+    @property
+    def resize(self):
+        return int(round(self.eval_crop / self.crop_ratio))
+
+
+def register_model(**meta):
+    """Decorator: ``fn`` returns the model's trunk arguments; ``meta`` its :class:`ModelInfo`.
+
+    The decorated name becomes a factory with the zoo's uniform signature.
+    """
+    def wrap(arch_fn):
+        name = arch_fn.__name__
+        if name in _REGISTRY:
+            raise ValueError('model %r is registered twice' % name)
+        _REGISTRY[name] = ModelInfo(name=name, arch=arch_fn(), **meta)
+
+        def factory(pretrained=False, root=None, ctx=None, classes=1000, **kwargs):
+            return get_model(name, pretrained=pretrained, root=root, ctx=ctx, classes=classes,
+                             **kwargs)
+        factory.__name__ = factory.__qualname__ = name
+        factory.__doc__ = arch_fn.__doc__
+        factory.info = _REGISTRY[name]
+        return factory
+    return wrap
+
+
+def list_models():
+    """Names of all registered models, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_model_info(name):
+    """The :class:`ModelInfo` of a registered model."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(str(name), _REGISTRY, n=3, cutoff=0.5)
+        raise ValueError('unknown model %r%s; list_models() gives all %d names'
+                         % (name, ' (did you mean %s?)' % ', '.join(close) if close else '',
+                            len(_REGISTRY))) from None
+
+
+def _trunk_kwargs(name, kwargs):
+    kwargs = dict(kwargs)
+    if 'dilated' in kwargs:  # GluonCV's spelling of output_stride=8
+        dilated = kwargs.pop('dilated')
+        if dilated and kwargs.setdefault('output_stride', 8) != 8:
+            raise ValueError('dilated=True means output_stride=8, got output_stride=%r'
+                             % kwargs['output_stride'])
+    unknown = sorted(set(kwargs) - set(_TRUNK_ARGS))
+    if unknown:
+        raise TypeError('%s: unknown argument%s %s; allowed: pretrained, root, ctx, classes, '
+                        'dilated, %s' % (name, 's' if len(unknown) > 1 else '',
+                                         ', '.join(unknown), ', '.join(_TRUNK_ARGS)))
+    return kwargs
+
+
+def get_model(name, pretrained=False, root=None, ctx=None, classes=1000, **kwargs):
+    """Build a registered model.
+
+    Parameters
+    ----------
+    name : str
+        See :func:`list_models`.
+    pretrained : bool or str
+        True loads the published weights; a string selects them by (a prefix of) their sha1.
+    root : str
+        Folder of the weight files; default ``$MXNET_HOME/models`` or ``~/.mxnet/models``.
+    ctx : Context or list of Context
+        Where pretrained weights are loaded; default CPU.
+    classes : int
+        Classifier outputs. With pretrained weights and ``classes != 1000`` the backbone is loaded
+        and the classifier freshly initialized.
+    **kwargs
+        Trunk overrides (see :class:`~gluon_resnest.backbone.ResNeSt`), e.g.
+        ``output_stride=8``, ``dropblock_prob=0.1``, ``last_gamma=True``, ``norm_layer``.
+
+    Without ``pretrained`` the network is returned uninitialized, as in GluonCV: call
+    ``net.initialize()``.
+    """
+    info = get_model_info(name)
+    arch = dict(info.arch, **_trunk_kwargs(name, kwargs))
+    net = ResNeSt(classes=classes, **arch)
+    net.info = info
+    if pretrained:
+        from .store import load_pretrained
+        load_pretrained(net, info, tag=pretrained, root=root, ctx=ctx or mx.cpu())
+    return net

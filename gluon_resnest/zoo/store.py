@@ -1,0 +1,115 @@
+"""Pretrained weight store: ``{name}-{sha1[:8]}.params`` files under a root folder, verified by
+sha1 before they are loaded; missing files are fetched from GluonCV's or the official ResNeSt
+repository (or the ``MXNET_GLUON_REPO`` mirror)."""
+import os
+import shutil
+import tempfile
+import zipfile
+
+import mxnet as mx
+from mxnet.gluon.utils import check_sha1, download
+
+__all__ = ['default_root', 'get_model_file', 'load_pretrained', 'PretrainedWeightsError']
+
+REPO_URLS = {
+    'gluoncv': 'https://apache-mxnet.s3-accelerate.dualstack.amazonaws.com/',
+    'resnest': 'https://hangzh.s3-us-west-1.amazonaws.com/',
+}
+_URL_FORMAT = '{repo_url}gluon/models/{file_name}.zip'
+CLASSIFIER = ('fc.weight', 'fc.bias')
+
+
+class PretrainedWeightsError(RuntimeError):
+    """Pretrained weights are unavailable, or a file does not match its published hash."""
+
+
+def default_root():
+    """``$MXNET_HOME/models`` when MXNET_HOME is set, else ``~/.mxnet/models``."""
+    home = os.environ.get('MXNET_HOME')
+    return os.path.join(home, 'models') if home else os.path.join('~', '.mxnet', 'models')
+
+
+def _expected_hash(info, tag):
+    if not info.sha1:
+        raise PretrainedWeightsError('%s has no published weights; build it with '
+                                     'pretrained=False' % info.name)
+    if tag is True:
+        return info.sha1
+    tag = str(tag).lower()
+    if len(tag) < 8 or any(c not in '0123456789abcdef' for c in tag):
+        raise PretrainedWeightsError('pretrained=%r: a tag is at least the first 8 hex digits of '
+                                     'the weights\' sha1 (%s: %s)' % (tag, info.name, info.sha1[:8]))
+    if not info.sha1.startswith(tag):
+        raise PretrainedWeightsError('pretrained=%r: %s has no weights with that hash; the '
+                                     'published file is %s-%s.params' % (tag, info.name, info.name,
+                                                                          info.sha1[:8]))
+    return info.sha1
+
+
+def _sha1_matches(path, sha1):
+    return os.path.isfile(path) and check_sha1(path, sha1)
+
+
+def get_model_file(info, tag=True, root=None):
+    """Path of the verified weights of ``info`` (a ModelInfo), downloading them if missing.
+
+    A file whose sha1 does not match is never returned.
+    """
+    sha1 = _expected_hash(info, tag)
+    root = os.path.expanduser(root or default_root())
+    file_name = '%s-%s' % (info.name, sha1[:8])
+    path = os.path.join(root, file_name + '.params')
+    if _sha1_matches(path, sha1):
+        return path
+    bad = os.path.exists(path)
+    repo_url = os.environ.get('MXNET_GLUON_REPO', REPO_URLS[info.weights_from])
+    url = _URL_FORMAT.format(repo_url=repo_url.rstrip('/') + '/', file_name=file_name)
+    try:
+        os.makedirs(root, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=root) as tmp:
+            archive = download(url, path=os.path.join(tmp, file_name + '.zip'), retries=1)
+            with zipfile.ZipFile(archive) as zf:
+                zf.extract(file_name + '.params', tmp)
+            fetched = os.path.join(tmp, file_name + '.params')
+            if not check_sha1(fetched, sha1):
+                raise PretrainedWeightsError('the file downloaded from %s does not match sha1 %s'
+                                             % (url, sha1))
+            os.replace(fetched, path)  # atomic: a half-written file never has the final name
+    except PretrainedWeightsError:
+        raise
+    except Exception as err:  # offline, refused, no such file on the mirror, bad archive
+        raise PretrainedWeightsError(
+            '%s: %s %s, and downloading %s failed (%s: %s). Put the file there (sha1 %s), or '
+            'set MXNET_GLUON_REPO to a mirror that serves gluon/models/%s.zip'
+            % (info.name, path, 'does not match its sha1' if bad else 'is missing', url,
+               type(err).__name__, err, sha1, file_name)) from None
+    return path
+
+
+def _load_param_file(path):
+    # files saved by Block.save_parameters hold structural names; older exports prefix arg:/aux:
+    return {k.split(':', 1)[-1]: v for k, v in mx.nd.load(path).items()}
+
+
+def load_pretrained(net, info, tag=True, root=None, ctx=mx.cpu()):
+    """Load the published weights of ``info`` into ``net``.
+
+    When ``net`` has no classifier (``features_only``) or one of a different size, the backbone is
+    loaded strictly and the classifier, if any, freshly initialized.
+    """
+    path = get_model_file(info, tag, root)
+    params = _load_param_file(path)
+    own = net._collect_params_with_prefix()
+    fc_fits = all(k in own and own[k].shape == params[k].shape for k in CLASSIFIER)
+    if not fc_fits:
+        params = {k: v for k, v in params.items() if k not in CLASSIFIER}
+    missing = sorted(set(own) - set(params) - (set() if fc_fits else set(CLASSIFIER)))
+    extra = sorted(set(params) - set(own))
+    if missing or extra:
+        raise PretrainedWeightsError('%s does not fit %s: missing %s, unexpected %s'
+                                     % (path, info.name, missing[:5], extra[:5]))
+    for name, value in params.items():
+        own[name]._load_init(value, ctx)  # what Block.load_parameters does, shape-checked
+    if not fc_fits and 'fc.weight' in own:
+        net.fc.initialize(ctx=ctx)
+    return path
