@@ -1,0 +1,39 @@
+"""gluon-resnest: ResNeSt (Split-Attention Networks) for MXNet Gluon.
+
+``pip install .`` installs the CPU build of MXNet 1.9.1. For NVIDIA GPUs (CUDA 11.2 libraries
+required) select the GPU build instead of the CPU one:
+
+    GLUON_RESNEST_MXNET=cu112 pip install ".[cu112]"
+
+The variable matters because pip cannot drop a default requirement when an extra is chosen, and
+the CPU and GPU builds both install the ``mxnet`` package: having both breaks it.
+"""
+import os
+
+from setuptools import find_packages, setup
+
+MXNET_BUILDS = {'cpu': 'mxnet==1.9.1', 'cu112': 'mxnet-cu112==1.9.1'}
+variant = os.environ.get('GLUON_RESNEST_MXNET', 'cpu')
+if variant not in MXNET_BUILDS:
+    raise SystemExit('GLUON_RESNEST_MXNET=%s: choose one of %s' % (variant, ', '.join(MXNET_BUILDS)))
+
+# MXNet 1.9.1 imports only with numpy < 1.24; unpinned, these pull numpy-2 builds.
+PINNED = ['numpy==1.23.5', 'Pillow<11', 'scipy<1.12', 'pandas<2.1', 'matplotlib<3.8',
+          'opencv-python-headless<4.9', 'opencv-python<4.9']
+
+setup(
+    name='gluon-resnest',
+    version='0.1.0',
+    description='ResNeSt (Split-Attention Networks) for MXNet Gluon: model zoo, Horovod '
+                'training, evaluation and export',
+    long_description=open(os.path.join(os.path.dirname(__file__), 'README.md')).read(),
+    long_description_content_type='text/markdown',
+    packages=find_packages(include=['gluon_resnest', 'gluon_resnest.*']),
+    python_requires='>=3.8',
+    install_requires=[MXNET_BUILDS[variant], 'tqdm'] + PINNED,
+    extras_require={
+        'cu112': [MXNET_BUILDS['cu112']],
+        # GluonCV is the reference the tests compare against, never a library dependency
+        'dev': ['gluoncv==0.10.5.post0', 'pytest'],
+    },
+)

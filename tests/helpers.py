@@ -1,0 +1,26 @@
+"""Shared test helpers."""
+import mxnet as mx
+import numpy as np
+
+
+def randomize(net, seed=0):
+    """Give every parameter of an initialized ``net`` non-trivial values, BN statistics included."""
+    rng = np.random.RandomState(seed)
+    for name, p in sorted(net.collect_params().items()):
+        shape = p.shape
+        if name.endswith('running_var') or name.endswith('gamma'):
+            value = rng.uniform(0.5, 1.5, shape)
+        elif name.endswith(('running_mean', 'beta', 'bias')):
+            value = rng.normal(0, 0.1, shape)
+        else:
+            # variance 1/fan_in (not He's 2/fan_in): a deep random residual net then keeps
+            # activations and logits of order 1 instead of growing without bound
+            fan_in = max(1, int(np.prod(shape[1:])))
+            value = rng.normal(0, np.sqrt(1.0 / fan_in), shape)
+        p.set_data(mx.nd.array(value, dtype=p.dtype))
+
+
+def structural_params(net):
+    """{'layer1.0.conv1.weight': ndarray, ...}, the names .params files use."""
+    return {k: v.data().asnumpy() for k, v in net._collect_params_with_prefix().items()}
+

@@ -1,0 +1,121 @@
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import autograd
+from mxnet.gluon import nn
+
+from gluon_resnest.layers import DropBlock, deploy_mode, set_drop_prob
+
+
+def _train(block, x):
+    with autograd.record():
+        return block(x)
+
+
+def _net(drop_prob=0.1):
+    net = nn.HybridSequential()
+    net.add(nn.Conv2D(8, 3, padding=1, in_channels=3), DropBlock(drop_prob), nn.BatchNorm(in_channels=8))
+    net.initialize()
+    return net
+
+
+@pytest.mark.parametrize('p', [0.05, 0.1, 0.3])
+def test_dropped_fraction_is_close_to_p(p):
+    block = DropBlock(p, block_size=3)
+    x = mx.nd.ones((16, 32, 28, 28))
+    y = _train(block, x).asnumpy()
+    dropped = (y == 0).mean()
+    assert abs(dropped - p) < 0.2 * p + 0.005
+    # survivors are rescaled per sample so that each sample keeps its activation mass
+    np.testing.assert_allclose(y.sum(axis=(1, 2, 3)), x[0].size, rtol=1e-4)
+
+
+def test_drops_whole_blocks():
+    block = DropBlock(0.05, block_size=3)
+    y = _train(block, mx.nd.ones((4, 8, 20, 20))).asnumpy() == 0
+    # every dropped pixel lies in a fully dropped 3x3 square
+    h, w = y.shape[2:]
+    covered = np.zeros_like(y)
+    for i in range(h - 2):
+        for j in range(w - 2):
+            full = y[:, :, i:i + 3, j:j + 3].all(axis=(2, 3))
+            covered[:, :, i:i + 3, j:j + 3] |= full[:, :, None, None]
+    assert y.any()
+    assert (covered == y).all()
+
+
+def test_independent_masks_per_sample_and_channel():
+    block = DropBlock(0.2)
+    mask = _train(block, mx.nd.ones((8, 4, 16, 16))).asnumpy() == 0
+    flat = mask.reshape(32, -1)
+    assert len({row.tobytes() for row in flat}) == 32
+
+
+def test_identity_at_inference_even_when_first_traced_while_recording():
+    net = _net(0.3)
+    net.hybridize(static_alloc=True)
+    x = mx.nd.random.uniform(shape=(4, 3, 16, 16))
+    with autograd.record():
+        trained = net(x)           # the graph is traced here, in training mode
+    first, second = net(x).asnumpy(), net(x).asnumpy()
+    np.testing.assert_array_equal(first, second)
+    for block in (net[1],):
+        block.drop_prob = 0.0      # reference: the same network without DropBlock, not traced
+    net.hybridize(active=False)
+    np.testing.assert_array_equal(first, net(x).asnumpy())
+    assert not np.array_equal(trained.asnumpy(), first)
+
+
+def test_one_network_trains_at_two_input_sizes():
+    net = _net(0.2)
+    net.hybridize()
+    for size in (32, 24, 17):
+        x = mx.nd.ones((2, 3, size, size))
+        out = _train(net, x)
+        assert out.shape == (2, 8, size, size)
+        assert (net[1](net[0](x)) == 0).sum().asscalar() == 0  # inference keeps everything
+        with autograd.record():
+            dropped = (net[1](mx.nd.ones((2, 8, size, size))) == 0).mean().asscalar()
+        assert 0.05 < dropped < 0.4
+
+
+def test_tiny_maps_where_no_block_fits_are_left_alone():
+    y = _train(DropBlock(0.5, block_size=5), mx.nd.ones((2, 3, 3, 3)))
+    np.testing.assert_array_equal(y.asnumpy(), np.ones((2, 3, 3, 3)))
+
+
+def test_set_drop_prob_changes_a_hybridized_network_without_rebuilding():
+    net = _net(0.0)
+    net.hybridize()
+    x = mx.nd.ones((4, 8, 24, 24))
+    params_before = {k: v.data().asnumpy().copy() for k, v in net.collect_params().items()}
+    with autograd.record():
+        assert (net[1](x) == 0).sum().asscalar() == 0
+    assert set_drop_prob(net, 0.25) == 1
+    with autograd.record():
+        frac = (net[1](x) == 0).mean().asscalar()
+    assert 0.15 < frac < 0.35
+    for k, v in net.collect_params().items():
+        np.testing.assert_array_equal(params_before[k], v.data().asnumpy())
+
+
+def test_deploy_mode_leaves_no_random_ops_in_the_graph():
+    net = _net(0.2)
+    net.hybridize()
+    with deploy_mode(net):
+        net(mx.nd.ones((1, 3, 8, 8)))
+        graph = net._cached_graph[1].tojson()
+    assert 'random' not in graph and 'Dropout' not in graph
+    with autograd.record():
+        net(mx.nd.ones((1, 3, 8, 8)))
+    assert 'random' in net._cached_graph[1].tojson()
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(drop_prob=1.0), 'drop_prob must be in \\[0, 1\\)'),
+    (dict(drop_prob=-0.1), 'drop_prob must be in'),
+    (dict(drop_prob=0.1, block_size=4), 'block_size must be an odd integer'),
+])
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DropBlock(**kwargs)

@@ -1,0 +1,180 @@
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import autograd
+
+import gluon_resnest as gr
+from helpers import randomize
+
+
+def _param_count(net, trainable_only=True):
+    return sum(int(np.prod(p.shape)) for p in net.collect_params().values()
+               if not trainable_only or p.grad_req != 'null')
+
+
+@pytest.mark.parametrize('name', [n for n in gr.list_models() if gr.get_model_info(n).params_m])
+def test_parameter_counts_match_the_paper(name):
+    net = gr.get_model(name)
+    net.initialize()
+    net(mx.nd.zeros((1, 3, 32, 32)))
+    published = gr.get_model_info(name).params_m * 1e6
+    assert abs(_param_count(net) - published) / published < 0.005
+
+
+def _gluoncv_reference(name, size, **kwargs):
+    """GluonCV's model with random weights and non-trivial BN statistics."""
+    gcv_model_zoo = pytest.importorskip('gluoncv.model_zoo')
+    ref = gcv_model_zoo.get_model(name, input_size=size, **kwargs)
+    ref.initialize()
+    ref(mx.nd.zeros((1, 3, size, size)))
+    randomize(ref, seed=1)
+    return ref
+
+
+@pytest.mark.parametrize('name, size', [('resnest14', 224), ('resnest26', 224),
+                                        ('resnest50', 224), ('resnest101', 256)])
+def test_gluoncv_weights_load_unchanged_and_give_the_same_logits(name, size, tmp_path):
+    ref = _gluoncv_reference(name, size)
+    path = str(tmp_path / (name + '.params'))
+    ref.save_parameters(path)
+    ours = gr.get_model(name)
+    ours.load_parameters(path)  # strict: every name and shape must match
+    assert _param_count(ours, False) == _param_count(ref, False)
+    ours.hybridize(static_alloc=True)
+    x = mx.nd.random.uniform(-2, 2, shape=(2, 3, size, size))
+    expected = ref(x).asnumpy()
+    assert 1 < np.abs(expected).max() < 100  # logits of a sane scale: the bounds mean something
+    # float32: the operators are ordered differently (pool-then-sum, batched products), so only
+    # rounding may differ
+    assert np.abs(ours(x).asnumpy() - expected).max() <= 2e-6 * np.abs(expected).max()
+    # float64: the same mathematics, so the logits agree far below the 1e-5 bound
+    ref.cast('float64')
+    ours.cast('float64')
+    x64 = x.astype('float64')
+    assert np.abs(ours(x64).asnumpy() - ref(x64).asnumpy()).max() <= 1e-5
+
+
+def test_resnest50_has_gluoncvs_parameter_count():
+    net = gr.get_model('resnest50')
+    net.initialize()
+    assert _param_count(net, trainable_only=False) == 27547816
+
+
+@pytest.mark.parametrize('output_stride, gluoncv_kwargs', [(8, dict(dilated=True)),
+                                                           (16, dict(dilation=2))])
+def test_dilated_modes_match_gluoncv(output_stride, gluoncv_kwargs, tmp_path):
+    ref = _gluoncv_reference('resnest50', 96, **gluoncv_kwargs)
+    ref.save_parameters(str(tmp_path / 'w.params'))
+    ours = gr.get_model('resnest50', output_stride=output_stride)
+    ours.load_parameters(str(tmp_path / 'w.params'))
+    x = mx.nd.random.uniform(-2, 2, shape=(1, 3, 96, 96), dtype='float64')
+    ref.cast('float64')
+    ours.cast('float64')
+    assert np.abs(ours(x).asnumpy() - ref(x).asnumpy()).max() <= 1e-5
+
+
+@pytest.mark.parametrize('output_stride, strides', [(32, (4, 8, 16, 32)), (16, (4, 8, 16, 16)),
+                                                    (8, (4, 8, 8, 8))])
+def test_stage_outputs_for_dense_prediction(output_stride, strides):
+    net = gr.get_model('resnest14', features_only=True, output_stride=output_stride)
+    net.initialize()
+    net.hybridize()
+    feats = net(mx.nd.zeros((1, 3, 128, 128)))
+    assert [f.shape[1] for f in feats] == [256, 512, 1024, 2048]
+    assert [128 // f.shape[2] for f in feats] == list(strides)
+
+
+@pytest.mark.parametrize('name', ['resnest50_fast_2s2x40d', 'resnest50_fast_1s4x24d',
+                                  'resnest50_fast_4s1x64d', 'resnetd50'])
+def test_hybridized_equals_imperative(name):
+    net = gr.get_model(name, classes=10)
+    net.initialize()
+    randomize(net)
+    x = mx.nd.random.uniform(shape=(2, 3, 64, 64))
+    eager = net(x).asnumpy()
+    net.hybridize(static_alloc=True, static_shape=True)
+    np.testing.assert_allclose(net(x).asnumpy(), eager, atol=1e-5)
+    net(mx.nd.random.uniform(shape=(1, 3, 96, 80)))  # another shape re-binds
+
+
+def test_resnest101_builds_and_runs_hybridized():
+    net = gr.get_model('resnest101')
+    net.initialize()
+    net.hybridize(static_alloc=True, static_shape=True)
+    out = net(mx.nd.random.uniform(shape=(1, 3, 256, 256)))
+    assert out.shape == (1, 1000) and np.isfinite(out.asnumpy()).all()
+
+
+def test_training_recipe_switches():
+    net = gr.get_model('resnest200', last_gamma=True, dropblock_prob=0.1)
+    net.initialize()
+    bn3 = [b for b in net.layer2[0]._children.values() if b.name.endswith('batchnorm2')]
+    assert net.layer1[0].bn3.gamma.data().sum().asscalar() == 0  # zero-gamma last BN
+    assert net.drop is not None and net.drop._rate == 0.2  # final dropout for >200 layers
+    drops = [b for b in gr.layers.dropblock._walk(net) if isinstance(b, gr.DropBlock)]
+    assert len(drops) == 3 * (36 + 3) and all(d.drop_prob == 0.1 for d in drops)
+    assert gr.get_model('resnest101').drop is None
+    del bn3
+
+
+def test_export_round_trip_has_no_random_ops(tmp_path):
+    net = gr.get_model('resnest14', classes=7, dropblock_prob=0.1, final_drop=0.3)
+    net.initialize()
+    randomize(net)
+    x = mx.nd.random.uniform(shape=(2, 3, 64, 64))
+    with autograd.record():
+        net(x)  # a training-mode call first: export must not keep its graph
+    sym_file, params_file = gr.export_model(net, str(tmp_path / 'deploy' / 'r14'), (2, 3, 64, 64))
+    graph = open(sym_file).read()
+    assert 'random' not in graph and 'Dropout' not in graph
+    imported = mx.gluon.SymbolBlock.imports(sym_file, ['data'], params_file)
+    np.testing.assert_allclose(imported(x).asnumpy(), net(x).asnumpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize('shape, message', [
+    ((1, 1, 224, 224), 'expected 3 input channels'),
+    ((3, 224, 224), 'expected a 4-D batch'),
+    ((1, 3, 16, 224), 'input 16x224 is too small: height and width must be at least 32'),
+])
+def test_bad_input_is_named(shape, message):
+    net = gr.get_model('resnest14')
+    net.initialize()
+    for hybrid in (False, True):
+        net.hybridize(active=hybrid)
+        with pytest.raises(ValueError, match=message):
+            net(mx.nd.zeros(shape))
+
+
+def test_bad_constructor_arguments_are_named():
+    with pytest.raises(ValueError, match=r"unknown model 'resnest5'.*did you mean resnest50"):
+        gr.get_model('resnest5')
+    with pytest.raises(TypeError, match=r'unknown argument foo; allowed: .*output_stride'):
+        gr.get_model('resnest50', foo=1)
+    with pytest.raises(ValueError, match='radix must be an integer >= 0'):
+        gr.get_model('resnest50', radix=-1)
+    with pytest.raises(ValueError, match='divisible by cardinality\\*radix=3'):
+        gr.get_model('resnest50', radix=3)
+    with pytest.raises(ValueError, match='cardinality must be an integer >= 1'):
+        gr.get_model('resnest50', cardinality=0)
+    with pytest.raises(ValueError, match='output_stride must be one of'):
+        gr.get_model('resnest50', output_stride=4)
+    with pytest.raises(ValueError, match='dilated=True means output_stride=8'):
+        gr.get_model('resnest50', dilated=True, output_stride=16)
+
+
+def test_every_radix_and_cardinality_combination_runs():
+    for radix in (0, 1, 2, 4):
+        for cardinality in (1, 2, 4):
+            net = gr.ResNeSt((1, 1, 1, 1), radix=radix, cardinality=cardinality,
+                             bottleneck_width=32, classes=3)
+            net.initialize()
+            net.hybridize()
+            assert net(mx.nd.ones((1, 3, 32, 32))).shape == (1, 3)
+
+
+def test_metadata():
+    info = gr.get_model_info('resnest269')
+    assert (info.eval_crop, info.resize, info.interpolation) == (416, 475, 'bicubic')
+    assert (gr.get_model_info('resnest101').interpolation, info.top1) == ('bilinear', 84.5)
+    assert gr.resnest50.info.mean == (0.485, 0.456, 0.406)
+    assert len(gr.list_models()) == 14
