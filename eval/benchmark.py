@@ -1,0 +1,87 @@
+"""Speed, memory, parameters and FLOPs of a zoo model, optionally against GluonCV's model of the
+same name measured the same way in the same process. Prints one JSON line per measurement.
+
+    python eval/benchmark.py --model resnest50 --compare gluoncv
+"""
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+
+import mxnet as mx  # noqa: E402
+
+import gluon_resnest  # noqa: E402
+from gluon_resnest.analysis import (count_flops, count_params, peak_rss_mb,  # noqa: E402
+                                    time_inference, time_training)
+
+
+def build(impl, name, mode, size, dropblock_prob):
+    """An initialized network. Training uses the paper's DropBlock rate on both sides (GluonCV's
+    zoo has it built in and tied to ``input_size``)."""
+    if impl == 'gluoncv':
+        from gluoncv.model_zoo import get_model as gluoncv_model
+        net = gluoncv_model(name, input_size=size)
+    else:
+        net = gluon_resnest.get_model(name, dropblock_prob=dropblock_prob if mode == 'training'
+                                      else 0.0)
+    net.initialize(mx.init.MSRAPrelu())
+    return net
+
+
+def measure(impl, args, mode):
+    size = args.size if mode == 'inference' else args.train_size
+    net = build(impl, args.model, mode, size, args.dropblock_prob)
+    if mode == 'inference':
+        result = time_inference(net, args.batch_size, size, repeats=args.repeats)
+        batch = args.batch_size
+    else:
+        result = time_training(net, args.train_batch_size, size, repeats=args.train_repeats)
+        batch = args.train_batch_size
+    record = dict(model=args.model, impl=impl, mode=mode, batch_size=batch, size=size,
+                  params=count_params(net), **{k: round(v, 3) if isinstance(v, float) else v
+                                               for k, v in result.items()})
+    if impl == 'gluon_resnest':
+        record['gflops'] = round(count_flops(net, (1, 3, args.size, args.size)) / 1e9, 3)
+    record['peak_rss_mb'] = round(peak_rss_mb(), 1)
+    return record
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--model', default='resnest50', choices=gluon_resnest.list_models())
+    parser.add_argument('--mode', choices=['inference', 'training', 'both'], default='both')
+    parser.add_argument('--batch-size', type=int, default=8, help='inference batch')
+    parser.add_argument('--size', type=int, default=None, help="inference crop (default: the "
+                        "model's eval crop)")
+    parser.add_argument('--train-batch-size', type=int, default=16)
+    parser.add_argument('--train-size', type=int, default=128)
+    parser.add_argument('--repeats', type=int, default=10)
+    parser.add_argument('--train-repeats', type=int, default=5)
+    parser.add_argument('--dropblock-prob', type=float, default=0.1,
+                        help='DropBlock rate while training (GluonCV builds 0.1 in)')
+    parser.add_argument('--compare', choices=['gluoncv'], default=None,
+                        help="also measure GluonCV's model of the same name and print the ratio")
+    args = parser.parse_args(argv)
+    if args.size is None:
+        args.size = gluon_resnest.get_model_info(args.model).eval_crop
+    for value, flag in ((args.batch_size, '--batch-size'), (args.train_batch_size,
+                        '--train-batch-size'), (args.size, '--size'),
+                        (args.train_size, '--train-size')):
+        if value < 1:
+            parser.error('%s must be positive, got %d' % (flag, value))
+    modes = ['inference', 'training'] if args.mode == 'both' else [args.mode]
+    impls = ['gluon_resnest'] + ([args.compare] if args.compare else [])
+    for mode in modes:
+        results = {impl: measure(impl, args, mode) for impl in impls}
+        for record in results.values():
+            print(json.dumps(record), flush=True)
+        if args.compare:
+            ratio = results['gluon_resnest']['img_per_s'] / results[args.compare]['img_per_s']
+            print(json.dumps(dict(model=args.model, mode=mode, compare=args.compare,
+                                  speedup=round(ratio, 2))), flush=True)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,79 @@
+"""Speed and memory of a network, measured the same way for any Gluon model.
+
+Inference: hybridized with static memory, predict mode, warm-up excluded, median over repeats.
+Training: forward, backward and a NAG update of a hybridized network on a fixed batch.
+"""
+import statistics
+import time
+
+import mxnet as mx
+import numpy as np
+
+__all__ = ['time_inference', 'time_training', 'rss_mb', 'peak_rss_mb']
+
+
+def _proc_status(field):
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field + ':'):
+                return int(line.split()[1]) / 1024.0
+    return float('nan')
+
+
+def rss_mb():
+    """Resident memory of this process now (MiB)."""
+    return _proc_status('VmRSS')
+
+
+def peak_rss_mb():
+    """Peak resident memory of this process so far (MiB)."""
+    return _proc_status('VmHWM')
+
+
+def _median_rate(step, batch_size, warmup, repeats):
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    return {'img_per_s': batch_size / median, 'median_ms': median * 1e3,
+            'min_ms': min(times) * 1e3, 'repeats': repeats}
+
+
+def time_inference(net, batch_size=8, size=224, ctx=None, warmup=3, repeats=10, dtype='float32'):
+    """Inference images per second of an initialized ``net``."""
+    ctx = ctx or mx.cpu()
+    net.hybridize(static_alloc=True, static_shape=True)
+    x = mx.nd.random.uniform(shape=(batch_size, 3, size, size), ctx=ctx, dtype=dtype)
+
+    def step():
+        with mx.autograd.predict_mode():
+            out = net(x)
+        (out[0] if isinstance(out, (list, tuple)) else out).wait_to_read()
+    result = _median_rate(step, batch_size, warmup, repeats)
+    result['rss_mb'] = rss_mb()
+    return result
+
+
+def time_training(net, batch_size=16, size=128, classes=1000, ctx=None, warmup=2, repeats=5):
+    """Training images per second (forward, backward, NAG update) of an initialized ``net``."""
+    ctx = ctx or mx.cpu()
+    net.hybridize(static_alloc=True, static_shape=True)
+    trainer = mx.gluon.Trainer(net.collect_params(), 'nag',
+                               {'learning_rate': 0.01, 'momentum': 0.9, 'wd': 1e-4})
+    loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss()
+    x = mx.nd.random.uniform(shape=(batch_size, 3, size, size), ctx=ctx)
+    y = mx.nd.array(np.random.randint(0, classes, batch_size), ctx=ctx)
+
+    def step():
+        with mx.autograd.record():
+            loss = loss_fn(net(x), y)
+        loss.backward()
+        trainer.step(batch_size)
+        mx.nd.waitall()
+    result = _median_rate(step, batch_size, warmup, repeats)
+    result['rss_mb'] = rss_mb()
+    return result

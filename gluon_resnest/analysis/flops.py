@@ -1,0 +1,75 @@
+"""Parameter and FLOP counts from a network's symbol graph.
+
+FLOPs follow the paper's (and GluonCV's) convention: one multiply-add counts once. Counted are
+convolutions (groups and dilation included: dilation changes the receptive field, not the work
+per output), dense layers, and pooling (one operation per window element of every output).
+"""
+import json
+
+import mxnet as mx
+import numpy as np
+
+from ..layers.dropblock import deploy_mode
+
+__all__ = ['count_flops', 'count_params', 'symbol_of']
+
+
+def symbol_of(net, input_shape):
+    """The inference graph of ``net`` for one ``input_shape`` (N, C, H, W)."""
+    with deploy_mode(net), mx.autograd.predict_mode():
+        out = net(mx.sym.var('data'))
+    if isinstance(out, (list, tuple)):
+        out = mx.sym.Group(list(out))
+    return out
+
+
+def count_params(net, trainable_only=True):
+    """Number of parameters (trainable ones by default; BN running statistics excluded)."""
+    return sum(int(np.prod(p.shape)) for p in net.collect_params().values()
+               if not trainable_only or p.grad_req != 'null')
+
+
+def _tuple(value):
+    return tuple(int(v) for v in value.strip('()[] ').split(',') if v.strip())
+
+
+def count_flops(net, input_shape=(1, 3, 224, 224), per_op=False):
+    """Multiply-adds of one forward pass of ``net`` for a batch of ``input_shape``.
+
+    Returns the total, or with ``per_op`` a dict {op name: total} too.
+    """
+    sym = symbol_of(net, input_shape)
+    internals = sym.get_internals()
+    _, out_shapes, _ = internals.infer_shape(data=tuple(input_shape))
+    shapes = dict(zip(internals.list_outputs(), out_shapes))
+    nodes = json.loads(sym.tojson())['nodes']
+    by_op = {}
+    for node in nodes:
+        op, attrs = node['op'], node.get('attrs', {})
+        if op == 'null':
+            continue
+        out = shapes.get(node['name'] + '_output')
+        inputs = [nodes[i[0]] for i in node['inputs']]
+        in_shape = shapes.get(inputs[0]['name'] + '_output') if inputs else None
+        if inputs and inputs[0]['op'] == 'null' and inputs[0]['name'] == 'data':
+            in_shape = tuple(input_shape)
+        if out is None:
+            continue
+        if op in ('Convolution', 'Deconvolution'):
+            kernel = _tuple(attrs['kernel'])
+            groups = int(attrs.get('num_group', 1))
+            flops = np.prod(out) * (in_shape[1] // groups) * np.prod(kernel)
+        elif op == 'FullyConnected':
+            flops = np.prod(out) * int(np.prod(in_shape[1:]))
+        elif op == 'Pooling':
+            if attrs.get('global_pool', 'False') in ('True', 'true', '1'):
+                flops = np.prod(in_shape)
+            else:
+                flops = np.prod(out) * np.prod(_tuple(attrs['kernel']))
+        elif op == '_contrib_AdaptiveAvgPooling2D':
+            flops = np.prod(in_shape)
+        else:
+            continue
+        by_op[op] = by_op.get(op, 0) + int(flops)
+    total = sum(by_op.values())
+    return (total, by_op) if per_op else total
