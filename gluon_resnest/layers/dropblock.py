@@ -75,13 +75,15 @@ class DropBlock(_Stochastic, HybridBlock):
         gamma = F.broadcast_div(valid * _train_flag(F, ones), valid_fraction) * (
             self.drop_prob / (bs * bs))
         seeds = F.broadcast_lesser(F.random.uniform_like(x), gamma)
-        dropped = F.Pooling(seeds, kernel=(bs, bs), stride=(1, 1), pad=(pad, pad), pool_type='max')
-        keep = 1 - dropped
-        # rescale so each sample keeps its expected activation mass: numel / kept (== 1 when
-        # nothing is dropped, so inference is exact)
-        numel = F.sum(F.ones_like(keep), axis=(1, 2, 3), keepdims=True)
-        kept = F.maximum(F.sum(keep, axis=(1, 2, 3), keepdims=True), 1)
-        return F.broadcast_mul(x * keep, F.broadcast_div(numel, kept))
+        keep = 1 - F.Pooling(seeds, kernel=(bs, bs), stride=(1, 1), pad=(pad, pad),
+                             pool_type='max')
+        # rescale each sample by numel / kept so that it keeps its expected activation mass
+        # (exactly 1 when nothing is dropped, so inference is an exact identity)
+        kept_fraction = F.mean(F.Pooling(keep, kernel=(1, 1), pool_type='avg', global_pool=True),
+                               axis=1, keepdims=True)
+        mask = F.broadcast_div(keep, F.maximum(kept_fraction, 1e-6))
+        # the mask is a constant for autograd: no gradient flows into the sampling ops
+        return x * F.stop_gradient(mask)
 
     def __repr__(self):
         return '%s(drop_prob=%g, block_size=%d)' % (self.__class__.__name__, self.drop_prob,
