@@ -114,13 +114,20 @@ class ResNeSt(HybridBlock):
         Freeze BN statistics (fine-tuning detection or segmentation heads).
     in_channels : int
         Image channels.
+    planes : 4 ints
+        Bottleneck widths of the stages (outputs are 4x these).
+    stem_stride : 1 or 2
+        Stride of the stem's first conv; 1 (with ``stem_pool=False``) suits 28-64 px images.
+    stem_pool : bool
+        The stem's 3x3 stride-2 max pool.
     """
 
     def __init__(self, layers, radix=2, cardinality=1, bottleneck_width=64, classes=1000,
                  stem_width=32, deep_stem=True, avg_down=True, avd=True, avd_first=False,
                  output_stride=32, last_gamma=False, dropblock_prob=0.0, final_drop=0.0,
                  features_only=False, norm_layer=nn.BatchNorm, norm_kwargs=None,
-                 use_global_stats=False, in_channels=3, **kwargs):
+                 use_global_stats=False, in_channels=3, planes=(64, 128, 256, 512),
+                 stem_stride=2, stem_pool=True, **kwargs):
         super(ResNeSt, self).__init__(**kwargs)
         if len(layers) != 4 or any(not isinstance(n, int) or n < 1 for n in layers):
             raise ValueError('layers must be 4 positive integers, got %r' % (layers,))
@@ -132,13 +139,18 @@ class ResNeSt(HybridBlock):
         if output_stride not in OUTPUT_STRIDES:
             raise ValueError('output_stride must be one of %s, got %r'
                              % (sorted(OUTPUT_STRIDES), output_stride))
+        if len(planes) != 4 or any(not isinstance(n, int) or n < 1 for n in planes):
+            raise ValueError('planes must be 4 positive integers, got %r' % (planes,))
         if not isinstance(classes, int) or classes < 1:
             raise ValueError('classes must be a positive integer, got %r' % (classes,))
         norm_kwargs = dict(norm_kwargs or {})
         if use_global_stats:
             norm_kwargs['use_global_stats'] = True
         self.in_channels = in_channels
-        self.output_stride = output_stride
+        if stem_stride not in (1, 2):
+            raise ValueError('stem_stride must be 1 or 2, got %r' % (stem_stride,))
+        # how much the trunk downsamples: the smallest input it accepts
+        self.output_stride = output_stride // (2 // stem_stride) // (1 if stem_pool else 2)
         self.features_only = features_only
         block_args = dict(radix=radix, cardinality=cardinality, bottleneck_width=bottleneck_width,
                           avd=avd, avd_first=avd_first, last_gamma=last_gamma,
@@ -147,14 +159,14 @@ class ResNeSt(HybridBlock):
         stem_out = stem_width * 2 if deep_stem else 64
         with self.name_scope():
             self.conv1 = self._make_stem(deep_stem, stem_width, in_channels, norm_layer,
-                                         norm_kwargs)
+                                         norm_kwargs, stem_stride)
             self.bn1 = norm_layer(in_channels=stem_out, **norm_kwargs)
-            self.maxpool = nn.MaxPool2D(pool_size=3, strides=2, padding=1)
+            self.maxpool = nn.MaxPool2D(3, 2, padding=1) if stem_pool else _Identity()
             stages, channels = [], stem_out
             for index, (planes, n, strides, dilation, drop) in enumerate((
-                    (64, layers[0], 1, 1, None), (128, layers[1], 2, 1, None),
-                    (256, layers[2], s3, d3, dropblock_prob), (512, layers[3], s4, d4,
-                                                               dropblock_prob)), 1):
+                    (planes[0], layers[0], 1, 1, None), (planes[1], layers[1], 2, 1, None),
+                    (planes[2], layers[2], s3, d3, dropblock_prob),
+                    (planes[3], layers[3], s4, d4, dropblock_prob)), 1):
                 stages.append(self._make_stage(index, planes, n, channels, strides, dilation,
                                                avg_down, dict(block_args, dropblock_prob=drop)))
                 channels = planes * EXPANSION
@@ -165,12 +177,13 @@ class ResNeSt(HybridBlock):
                 self.fc = nn.Dense(classes, in_units=channels)
 
     @staticmethod
-    def _make_stem(deep_stem, stem_width, in_channels, norm_layer, norm_kwargs):
+    def _make_stem(deep_stem, stem_width, in_channels, norm_layer, norm_kwargs, strides):
         if not deep_stem:
-            return nn.Conv2D(64, 7, 2, 3, use_bias=False, in_channels=in_channels)
+            return nn.Conv2D(64, 7, strides, 3, use_bias=False, in_channels=in_channels)
         stem = nn.HybridSequential(prefix='conv1')
         with stem.name_scope():
-            stem.add(nn.Conv2D(stem_width, 3, 2, 1, use_bias=False, in_channels=in_channels),
+            stem.add(nn.Conv2D(stem_width, 3, strides, 1, use_bias=False,
+                               in_channels=in_channels),
                      norm_layer(in_channels=stem_width, **norm_kwargs), nn.Activation('relu'),
                      nn.Conv2D(stem_width, 3, 1, 1, use_bias=False, in_channels=stem_width),
                      norm_layer(in_channels=stem_width, **norm_kwargs), nn.Activation('relu'),
