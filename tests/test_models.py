@@ -177,4 +177,15 @@ def test_metadata():
     assert (info.eval_crop, info.resize, info.interpolation) == (416, 475, 'bicubic')
     assert (gr.get_model_info('resnest101').interpolation, info.top1) == ('bilinear', 84.5)
     assert gr.resnest50.info.mean == (0.485, 0.456, 0.406)
-    assert len(gr.list_models()) == 14
+    assert len(gr.list_models()) == 15
+
+
+def test_small_input_model_downsamples_by_16_and_accepts_28px():
+    net = gr.get_model('resnest14_small', classes=10)
+    net.initialize()
+    feats_net = gr.get_model('resnest14_small', features_only=True)
+    feats_net.initialize()
+    assert net(mx.nd.zeros((2, 3, 28, 28))).shape == (2, 10)
+    assert [f.shape[2] for f in feats_net(mx.nd.zeros((1, 3, 32, 32)))] == [16, 8, 4, 2]
+    with pytest.raises(ValueError, match='at least 16'):
+        net(mx.nd.zeros((1, 3, 8, 8)))
