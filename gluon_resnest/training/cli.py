@@ -1,0 +1,24 @@
+"""Command-line flags generated from TrainConfig, so every flag reaches the trainer."""
+import argparse
+import dataclasses
+
+from .loop import TrainConfig
+
+__all__ = ['config_parser', 'config_from_args']
+
+
+def config_parser(description=None, defaults=None):
+    parser = argparse.ArgumentParser(description=description)
+    for f in dataclasses.fields(TrainConfig):
+        flag = '--' + f.name.replace('_', '-')
+        default = (defaults or {}).get(f.name, f.default)
+        if f.type is bool or f.type == 'bool':
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+        else:
+            kind = {'int': int, 'float': float, 'str': str}.get(f.type, f.type)
+            parser.add_argument(flag, type=kind, default=default, metavar=f.name.upper())
+    return parser
+
+
+def config_from_args(args):
+    return TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})

@@ -1,0 +1,196 @@
+"""RecordIO image data sharded across Horovod ranks, with the paper's train/eval transforms."""
+import os
+import random
+import zlib
+
+import mxnet as mx
+import numpy as np
+from mxnet.gluon.data import DataLoader, Dataset, Sampler
+from mxnet.gluon.data.vision import transforms as T
+
+from .autoaugment import ImageNetPolicy
+
+__all__ = ['RecordDataset', 'ShardSampler', 'train_transform', 'eval_transform', 'make_loader',
+           'RecordError']
+
+# PCA of ImageNet RGB pixels (AlexNet's lighting noise), as used by GluonCV's RandomLighting
+INTERPOLATION = {'bilinear': 1, 'bicubic': 3}
+
+
+class RecordError(ValueError):
+    """A record that cannot be read, decoded or labelled."""
+
+
+def _check_files(rec_path):
+    idx_path = os.path.splitext(rec_path)[0] + '.idx'
+    for path, what in ((rec_path, 'RecordIO file'), (idx_path, 'index file (.idx)')):
+        if not os.path.isfile(path):
+            raise FileNotFoundError('%s %s not found%s' % (
+                what, path, '; im2rec writes it next to the .rec' if path == idx_path else ''))
+    return idx_path
+
+
+class RecordDataset(Dataset):
+    """Images and integer labels from a RecordIO pair ``x.rec`` + ``x.idx``.
+
+    The file is opened lazily in each process, so DataLoader workers never share a handle.
+    ``classes`` makes a label outside ``0..classes-1`` an error that names the record.
+    """
+
+    def __init__(self, rec_path, classes=None, flag=1):
+        self.rec_path = rec_path
+        self.idx_path = _check_files(rec_path)
+        with open(self.idx_path) as f:
+            self.keys = [int(line.split('\t', 1)[0]) for line in f if line.strip()]
+        if not self.keys:
+            raise RecordError('%s lists no records' % self.idx_path)
+        self.classes = classes
+        self.flag = flag
+        self._reader, self._pid = None, None
+
+    def __len__(self):
+        return len(self.keys)
+
+    def _record(self, key):
+        if self._pid != os.getpid():
+            self._reader = mx.recordio.MXIndexedRecordIO(self.idx_path, self.rec_path, 'r')
+            self._pid = os.getpid()
+        return self._reader.read_idx(key)
+
+    def read(self, i):
+        """(HWC uint8 image NDArray, int label) of record number ``i``."""
+        key = self.keys[i]
+        try:
+            header, payload = mx.recordio.unpack(self._record(key))
+            image = mx.image.imdecode(payload, flag=self.flag)
+        except Exception as err:
+            raise RecordError('record %d of %s is corrupt (%s: %s)' % (
+                key, self.rec_path, type(err).__name__, err)) from None
+        label = header.label
+        label = int(label if np.isscalar(label) else label[0])
+        if self.classes is not None and not 0 <= label < self.classes:
+            raise RecordError('record %d of %s has label %d; the model has %d classes, so labels '
+                              'must lie in 0..%d' % (key, self.rec_path, label, self.classes,
+                                                     self.classes - 1))
+        return image, label
+
+    def __getitem__(self, i):
+        return self.read(i)
+
+
+class _Transformed(Dataset):
+    """Applies ``transform`` to item ``(epoch, index)`` with random generators seeded from
+    (seed, epoch, index): augmentation is reproducible, so a resumed run sees what an
+    uninterrupted one does (workers are forked once, so the epoch travels with the index)."""
+
+    def __init__(self, dataset, transform, seed):
+        self.dataset, self.transform, self.seed = dataset, transform, seed
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, item):
+        epoch, i = item
+        image, label = self.dataset[i]
+        if self.seed is not None:
+            s = zlib.crc32(('%d-%d-%d' % (self.seed, epoch, i)).encode())
+            random.seed(s)
+            np.random.seed(s)
+            mx.random.seed(s)
+        return self.transform(image), np.float32(label)
+
+
+class ShardSampler(Sampler):
+    """Indices of this rank's shard, reshuffled every epoch from ``seed``.
+
+    ``pad=True`` (training): shards are equal-sized and disjoint within the padded order; the
+    order is padded with its own first records so every record is used at least once per epoch.
+    ``pad=False`` (evaluation): every record exactly once across ranks, shards differ by <= 1.
+    """
+
+    def __init__(self, length, rank=0, size=1, shuffle=True, seed=0, pad=True):
+        if not 0 <= rank < size:
+            raise ValueError('rank %d is outside 0..%d' % (rank, size - 1))
+        self.length, self.rank, self.size = length, rank, size
+        self.shuffle, self.seed, self.pad = shuffle, seed, pad
+        self.epoch = 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def order(self):
+        order = (np.random.RandomState(self.seed + self.epoch).permutation(self.length)
+                 if self.shuffle else np.arange(self.length))
+        if self.pad:
+            total = -(-self.length // self.size) * self.size
+            order = np.concatenate([order, order[:total - self.length]])
+        return order
+
+    def __iter__(self):
+        return iter(self.order()[self.rank::self.size].tolist())
+
+    def tagged(self):
+        """This sampler yielding (epoch, index) pairs."""
+        return _EpochTagged(self)
+
+    def __len__(self):
+        if self.pad:
+            return -(-self.length // self.size)
+        return len(range(self.rank, self.length, self.size))
+
+
+class _EpochTagged(Sampler):
+    def __init__(self, sampler):
+        self.sampler = sampler
+
+    def __iter__(self):
+        return ((self.sampler.epoch, i) for i in self.sampler)
+
+    def __len__(self):
+        return len(self.sampler)
+
+
+class _AutoAugment(object):
+    def __init__(self):
+        self.policy = ImageNetPolicy()
+
+    def __call__(self, image):
+        from PIL import Image
+        out = self.policy(Image.fromarray(image.asnumpy()))
+        return mx.nd.array(np.asarray(out), dtype='uint8')
+
+
+def train_transform(size, mean, std, min_scale=0.08, jitter=0.4, lighting=0.1,
+                    autoaugment=False, interpolation='bilinear'):
+    """Random resized crop, flip, (AutoAugment), color jitter, PCA lighting, normalization."""
+    steps = [T.RandomResizedCrop(size, scale=(min_scale, 1.0),
+                                 interpolation=INTERPOLATION[interpolation]),
+             T.RandomFlipLeftRight()]
+    if autoaugment:
+        steps.append(_AutoAugment())
+    if jitter:
+        steps.append(T.RandomColorJitter(brightness=jitter, contrast=jitter, saturation=jitter))
+    if lighting:
+        steps.append(T.RandomLighting(lighting))
+    steps += [T.ToTensor(), T.Normalize(mean, std)]
+    return T.Compose(steps)
+
+
+def eval_transform(crop, mean, std, crop_ratio=0.875):
+    """Resize the short side to crop / crop_ratio (bicubic above 256 px), center crop."""
+    interpolation = INTERPOLATION['bicubic' if crop > 256 else 'bilinear']
+    return T.Compose([T.Resize(int(round(crop / crop_ratio)), keep_ratio=True,
+                               interpolation=interpolation),
+                      T.CenterCrop(crop, interpolation=interpolation),
+                      T.ToTensor(), T.Normalize(mean, std)])
+
+
+def make_loader(dataset, transform, batch_size, rank=0, size=1, train=True, seed=0,
+                workers=2):
+    """A DataLoader over this rank's shard; returns (loader, sampler)."""
+    sampler = ShardSampler(len(dataset), rank, size, shuffle=train, seed=seed, pad=train)
+    data = _Transformed(dataset, transform, seed if train else None)
+    loader = DataLoader(data, batch_size=batch_size, sampler=sampler.tagged(),
+                        last_batch='discard' if train else 'keep', num_workers=workers,
+                        thread_pool=False)
+    return loader, sampler

@@ -1,0 +1,95 @@
+"""Fashion-MNIST (Xiao et al., 2017) from its raw idx files to RecordIO train/test pairs."""
+import gzip
+import os
+import shutil
+import subprocess
+
+import cv2
+import mxnet as mx
+import numpy as np
+
+__all__ = ['DEFAULT_SOURCE', 'CLASSES', 'ensure_source', 'read_idx', 'write_records',
+           'build_fashion_mnist']
+
+DEFAULT_SOURCE = '/usr/share/datasets/fashion-mnist'  # Debian's dataset-fashion-mnist
+CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker',
+           'Bag', 'Ankle boot')
+FILES = {'train': ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
+         'test': ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')}
+
+
+def _find(source, stem):
+    for name in (stem + '.gz', stem):
+        if os.path.isfile(os.path.join(source, name)):
+            return os.path.join(source, name)
+    return None
+
+
+def ensure_source(source=DEFAULT_SOURCE, install=True):
+    """The folder of the four idx files; installs Debian's package when they are missing from
+    the default folder and ``install`` is allowed (root, apt-get available)."""
+    stems = [s for pair in FILES.values() for s in pair]
+    if all(_find(source, s) for s in stems):
+        return source
+    if install and source == DEFAULT_SOURCE and shutil.which('apt-get') and os.geteuid() == 0:
+        subprocess.run(['apt-get', 'install', '-y', '-qq', 'dataset-fashion-mnist'], check=False,
+                       stdout=subprocess.DEVNULL)
+        if all(_find(source, s) for s in stems):
+            return source
+    missing = [s for s in stems if not _find(source, s)]
+    raise FileNotFoundError(
+        'Fashion-MNIST idx files missing from %s: %s. Install Debian\'s package '
+        '(apt-get install dataset-fashion-mnist) or pass --source DIR with the raw files'
+        % (source, ', '.join(missing)))
+
+
+def read_idx(path):
+    """An idx file (optionally gzipped) as a numpy array."""
+    opener = gzip.open if path.endswith('.gz') else open
+    with opener(path, 'rb') as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 8:
+        raise ValueError('%s is not an idx file of unsigned bytes' % path)
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], 'big') for i in range(ndim))
+    array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if array.size != int(np.prod(shape)):
+        raise ValueError('%s is truncated: %d values for shape %s' % (path, array.size, shape))
+    return array.reshape(shape)
+
+
+def write_records(prefix, images, labels):
+    """Write ``prefix.rec`` / ``prefix.idx`` (PNG-encoded images) atomically."""
+    tmp_rec, tmp_idx = prefix + '.rec.tmp', prefix + '.idx.tmp'
+    writer = mx.recordio.MXIndexedRecordIO(tmp_idx, tmp_rec, 'w')
+    for i, (image, label) in enumerate(zip(images, labels)):
+        ok, png = cv2.imencode('.png', image)
+        if not ok:
+            raise ValueError('cannot encode image %d' % i)
+        writer.write_idx(i, mx.recordio.pack(mx.recordio.IRHeader(0, float(label), i, 0),
+                                             png.tobytes()))
+    writer.close()
+    os.replace(tmp_rec, prefix + '.rec')
+    os.replace(tmp_idx, prefix + '.idx')
+    return prefix + '.rec'
+
+
+def build_fashion_mnist(out_dir, source=DEFAULT_SOURCE, install=True, limit=None):
+    """``{out_dir}/train.rec`` and ``test.rec`` (+ .idx); returns their paths. Existing complete
+    files are kept."""
+    source = ensure_source(source, install)
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {}
+    for split, (images_stem, labels_stem) in FILES.items():
+        prefix = os.path.join(out_dir, split)
+        paths[split] = prefix + '.rec'
+        if limit is None and os.path.isfile(prefix + '.rec') and os.path.isfile(prefix + '.idx'):
+            continue
+        images = read_idx(_find(source, images_stem))
+        labels = read_idx(_find(source, labels_stem))
+        if len(images) != len(labels):
+            raise ValueError('%s: %d images but %d labels' % (split, len(images), len(labels)))
+        if limit:
+            images, labels = images[:limit], labels[:limit]
+        write_records(prefix, images, labels)
+    return paths

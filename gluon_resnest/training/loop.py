@@ -1,0 +1,264 @@
+"""Training and evaluation of a zoo model on RecordIO data, on one process or under horovodrun."""
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd
+
+from ..layers.dropblock import set_drop_prob
+from ..zoo.registry import get_model, get_model_info
+from . import recipe
+from .checkpoint import check_writable, latest_checkpoint, load_checkpoint, save_checkpoint
+from .data import RecordDataset, eval_transform, make_loader, train_transform
+from .distributed import Comm, device
+
+__all__ = ['TrainConfig', 'train', 'evaluate', 'count_correct']
+
+
+@dataclass
+class TrainConfig:
+    """Every field is a command-line flag of train/train.py; defaults are the paper's recipe."""
+    model: str = 'resnest50'
+    rec_train: str = ''
+    rec_val: str = ''
+    classes: int = 1000
+    save_dir: str = 'runs/resnest'
+    epochs: int = 270
+    batch_size: int = 64              # per device
+    base_lr: float = 0.1              # for a global batch of 256
+    warmup_epochs: int = 5
+    momentum: float = 0.9
+    wd: float = 1e-4
+    label_smoothing: float = 0.1
+    mixup_alpha: float = 0.2
+    mixup_off_epochs: int = 0         # last N epochs without mixup
+    dropblock_prob: float = 0.1       # final DropBlock rate on stages 3-4, ramped from 0
+    final_drop: float = None          # dropout before the classifier (zoo default if None)
+    last_gamma: bool = True
+    input_size: int = None            # training crop (model's input size if None)
+    crop_ratio: float = None          # evaluation resize ratio (model's if None)
+    min_scale: float = 0.08           # random resized crop area range
+    jitter: float = 0.4
+    lighting: float = 0.1
+    autoaugment: bool = False
+    amp: bool = False
+    workers: int = 2
+    seed: int = 0
+    keep: int = 3
+    resume: bool = False
+    log_interval: int = 20
+    progress: bool = True
+    max_iters: int = 0                # stop each epoch after this many iterations (tests)
+
+    def validate(self):
+        for name in ('epochs', 'batch_size', 'classes'):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError('%s must be a positive integer, got %r' % (name, value))
+        if self.workers < 0:
+            raise ValueError('workers must be >= 0, got %d' % self.workers)
+        get_model_info(self.model)  # unknown model: ValueError with close matches
+        for flag in ('rec_train', 'rec_val'):
+            if not getattr(self, flag):
+                raise ValueError('--%s is required' % flag.replace('_', '-'))
+        if not 0 <= self.dropblock_prob < 1:
+            raise ValueError('dropblock_prob must be in [0, 1), got %r' % self.dropblock_prob)
+
+
+def count_correct(logits, labels, k=5):
+    """(top-1 correct, top-k correct) counts of a batch."""
+    labels = labels.astype('int64').asnumpy()
+    top = np.argsort(-logits.asnumpy(), axis=1)[:, :k]
+    return int((top[:, 0] == labels).sum()), int((top == labels[:, None]).any(axis=1).sum())
+
+
+def evaluate(net, loader, ctx, comm=None, dtype='float32'):
+    """Top-1/top-5 (%) and counts over a loader; under Horovod the counts are summed exactly."""
+    correct1 = correct5 = seen = 0
+    loss_sum = 0.0
+    loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss()
+    for data, label in loader:
+        data = data.as_in_context(ctx).astype(dtype, copy=False)
+        label = label.as_in_context(ctx)
+        logits = net(data).astype('float32', copy=False)
+        c1, c5 = count_correct(logits, label)
+        correct1, correct5, seen = correct1 + c1, correct5 + c5, seen + data.shape[0]
+        loss_sum += float(loss_fn(logits, label).sum().asscalar())
+    if comm is not None:
+        correct1, correct5, seen, loss_sum = comm.sum([correct1, correct5, seen, loss_sum],
+                                                      'eval_counts')
+    seen = max(seen, 1)
+    return dict(top1=100.0 * correct1 / seen, top5=100.0 * correct5 / seen,
+                loss=loss_sum / seen, correct=int(correct1), samples=int(seen))
+
+
+def _setup_amp(cfg, ctx):
+    if not cfg.amp:
+        return 'float32'
+    from mxnet.contrib import amp
+    target = 'float16' if ctx.device_type == 'gpu' else 'bfloat16'
+    amp.init(target_dtype=target)
+    return target
+
+
+def train(cfg, comm=None, log=print):
+    """Train ``cfg.model`` and return a summary dict. Resumes from the latest checkpoint in
+    ``cfg.save_dir`` when ``cfg.resume``."""
+    cfg.validate()
+    comm = comm or Comm()
+    ctx = device(comm.local_rank)
+    info = get_model_info(cfg.model)
+    size = cfg.input_size or info.input_size
+    crop_ratio = cfg.crop_ratio or info.crop_ratio
+    if comm.rank == 0:
+        check_writable(cfg.save_dir)
+    amp_dtype = _setup_amp(cfg, ctx)
+
+    train_set = RecordDataset(cfg.rec_train, classes=cfg.classes)
+    val_set = RecordDataset(cfg.rec_val, classes=cfg.classes)
+    train_loader, sampler = make_loader(
+        train_set, train_transform(size, info.mean, info.std, cfg.min_scale, cfg.jitter,
+                                   cfg.lighting, cfg.autoaugment, info.interpolation),
+        cfg.batch_size, comm.rank, comm.size, train=True, seed=cfg.seed, workers=cfg.workers)
+    val_loader, _ = make_loader(val_set, eval_transform(size, info.mean, info.std, crop_ratio),
+                                cfg.batch_size, comm.rank, comm.size, train=False,
+                                workers=cfg.workers)
+    iters = len(sampler) // cfg.batch_size
+    if cfg.max_iters:
+        iters = min(iters, cfg.max_iters)
+    if iters < 1:
+        raise ValueError('the training shard of %d records is smaller than one batch of %d'
+                         % (len(sampler), cfg.batch_size))
+
+    kwargs = dict(last_gamma=cfg.last_gamma, dropblock_prob=0.0)
+    if cfg.final_drop is not None:
+        kwargs['final_drop'] = cfg.final_drop
+    net = get_model(cfg.model, classes=cfg.classes, **kwargs)
+    net.initialize(mx.init.MSRAPrelu(), ctx=ctx)
+    net(mx.nd.zeros((1, 3, size, size), ctx=ctx))  # finish deferred shapes before casting
+    recipe.exclude_from_weight_decay(net)
+    lr = recipe.scaled_lr(cfg.base_lr, cfg.batch_size * comm.size)
+    trainer = comm.trainer(net.collect_params(), 'nag', {
+        'learning_rate': lr, 'momentum': cfg.momentum, 'wd': cfg.wd,
+        'lr_scheduler': recipe.lr_schedule(lr, cfg.epochs, iters, cfg.warmup_epochs)})
+    if amp_dtype == 'float16':
+        from mxnet.contrib import amp
+        amp.init_trainer(trainer)
+
+    start_epoch, history, best = 0, [], None
+    if cfg.resume:
+        ckpt = latest_checkpoint(cfg.save_dir)
+        if ckpt:
+            meta = load_checkpoint(ckpt, net, trainer, ctx)
+            start_epoch, history = meta['epoch'] + 1, meta.get('history', [])
+            best = meta.get('best_top1')
+            if comm.rank == 0:
+                log('resumed from %s (epoch %d done)' % (ckpt, meta['epoch'] + 1))
+    comm.broadcast_parameters(net)
+    if cfg.resume and start_epoch:
+        comm.broadcast_trainer_states(trainer)
+    net.hybridize(static_alloc=True, static_shape=True)
+
+    loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=False)
+    metrics_path = os.path.join(cfg.save_dir, 'metrics.jsonl')
+    for epoch in range(start_epoch, cfg.epochs):
+        sampler.set_epoch(epoch)
+        mx.random.seed(cfg.seed * 1000 + epoch * 97 + comm.rank)  # DropBlock / dropout masks
+        mix_rng = np.random.RandomState(cfg.seed * 1000 + epoch)
+        set_drop_prob(net, recipe.dropblock_prob_at(epoch, cfg.epochs, cfg.dropblock_prob))
+        use_mixup = cfg.mixup_alpha > 0 and epoch < cfg.epochs - cfg.mixup_off_epochs
+        bar = None
+        if comm.rank == 0 and cfg.progress:
+            from tqdm import tqdm
+            bar = tqdm(total=iters, desc='epoch %d/%d' % (epoch + 1, cfg.epochs), leave=True)
+        loss_sum, seen, tic = 0.0, 0, time.time()
+        for i, (data, label) in enumerate(train_loader):
+            if i >= iters:
+                break
+            data = data.as_in_context(ctx)
+            label = label.as_in_context(ctx)
+            targets = recipe.smooth_labels(label, cfg.classes, cfg.label_smoothing)
+            if use_mixup:
+                data, targets = recipe.mixup(data, targets, recipe.mixup_lambda(mix_rng,
+                                                                                 cfg.mixup_alpha))
+            with autograd.record():
+                out = net(data)  # under AMP the graph casts where it is safe
+                loss = loss_fn(out.astype('float32', copy=False), targets)
+            if amp_dtype == 'float16':
+                from mxnet.contrib import amp
+                with amp.scale_loss(loss, trainer) as scaled:
+                    autograd.backward(scaled)
+            else:
+                loss.backward()
+            trainer.step(data.shape[0])
+            batch_loss = float(loss.mean().asscalar())
+            if not math.isfinite(batch_loss):
+                raise FloatingPointError(
+                    'training loss became %s at epoch %d, iteration %d; no checkpoint was '
+                    'written for this epoch (the last complete one is %s)'
+                    % (batch_loss, epoch + 1, i + 1, latest_checkpoint(cfg.save_dir)))
+            loss_sum += batch_loss * data.shape[0]
+            seen += data.shape[0]
+            if bar is not None:
+                bar.update(1)
+                if i % cfg.log_interval == 0 or i == iters - 1:
+                    bar.set_postfix(loss='%.3f' % (loss_sum / seen), lr='%.4f' % trainer.learning_rate,
+                                    img_s='%.0f' % (seen * comm.size / (time.time() - tic)))
+        elapsed = time.time() - tic
+        if bar is not None:
+            bar.close()
+        train_loss = comm.sum([loss_sum, seen], 'train_loss')
+        val = evaluate(net, val_loader, ctx, comm)
+        record = dict(epoch=epoch + 1, train_loss=train_loss[0] / max(train_loss[1], 1),
+                      val_top1=val['top1'], val_top5=val['top5'], val_loss=val['loss'],
+                      lr=trainer.learning_rate, img_per_s=train_loss[1] / elapsed,
+                      epoch_seconds=elapsed)
+        history.append(record)
+        best = max(best or 0.0, val['top1'])
+        if comm.rank == 0:
+            with open(metrics_path, 'a') as f:
+                f.write(json.dumps(record) + '\n')
+            log('epoch %d: train loss %.4f, val top-1 %.2f%%, top-5 %.2f%%, %.0f img/s'
+                % (epoch + 1, record['train_loss'], val['top1'], val['top5'],
+                   record['img_per_s']))
+            save_checkpoint(cfg.save_dir, epoch, net, trainer,
+                            dict(config=asdict(cfg), history=history, best_top1=best,
+                                 val_top1=val['top1'], world_size=comm.size,
+                                 # every random stream is re-seeded from (seed, epoch) at the
+                                 # start of an epoch, so this is all a resume needs
+                                 seed=cfg.seed),
+                            keep=cfg.keep, best_metric='val_top1')
+    summary = dict(model=cfg.model, epochs=cfg.epochs, history=history, best_top1=best,
+                   final=history[-1] if history else None, save_dir=cfg.save_dir,
+                   world_size=comm.size)
+    if comm.rank == 0 and history:
+        plot_curves(history, os.path.join(cfg.save_dir, 'curves.png'))
+    return net, summary
+
+
+def plot_curves(history, path):
+    """Training loss and validation top-1 by epoch, as a PNG."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    epochs = [h['epoch'] for h in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(epochs, [h['train_loss'] for h in history], 'o-', label='train')
+    ax1.plot(epochs, [h['val_loss'] for h in history], 's-', label='validation')
+    ax1.set_xlabel('epoch')
+    ax1.set_ylabel('loss')
+    ax1.legend()
+    ax2.plot(epochs, [h['val_top1'] for h in history], 'o-', color='C2')
+    ax2.set_xlabel('epoch')
+    ax2.set_ylabel('validation top-1 (%)')
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path + '.tmp.png'
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)

@@ -1,0 +1,27 @@
+"""Train a ResNeSt on RecordIO data with the paper's recipe, on one process or many:
+
+    python train/train.py --model resnest50 --rec-train train.rec --rec-val val.rec
+    horovodrun -np 8 -H localhost:8 python train/train.py --model resnest50 ...
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+
+from gluon_resnest.training import train  # noqa: E402
+from gluon_resnest.training.cli import config_from_args, config_parser  # noqa: E402
+
+
+def main(argv=None):
+    args = config_parser(__doc__.split('\n\n')[0]).parse_args(argv)
+    try:
+        _, summary = train(config_from_args(args))
+    except (ValueError, FileNotFoundError, PermissionError, FloatingPointError) as err:
+        sys.exit('error: %s' % err)
+    if summary['final']:
+        print('best val top-1 %.2f%%, checkpoints in %s' % (summary['best_top1'],
+                                                            summary['save_dir']))
+
+
+if __name__ == '__main__':
+    main()
