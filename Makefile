@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test
+.PHONY: setup test main
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: setup.py tools/install.sh
@@ -11,3 +11,7 @@ $(VENV)/.installed: setup.py tools/install.sh
 
 test: setup
 	$(PY) -m pytest -q
+
+# the main job: Fashion-MNIST -> 2-process Horovod training -> test -> export -> summary
+main: setup
+	$(PY) train/fashion_mnist.py $(ARGS)

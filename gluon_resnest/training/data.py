@@ -3,6 +3,7 @@ import os
 import random
 import zlib
 
+import cv2
 import mxnet as mx
 import numpy as np
 from mxnet.gluon.data import DataLoader, Dataset, Sampler
@@ -62,7 +63,13 @@ class RecordDataset(Dataset):
         key = self.keys[i]
         try:
             header, payload = mx.recordio.unpack(self._record(key))
-            image = mx.image.imdecode(payload, flag=self.flag)
+            # OpenCV directly: ~10x cheaper per small image than the mx.image.imdecode operator
+            image = cv2.imdecode(np.frombuffer(payload, np.uint8),
+                                 cv2.IMREAD_COLOR if self.flag else cv2.IMREAD_GRAYSCALE)
+            if image is None:
+                raise ValueError('not a decodable image')
+            image = mx.nd.array(image[:, :, ::-1] if self.flag else image[:, :, None],
+                                dtype='uint8')
         except Exception as err:
             raise RecordError('record %d of %s is corrupt (%s: %s)' % (
                 key, self.rec_path, type(err).__name__, err)) from None
@@ -119,7 +126,7 @@ class ShardSampler(Sampler):
         self.epoch = epoch
 
     def order(self):
-        order = (np.random.RandomState(self.seed + self.epoch).permutation(self.length)
+        order = (np.random.RandomState((self.seed or 0) + self.epoch).permutation(self.length)
                  if self.shuffle else np.arange(self.length))
         if self.pad:
             total = -(-self.length // self.size) * self.size

@@ -1,4 +1,6 @@
 """Horovod when it is there and launched; a single process otherwise, with the same interface."""
+import os
+
 import mxnet as mx
 
 __all__ = ['Comm', 'device']
@@ -9,22 +11,40 @@ def device(local_rank=0):
     return mx.gpu(local_rank) if mx.context.num_gpus() > 0 else mx.cpu()
 
 
+def _launcher_env(*names):
+    for name in names:
+        if name in os.environ:
+            return int(os.environ[name])
+    return None
+
+
 class Comm(object):
-    """rank/size, exact sums across ranks, parameter broadcast and the distributed trainer."""
+    """rank/size, exact sums across ranks, parameter broadcast and the distributed trainer.
+
+    rank and size are read from the launcher's environment (horovodrun, mpirun) so that data
+    loader workers can be forked *before* :meth:`start` initializes Horovod: a process forked
+    after ``hvd.init()`` shares the parent's sockets and corrupts its collectives.
+    """
 
     def __init__(self, use_horovod=True):
         self.hvd = None
-        if use_horovod:
-            try:
-                import horovod.mxnet as hvd
-            except ImportError:
-                hvd = None
-            if hvd is not None:
-                hvd.init()
-                self.hvd = hvd
-        self.rank = self.hvd.rank() if self.hvd else 0
-        self.size = self.hvd.size() if self.hvd else 1
-        self.local_rank = self.hvd.local_rank() if self.hvd else 0
+        self.use_horovod = use_horovod
+        rank = _launcher_env('HOROVOD_RANK', 'OMPI_COMM_WORLD_RANK', 'PMI_RANK')
+        self.rank = rank or 0
+        self.size = _launcher_env('HOROVOD_SIZE', 'OMPI_COMM_WORLD_SIZE', 'PMI_SIZE') or 1
+        self.local_rank = _launcher_env('HOROVOD_LOCAL_RANK', 'OMPI_COMM_WORLD_LOCAL_RANK') or 0
+
+    def start(self):
+        """Initialize Horovod (when launched by horovodrun/mpirun and installed)."""
+        if self.hvd is not None or not self.use_horovod or self.size == 1:
+            return self
+        import horovod.mxnet as hvd  # a multi-process launch without horovod is an error
+        hvd.init()
+        if (hvd.rank(), hvd.size()) != (self.rank, self.size):
+            raise RuntimeError('launcher says rank %d of %d, Horovod says %d of %d'
+                               % (self.rank, self.size, hvd.rank(), hvd.size()))
+        self.hvd, self.local_rank = hvd, hvd.local_rank()
+        return self
 
     def sum(self, values, name):
         """Element-wise sum of a list of numbers over all ranks (float64, exact for counts)."""

@@ -59,11 +59,12 @@ def read_idx(path):
 
 
 def write_records(prefix, images, labels):
-    """Write ``prefix.rec`` / ``prefix.idx`` (PNG-encoded images) atomically."""
+    """Write ``prefix.rec`` / ``prefix.idx`` atomically: PNG-encoded images (HxW gray or HxWx3
+    RGB uint8) with their labels."""
     tmp_rec, tmp_idx = prefix + '.rec.tmp', prefix + '.idx.tmp'
     writer = mx.recordio.MXIndexedRecordIO(tmp_idx, tmp_rec, 'w')
     for i, (image, label) in enumerate(zip(images, labels)):
-        ok, png = cv2.imencode('.png', image)
+        ok, png = cv2.imencode('.png', image[:, :, ::-1] if image.ndim == 3 else image)
         if not ok:
             raise ValueError('cannot encode image %d' % i)
         writer.write_idx(i, mx.recordio.pack(mx.recordio.IRHeader(0, float(label), i, 0),

@@ -127,6 +127,7 @@ def train(cfg, comm=None, log=print):
     val_loader, _ = make_loader(val_set, eval_transform(size, info.mean, info.std, crop_ratio),
                                 cfg.batch_size, comm.rank, comm.size, train=False,
                                 workers=cfg.workers)
+    comm.start()  # after the loaders have forked their workers
     iters = len(sampler) // cfg.batch_size
     if cfg.max_iters:
         iters = min(iters, cfg.max_iters)
@@ -138,8 +139,11 @@ def train(cfg, comm=None, log=print):
     if cfg.final_drop is not None:
         kwargs['final_drop'] = cfg.final_drop
     net = get_model(cfg.model, classes=cfg.classes, **kwargs)
+    # every layer knows its input channels, so this allocates all weights now; no forward pass
+    # before the broadcast below: an inference call would reorder weights into oneDNN layouts,
+    # which Horovod cannot read
+    mx.random.seed(cfg.seed)  # the same initial weights for the same seed (rank 0's win)
     net.initialize(mx.init.MSRAPrelu(), ctx=ctx)
-    net(mx.nd.zeros((1, 3, size, size), ctx=ctx))  # finish deferred shapes before casting
     recipe.exclude_from_weight_decay(net)
     lr = recipe.scaled_lr(cfg.base_lr, cfg.batch_size * comm.size)
     trainer = comm.trainer(net.collect_params(), 'nag', {

@@ -1,0 +1,73 @@
+"""Top-1/top-5 of a zoo model, a training checkpoint or an exported symbol on RecordIO data."""
+import json
+import os
+
+import mxnet as mx
+
+from ..zoo.registry import get_model, get_model_info
+from ..training.data import RecordDataset, eval_transform, make_loader
+from ..training.distributed import Comm, device
+from ..training.loop import evaluate
+
+__all__ = ['load_network', 'evaluate_records']
+
+
+def load_network(model=None, params=None, symbol=None, checkpoint=None, classes=None, ctx=None):
+    """(network, ModelInfo, classes) from one of:
+
+    - ``checkpoint``: a folder the trainer wrote (model, classes and weights from it);
+    - ``symbol`` + ``params``: an exported graph (``model`` names its preprocessing);
+    - ``model`` + ``params``: a zoo architecture and a ``.params`` file for it.
+    """
+    ctx = ctx or mx.cpu()
+    if checkpoint:
+        meta_path = os.path.join(checkpoint, 'meta.json')
+        if not os.path.isfile(meta_path):
+            raise FileNotFoundError('%s is not a checkpoint folder (no meta.json)' % checkpoint)
+        with open(meta_path) as f:
+            config = json.load(f)['config']
+        model, classes = config['model'], config['classes']
+        params = os.path.join(checkpoint, 'model.params')
+    if not model:
+        raise ValueError('name the model (--model): its metadata gives the preprocessing')
+    info = get_model_info(model)
+    for path in filter(None, (params, symbol)):
+        if not os.path.isfile(path):
+            raise FileNotFoundError('%s not found' % path)
+    if symbol:
+        if not params:
+            raise ValueError('an exported symbol needs its .params file')
+        net = mx.gluon.SymbolBlock.imports(symbol, ['data'], params, ctx=ctx)
+        return net, info, classes
+    if not params:
+        raise ValueError('pass --params (a .params file for %s) or --checkpoint' % model)
+    classes = classes or _classes_in(params)
+    net = get_model(model, classes=classes)
+    try:
+        net.load_parameters(params, ctx=ctx)
+    except (AssertionError, ValueError) as err:
+        raise ValueError('%s does not fit %s with %d classes: %s'
+                         % (params, model, classes, str(err).split('\n')[0])) from None
+    return net, info, classes
+
+
+def _classes_in(params):
+    arrays = mx.nd.load(params)
+    weight = arrays.get('fc.weight')
+    return int(weight.shape[0]) if weight is not None else 1000
+
+
+def evaluate_records(net, info, rec, classes=None, batch_size=64, crop=None, workers=2,
+                     comm=None, ctx=None):
+    """Accuracy of ``net`` on ``rec`` with the model's evaluation preprocessing. Under
+    horovodrun each rank takes a shard and the counts are summed exactly."""
+    comm = comm or Comm()
+    crop = crop or info.eval_crop
+    loader, _ = make_loader(RecordDataset(rec, classes=classes),
+                            eval_transform(crop, info.mean, info.std, info.crop_ratio),
+                            batch_size, comm.rank, comm.size, train=False, workers=workers)
+    comm.start()
+    net.hybridize(static_alloc=True)
+    result = evaluate(net, loader, ctx or device(comm.local_rank), comm)
+    result.update(crop=crop, world_size=comm.size)
+    return result

@@ -1,0 +1,89 @@
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet.gluon import nn
+
+from gluon_resnest.analysis.accuracy import evaluate_records, load_network
+from gluon_resnest.training.fashion_mnist import write_records
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
+
+
+class ChannelOracle(nn.HybridBlock):
+    """Predicts the brightest color channel: a model whose answers are known in advance."""
+
+    def hybrid_forward(self, F, x):
+        return F.flatten(F.contrib.AdaptiveAvgPooling2D(x, output_size=1)) * 10
+
+
+@pytest.fixture(scope='module')
+def oracle_data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp('eval')
+    rng = np.random.RandomState(0)
+    images, labels = [], []
+    for i in range(45):
+        label = i % 3
+        img = rng.randint(0, 40, (28, 28, 3)).astype(np.uint8)
+        img[..., label] += 180
+        images.append(img)
+        labels.append(label)
+    right = write_records(str(folder / 'right'), images, labels)
+    wrong = write_records(str(folder / 'wrong'), images,
+                          [(l + 1) % 3 if i % 3 == 0 else l for i, l in enumerate(labels)])
+    net = ChannelOracle()
+    net.hybridize()
+    net(mx.nd.zeros((1, 3, 28, 28)))
+    net.export(str(folder / 'oracle'))
+    return right, wrong, str(folder / 'oracle-symbol.json'), str(folder / 'oracle-0000.params')
+
+
+def test_a_perfect_model_scores_100_and_a_relabelled_set_less(oracle_data):
+    right, wrong, sym, params = oracle_data
+    net, info, _ = load_network('resnest14_small', params, sym)
+    assert evaluate_records(net, info, right, batch_size=8, workers=0)['top1'] == 100.0
+    result = evaluate_records(net, info, wrong, batch_size=8, workers=0)
+    assert result['samples'] == 45 and result['correct'] == 30
+    assert result['top1'] == pytest.approx(200 / 3.0)
+
+
+def test_two_process_evaluation_equals_one_process(oracle_data):
+    if not shutil.which('horovodrun'):
+        pytest.skip('horovodrun is not installed (make setup builds it)')
+    right, wrong, sym, params = oracle_data
+    cmd = [sys.executable, os.path.join(ROOT, 'eval', 'evaluate.py'), '--model',
+           'resnest14_small', '--symbol', sym, '--params', params, '--rec-val', wrong,
+           '--batch-size', '4', '--workers', '0']
+    single = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    multi = subprocess.run(['horovodrun', '--gloo', '-np', '2', '-H', 'localhost:2'] + cmd,
+                           capture_output=True, text=True, timeout=300,
+                           env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert single.returncode == 0 and multi.returncode == 0, multi.stderr[-2000:]
+    one = json.loads(single.stdout.strip().splitlines()[-1])
+    lines = [l for l in multi.stdout.splitlines() if '{' in l]
+    two = json.loads(lines[-1][lines[-1].index('{'):])
+    assert (one['world_size'], two['world_size']) == (1, 2)
+    for key in ('correct', 'samples', 'top1', 'top5'):
+        assert one[key] == two[key], key
+
+
+def test_bad_evaluation_inputs(oracle_data, tmp_path):
+    right, _, sym, params = oracle_data
+    with pytest.raises(FileNotFoundError, match='not found'):
+        load_network('resnest14_small', str(tmp_path / 'nope.params'))
+    with pytest.raises(ValueError, match='unknown model'):
+        load_network('resnet50', params, sym)
+    with pytest.raises(FileNotFoundError, match='not a checkpoint folder'):
+        load_network(checkpoint=str(tmp_path))
+    other = str(tmp_path / 'r14.params')
+    import gluon_resnest as gr
+    net = gr.get_model('resnest14', classes=10)
+    net.initialize()
+    net.save_parameters(other)
+    with pytest.raises(ValueError, match='does not fit resnest14_small with 10 classes'):
+        load_network('resnest14_small', other)

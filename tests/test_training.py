@@ -1,0 +1,259 @@
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from gluon_resnest.training import TrainConfig, count_correct, train
+from gluon_resnest.training import recipe
+from gluon_resnest.training.data import RecordDataset, RecordError, ShardSampler
+from gluon_resnest.training.fashion_mnist import write_records
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
+
+
+@pytest.fixture(scope='module')
+def tiny_rec(tmp_path_factory):
+    """48 images 32x32 whose class (0..3) is their dominant color channel pattern."""
+    folder = tmp_path_factory.mktemp('rec')
+    rng = np.random.RandomState(0)
+    images, labels = [], []
+    for i in range(48):
+        label = i % 4
+        img = rng.randint(0, 60, (32, 32, 3)).astype(np.uint8)
+        img[..., label % 3] += 120 + 40 * (label // 3)
+        images.append(img)
+        labels.append(label)
+    train_rec = write_records(str(folder / 'train'), images, labels)
+    val_rec = write_records(str(folder / 'val'), images[:20], labels[:20])
+    return train_rec, val_rec
+
+
+def _config(tiny_rec, save_dir, **kwargs):
+    base = dict(model='resnest14_small', rec_train=tiny_rec[0], rec_val=tiny_rec[1], classes=4,
+                save_dir=str(save_dir), epochs=2, batch_size=8, input_size=32, crop_ratio=1.0,
+                warmup_epochs=1, workers=0, progress=False, mixup_alpha=0.2,
+                dropblock_prob=0.1, autoaugment=True)
+    base.update(kwargs)
+    return TrainConfig(**base)
+
+
+def _trainable(net):
+    return {k: v.data().asnumpy() for k, v in net._collect_params_with_prefix().items()}
+
+
+def test_shards_are_disjoint_equal_and_cover_the_set():
+    for length, size in [(48, 2), (50, 4), (7, 3)]:
+        shards = [list(ShardSampler(length, r, size, seed=3)) for r in range(size)]
+        assert len({len(s) for s in shards}) == 1
+        flat = sum(shards, [])
+        assert set(flat) == set(range(length))
+        assert len(flat) - length == (-length) % size  # only the padding repeats
+        evals = [list(ShardSampler(length, r, size, shuffle=False, pad=False))
+                 for r in range(size)]
+        assert sorted(sum(evals, [])) == list(range(length))
+    sampler = ShardSampler(20, 0, 2, seed=1)
+    first = list(sampler)
+    sampler.set_epoch(1)
+    assert list(sampler) != first
+    sampler.set_epoch(0)
+    assert list(sampler) == first
+
+
+def test_two_horovod_processes_read_disjoint_shards_and_stay_identical(tiny_rec, tmp_path):
+    if not shutil.which('horovodrun'):
+        pytest.skip('horovodrun is not installed (make setup builds it)')
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=ROOT)
+    cmd = ['horovodrun', '--gloo', '-np', '2', '-H', 'localhost:2', sys.executable,
+           os.path.join(ROOT, 'tests', 'hvd_worker.py'), tiny_rec[0], str(tmp_path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ranks = [json.load(open(str(tmp_path / ('rank-%d.json' % r)))) for r in (0, 1)]
+    assert [r['size'] for r in ranks] == [2, 2]
+    a, b = (set(r['indices']) for r in ranks)
+    assert not a & b and a | b == set(range(48))
+    assert all(math.isfinite(x) for r in ranks for x in r['losses']) and ranks[0]['losses']
+    assert ranks[0]['params_sha1'] == ranks[1]['params_sha1']
+
+
+def test_the_training_command_under_horovodrun(tiny_rec, tmp_path):
+    if not shutil.which('horovodrun'):
+        pytest.skip('horovodrun is not installed (make setup builds it)')
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    cmd = ['horovodrun', '--gloo', '-np', '2', '-H', 'localhost:2', sys.executable,
+           os.path.join(ROOT, 'train', 'train.py'), '--model', 'resnest14_small',
+           '--classes', '4', '--rec-train', tiny_rec[0], '--rec-val', tiny_rec[1],
+           '--input-size', '32', '--crop-ratio', '1', '--epochs', '1', '--batch-size', '8',
+           '--workers', '1', '--save-dir', str(tmp_path / 'run'), '--no-progress']
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    metrics = [json.loads(line) for line in open(str(tmp_path / 'run' / 'metrics.jsonl'))]
+    assert len(metrics) == 1 and math.isfinite(metrics[0]['train_loss'])
+    assert os.path.isfile(str(tmp_path / 'run' / 'epoch-0000' / 'model.params'))
+    assert os.path.isfile(str(tmp_path / 'run' / 'curves.png'))
+
+
+def test_resume_equals_an_uninterrupted_run(tiny_rec, tmp_path):
+    full, _ = train(_config(tiny_rec, tmp_path / 'full'), log=lambda *_: None)
+    _stop_after_one_epoch(_config(tiny_rec, tmp_path / 'split'))
+    # what a kill during the next checkpoint would leave behind must be ignored
+    os.makedirs(str(tmp_path / 'split' / '.tmp-partial'))
+    os.makedirs(str(tmp_path / 'split' / 'epoch-0007'))  # no meta.json: incomplete
+    resumed, summary = train(_config(tiny_rec, tmp_path / 'split', resume=True),
+                             log=lambda *_: None)
+    assert [h['epoch'] for h in summary['history']] == [1, 2]
+    a, b = _trainable(full), _trainable(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-4, atol=1e-5, err_msg=k)
+
+
+def _stop_after_one_epoch(cfg):
+    """Train ``cfg`` but kill it (an exception) right after the first checkpoint."""
+    from gluon_resnest.training import loop
+    real = loop.save_checkpoint
+
+    class Killed(Exception):
+        pass
+
+    def save_then_die(*args, **kwargs):
+        real(*args, **kwargs)
+        raise Killed()
+    loop.save_checkpoint = save_then_die
+    try:
+        with pytest.raises(Killed):
+            train(cfg, log=lambda *_: None)
+    finally:
+        loop.save_checkpoint = real
+
+
+def test_lr_schedule_warmup_end_and_end():
+    lr = recipe.scaled_lr(0.1, 512)
+    assert lr == pytest.approx(0.2)
+    sched = recipe.lr_schedule(lr, epochs=10, iters_per_epoch=100, warmup_epochs=5)
+    assert sched(0) == pytest.approx(0.0)
+    assert sched(250) == pytest.approx(0.1)       # halfway through warm-up
+    assert sched(500) == pytest.approx(0.2)       # warm-up end: the peak
+    assert sched(750) == pytest.approx(0.1)       # cosine midpoint
+    assert sched(1000) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_label_smoothing_and_mixup_targets_by_hand():
+    labels = mx.nd.array([0, 2])
+    smooth = recipe.smooth_labels(labels, 4, 0.1).asnumpy()
+    np.testing.assert_allclose(smooth, [[0.925, 0.025, 0.025, 0.025],
+                                        [0.025, 0.025, 0.925, 0.025]], rtol=1e-6)
+    data = mx.nd.array([[1.0, 2.0], [3.0, 5.0]])
+    mixed, targets = recipe.mixup(data, mx.nd.array(smooth), 0.7)
+    np.testing.assert_allclose(mixed.asnumpy(), [[0.7 * 1 + 0.3 * 3, 0.7 * 2 + 0.3 * 5],
+                                                 [0.7 * 3 + 0.3 * 1, 0.7 * 5 + 0.3 * 2]],
+                               rtol=1e-6)
+    np.testing.assert_allclose(targets.asnumpy()[0], [0.655, 0.025, 0.295, 0.025], rtol=1e-5)
+    assert recipe.mixup_lambda(np.random.RandomState(0), 0.0) == 1.0
+    assert recipe.dropblock_prob_at(0, 10, 0.1) == 0.0
+    assert recipe.dropblock_prob_at(9, 10, 0.1) == pytest.approx(0.1)
+
+
+def test_no_weight_decay_on_bn_and_biases():
+    import gluon_resnest as gr
+    net = gr.get_model('resnest14_small', classes=3)
+    n = recipe.exclude_from_weight_decay(net)
+    params = net.collect_params()
+    assert n > 0
+    for name, p in params.items():
+        expected = 0.0 if name.endswith(('gamma', 'beta', 'bias')) else 1.0
+        assert p.wd_mult == expected, name
+
+
+def test_top_k_counts():
+    logits = mx.nd.array([[0.1, 0.9, 0.0], [0.8, 0.1, 0.1], [0.2, 0.3, 0.5]])
+    assert count_correct(logits, mx.nd.array([1, 1, 0]), k=2) == (1, 2)
+
+
+@pytest.mark.parametrize('change, error, message', [
+    (dict(batch_size=0), ValueError, 'batch_size must be a positive integer'),
+    (dict(epochs=-1), ValueError, 'epochs must be a positive integer'),
+    (dict(model='resnest5O'), ValueError, 'unknown model'),
+    (dict(classes=2), RecordError, 'labels must lie in 0..1'),
+    (dict(rec_train='/nonexistent/train.rec'), FileNotFoundError, 'RecordIO file'),
+])
+def test_bad_configuration(tiny_rec, tmp_path, change, error, message):
+    with pytest.raises(error, match=message):
+        train(_config(tiny_rec, tmp_path, **dict(dict(epochs=1), **change)), log=lambda *_: None)
+
+
+def test_missing_index_and_corrupt_record(tiny_rec, tmp_path):
+    rec = str(tmp_path / 'only.rec')
+    shutil.copy(tiny_rec[0], rec)
+    with pytest.raises(FileNotFoundError, match=r'index file \(.idx\) .*only.idx not found'):
+        RecordDataset(rec)
+    shutil.copy(tiny_rec[0].replace('.rec', '.idx'), rec.replace('.rec', '.idx'))
+    data = bytearray(open(rec, 'rb').read())
+    for i in range(40, 400):
+        data[i] = 0
+    open(rec, 'wb').write(bytes(data))
+    with pytest.raises(RecordError, match='record 0 of .*only.rec is corrupt'):
+        RecordDataset(rec).read(0)
+
+
+def test_unwritable_save_dir(tiny_rec, tmp_path):
+    blocker = tmp_path / 'file'
+    blocker.write_text('x')
+    with pytest.raises(PermissionError, match='cannot write to the save directory'):
+        train(_config(tiny_rec, blocker / 'sub', epochs=1), log=lambda *_: None)
+
+
+def test_nan_loss_stops_without_a_checkpoint(tiny_rec, tmp_path):
+    with pytest.raises(FloatingPointError, match='training loss became'):
+        train(_config(tiny_rec, tmp_path, epochs=1, base_lr=1e30, warmup_epochs=0),
+              log=lambda *_: None)
+    assert not [d for d in os.listdir(str(tmp_path)) if d.startswith(('epoch-', '.tmp'))]
+
+
+def test_im2rec_command_makes_records_the_dataset_reads(tmp_path):
+    import cv2
+    rng = np.random.RandomState(0)
+    for label, cls in enumerate(('ant', 'bee')):
+        os.makedirs(str(tmp_path / 'imgs' / cls))
+        for i in range(3):
+            cv2.imwrite(str(tmp_path / 'imgs' / cls / ('%d.png' % i)),
+                        rng.randint(0, 255, (20, 30, 3)).astype(np.uint8))
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'train', 'im2rec.py'), '--root',
+                           str(tmp_path / 'imgs'), '--prefix', str(tmp_path / 'out' / 'x')],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = RecordDataset(str(tmp_path / 'out' / 'x.rec'), classes=2)
+    items = [data[i] for i in range(len(data))]
+    assert len(items) == 6 and sorted(label for _, label in items) == [0, 0, 0, 1, 1, 1]
+    assert items[0][0].shape == (20, 30, 3)
+
+
+def test_fashion_mnist_conversion_from_raw_idx_files(tmp_path):
+    import gzip
+    from gluon_resnest.training.fashion_mnist import build_fashion_mnist, read_idx
+    rng = np.random.RandomState(0)
+    images = rng.randint(0, 255, (5, 28, 28)).astype(np.uint8)
+    labels = np.array([3, 1, 4, 1, 5], np.uint8)
+
+    def idx(arr):
+        header = bytes([0, 0, 8, arr.ndim]) + b''.join(d.to_bytes(4, 'big') for d in arr.shape)
+        return header + arr.tobytes()
+    src = tmp_path / 'raw'
+    src.mkdir()
+    for split in ('train', 't10k'):
+        with gzip.open(str(src / ('%s-images-idx3-ubyte.gz' % split)), 'wb') as f:
+            f.write(idx(images))
+        (src / ('%s-labels-idx1-ubyte' % split)).write_bytes(idx(labels))
+    np.testing.assert_array_equal(read_idx(str(src / 't10k-labels-idx1-ubyte')), labels)
+    paths = build_fashion_mnist(str(tmp_path / 'rec'), str(src), install=False)
+    data = RecordDataset(paths['test'], classes=10)
+    image, label = data[2]
+    assert label == 4 and image.shape == (28, 28, 3)
+    np.testing.assert_array_equal(image.asnumpy()[..., 0], images[2])
+    with pytest.raises(FileNotFoundError, match='--source DIR'):
+        build_fashion_mnist(str(tmp_path / 'x'), str(tmp_path / 'empty'), install=False)

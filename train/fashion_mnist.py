@@ -1,0 +1,101 @@
+"""The main job: Fashion-MNIST to RecordIO, 2-process Horovod training of resnest14_small,
+evaluation on the test set, export for deployment, and a summary.
+
+    python train/fashion_mnist.py                 # defaults: ~10 minutes on 2 CPU cores
+    python train/fashion_mnist.py --epochs 30     # the longer setting (see README)
+
+Any other train/train.py flag (e.g. --autoaugment, --dropblock-prob 0) is passed through.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from gluon_resnest import export_model  # noqa: E402
+from gluon_resnest.analysis.accuracy import evaluate_records, load_network  # noqa: E402
+from gluon_resnest.training.fashion_mnist import DEFAULT_SOURCE, build_fashion_mnist  # noqa: E402
+
+MODEL = 'resnest14_small'
+
+
+def training_command(args, rec, extra):
+    flags = ['--model', MODEL, '--classes', '10', '--rec-train', rec['train'],
+             '--rec-val', rec['test'], '--save-dir', args.save_dir, '--epochs', str(args.epochs),
+             '--batch-size', str(args.batch_size), '--base-lr', str(args.base_lr),
+             '--warmup-epochs', '1', '--mixup-alpha', str(args.mixup_alpha),
+             '--min-scale', str(args.min_scale), '--jitter', str(args.jitter), '--lighting',
+             str(args.lighting), '--workers', '2', '--resume'] + extra
+    script = [sys.executable, os.path.join(ROOT, 'train', 'train.py')] + flags
+    if args.np > 1:
+        if not shutil.which('horovodrun'):
+            sys.exit('error: horovodrun not found; run `make setup` or pass --np 1')
+        return ['horovodrun', '--gloo', '-np', str(args.np), '-H', 'localhost:%d' % args.np] \
+            + script
+    return script
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--source', default=DEFAULT_SOURCE,
+                        help='folder of the raw Fashion-MNIST idx files')
+    parser.add_argument('--data-dir', default=os.path.join(ROOT, 'data', 'fashion-mnist'))
+    parser.add_argument('--save-dir', default=os.path.join(ROOT, 'runs', 'fashion-mnist'))
+    parser.add_argument('--np', type=int, default=2, help='Horovod processes')
+    parser.add_argument('--epochs', type=int, default=7)
+    parser.add_argument('--batch-size', type=int, default=128, help='per process')
+    parser.add_argument('--base-lr', type=float, default=0.2)
+    parser.add_argument('--mixup-alpha', type=float, default=0.0,
+                        help='mixup needs long schedules; the paper uses 0.2')
+    parser.add_argument('--min-scale', type=float, default=0.8,
+                        help='random resized crop area range: 28 px images want little cropping')
+    parser.add_argument('--jitter', type=float, default=0.0,
+                        help='color jitter (grayscale images: brightness/contrast only matter)')
+    parser.add_argument('--lighting', type=float, default=0.0, help='PCA lighting noise')
+    parser.add_argument('--fresh', action='store_true', help='discard earlier checkpoints')
+    args, extra = parser.parse_known_args(argv)
+    args.save_dir = os.path.abspath(args.save_dir)
+    if args.np < 1 or args.epochs < 1 or args.batch_size < 1:
+        parser.error('--np, --epochs and --batch-size must be positive')
+    start = time.time()
+    if args.fresh and os.path.isdir(args.save_dir):
+        shutil.rmtree(args.save_dir)
+
+    print('[1/4] Fashion-MNIST -> RecordIO in %s' % args.data_dir, flush=True)
+    rec = build_fashion_mnist(args.data_dir, args.source)
+
+    print('[2/4] training %s on %d process(es), %d epochs' % (MODEL, args.np, args.epochs),
+          flush=True)
+    env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 2) // args.np)))
+    subprocess.run(training_command(args, rec, extra), check=True, env=env)
+    train_seconds = time.time() - start
+
+    print('[3/4] evaluating the best checkpoint on the test set', flush=True)
+    net, info, classes = load_network(checkpoint=os.path.join(args.save_dir, 'best'))
+    test = evaluate_records(net, info, rec['test'], classes, batch_size=256)
+
+    print('[4/4] exporting for deployment', flush=True)
+    prefix = os.path.join(args.save_dir, 'deploy', MODEL)
+    sym_file, params_file = export_model(net, prefix, (1, 3, 28, 28))
+    history = [json.loads(line) for line in open(os.path.join(args.save_dir, 'metrics.jsonl'))]
+    summary = dict(test_top1=round(test['top1'], 2), test_top5=round(test['top5'], 2),
+                   test_samples=test['samples'], epochs=len(history),
+                   train_img_per_s=round(history[-1]['img_per_s'], 1),
+                   wall_seconds=round(time.time() - start, 1),
+                   train_seconds=round(train_seconds, 1), processes=args.np,
+                   checkpoints=os.path.join(args.save_dir, 'best'),
+                   curves=os.path.join(args.save_dir, 'curves.png'),
+                   metrics=os.path.join(args.save_dir, 'metrics.jsonl'),
+                   symbol=sym_file, params=params_file)
+    with open(os.path.join(args.save_dir, 'summary.json'), 'w') as f:
+        json.dump(summary, f, indent=1)
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == '__main__':
+    main()
