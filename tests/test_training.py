@@ -257,3 +257,32 @@ def test_fashion_mnist_conversion_from_raw_idx_files(tmp_path):
     np.testing.assert_array_equal(image.asnumpy()[..., 0], images[2])
     with pytest.raises(FileNotFoundError, match='--source DIR'):
         build_fashion_mnist(str(tmp_path / 'x'), str(tmp_path / 'empty'), install=False)
+
+
+def test_amp_trains_in_bfloat16_on_the_cpu(tiny_rec, tmp_path):
+    # a subprocess: amp.init() changes MXNet for the rest of the process
+    cmd = [sys.executable, os.path.join(ROOT, 'train', 'train.py'), '--model', 'resnest14_small',
+           '--classes', '4', '--rec-train', tiny_rec[0], '--rec-val', tiny_rec[1],
+           '--input-size', '32', '--crop-ratio', '1', '--epochs', '1', '--batch-size', '8',
+           '--workers', '0', '--amp', '--save-dir', str(tmp_path), '--no-progress']
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads(open(str(tmp_path / 'metrics.jsonl')).readline())
+    assert math.isfinite(metrics['train_loss']) and metrics['val_top1'] >= 0
+    meta = json.load(open(str(tmp_path / 'epoch-0000' / 'meta.json')))
+    assert meta['config']['amp'] is True
+
+
+def test_every_flag_reaches_the_trainer():
+    from gluon_resnest.training.cli import config_from_args, config_parser
+    args = config_parser().parse_args(['--model', 'resnest26', '--mixup-off-epochs', '3',
+                                       '--no-last-gamma', '--autoaugment', '--final-drop', '0.3',
+                                       '--input-size', '192'])
+    cfg = config_from_args(args)
+    assert (cfg.model, cfg.mixup_off_epochs, cfg.last_gamma, cfg.autoaugment, cfg.final_drop,
+            cfg.input_size) == ('resnest26', 3, False, True, 0.3, 192)
+    import inspect
+    from gluon_resnest.training import loop
+    source = inspect.getsource(loop.train) + inspect.getsource(loop._setup_amp)
+    for name in TrainConfig.__dataclass_fields__:  # each field is read where training happens
+        assert 'cfg.' + name in source, name
