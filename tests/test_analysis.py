@@ -1,0 +1,60 @@
+import json
+import os
+import subprocess
+import sys
+
+import mxnet as mx
+import pytest
+
+import gluon_resnest as gr
+from gluon_resnest.analysis import count_flops, count_params
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
+
+
+@pytest.mark.parametrize('name, paper_gflops', [('resnest50', 5.39),
+                                                ('resnest50_fast_2s1x64d', 4.34),
+                                                ('resnest50_fast_4s2x40d', 4.41),
+                                                ('resnest50_fast_1s4x24d', 4.42)])
+def test_flops_match_the_paper(name, paper_gflops):
+    net = gr.get_model(name)
+    net.initialize()
+    flops = count_flops(net, (1, 3, 224, 224))
+    assert abs(flops / 1e9 - paper_gflops) / paper_gflops < 0.02
+
+
+def test_flops_count_groups_dilation_dense_and_pooling_by_hand():
+    net = mx.gluon.nn.HybridSequential()
+    net.add(mx.gluon.nn.Conv2D(8, 3, padding=2, dilation=2, groups=2, in_channels=4),
+            mx.gluon.nn.AvgPool2D(2, 2), mx.gluon.nn.Dense(5, in_units=8 * 5 * 5))
+    net.initialize()
+    total, by_op = count_flops(net, (2, 4, 10, 10), per_op=True)
+    conv = 2 * 8 * 10 * 10 * (4 // 2) * 9       # outputs x (in/groups) x kernel
+    pool = 2 * 8 * 5 * 5 * 4                     # outputs x window
+    dense = 2 * 5 * 200
+    assert by_op == {'Convolution': conv, 'Pooling': pool, 'FullyConnected': dense}
+    assert total == conv + pool + dense
+
+
+def test_parameter_counts_match_the_paper():
+    net = gr.get_model('resnest50_fast_2s1x64d')
+    net.initialize()
+    assert abs(count_params(net) / 27.5e6 - 1) < 0.005
+    assert count_params(net, trainable_only=False) > count_params(net)
+
+
+def test_benchmark_command_prints_one_json_line_per_measurement():
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'eval', 'benchmark.py'), '--model',
+                           'resnest14_small', '--batch-size', '2', '--train-batch-size', '2',
+                           '--train-size', '32', '--repeats', '1', '--train-repeats', '1'],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    net = gr.get_model('resnest14_small')
+    net.initialize()
+    assert [r['mode'] for r in records] == ['inference', 'training']
+    for r in records:
+        assert r['img_per_s'] > 0 and r['peak_rss_mb'] > 0 and r['params'] == count_params(net)
+    bad = subprocess.run([sys.executable, os.path.join(ROOT, 'eval', 'benchmark.py'),
+                          '--batch-size', '0'], capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and '--batch-size must be positive' in bad.stderr
