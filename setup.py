@@ -35,5 +35,8 @@ setup(
         'cu112': [MXNET_BUILDS['cu112']],
         # GluonCV is the reference the tests compare against, never a library dependency
         'dev': ['gluoncv==0.10.5.post0', 'pytest'],
+        # MXNet's ONNX exporter; onnxruntime 1.16.3 (to check exports) declares numpy>=1.24.2
+        # but runs with 1.23.5, so tools/install.sh adds it with --no-deps
+        'onnx': ['onnx==1.14.1', 'protobuf<4.26'],
     },
 )

@@ -1,6 +1,6 @@
 """ResNeSt (Split-Attention Networks) for MXNet Gluon."""
 from .backbone import Bottleneck, ResNeSt
-from .deploy import export_model
+from .deploy import export_model, export_onnx
 from .layers import DropBlock, SplitAttentionConv, deploy_mode, set_drop_prob
 from .zoo import ModelInfo, PretrainedWeightsError, get_model, get_model_info, list_models
 from .zoo.models import *  # noqa: F401,F403

@@ -1,2 +1,2 @@
-"""Deployment: symbol export."""
-from .export import export_model
+"""Deployment: symbol and ONNX export."""
+from .export import Preprocessed, export_model, export_onnx

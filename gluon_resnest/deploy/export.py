@@ -1,28 +1,78 @@
-"""Export a network as a deployable symbol graph (``-symbol.json`` + ``-NNNN.params``)."""
+"""Export for deployment: MXNet symbol (``-symbol.json`` + ``-NNNN.params``) and ONNX."""
 import os
+import tempfile
 
 import mxnet as mx
+import numpy as np
+from mxnet.gluon.block import HybridBlock
 
 from ..layers.dropblock import deploy_mode
 
-__all__ = ['export_model']
+__all__ = ['export_model', 'export_onnx', 'Preprocessed']
 
 
-def export_model(net, prefix, input_shape=(1, 3, 224, 224), epoch=0, ctx=None):
+class Preprocessed(HybridBlock):
+    """``net`` behind its input preprocessing: takes (N, H, W, 3) RGB pixels in 0..255, as a
+    deployment's image decoder gives them, and normalizes with the model's mean/std."""
+
+    def __init__(self, net, mean, std, **kwargs):
+        super(Preprocessed, self).__init__(**kwargs)
+        with self.name_scope():
+            self.net = net
+            self.mean = self.params.get_constant(
+                'mean', mx.nd.array(mean).reshape((1, 3, 1, 1)) * 255)
+            self.std = self.params.get_constant(
+                'std', mx.nd.array(std).reshape((1, 3, 1, 1)) * 255)
+
+    def hybrid_forward(self, F, x, mean, std):
+        x = F.transpose(F.cast(x, 'float32'), axes=(0, 3, 1, 2))
+        return self.net(F.broadcast_div(F.broadcast_sub(x, mean), std))
+
+
+def _check_shape(input_shape, preprocess):
+    if len(input_shape) != 4 or any(int(d) < 1 for d in input_shape):
+        raise ValueError('input_shape must be 4 positive sizes (%s), got %r'
+                         % ('N, H, W, 3' if preprocess else 'N, C, H, W', input_shape))
+
+
+def export_model(net, prefix, input_shape=(1, 3, 224, 224), epoch=0, ctx=None,
+                 preprocess=None):
     """Hybridize ``net`` in inference mode and write ``{prefix}-symbol.json`` and
     ``{prefix}-{epoch:04d}.params``.
 
-    The graph holds no random operators: DropBlock and dropout are left out. Returns the two
-    paths; ``mx.gluon.SymbolBlock.imports(json, ['data'], params)`` loads them back.
+    The graph holds no random operators (DropBlock and dropout are left out). ``preprocess`` —
+    a ModelInfo or any object with ``mean`` and ``std`` — folds the normalization in: the graph
+    then takes (N, H, W, 3) pixels in 0..255 and ``input_shape`` is given in that layout.
+    Returns the two paths; ``mx.gluon.SymbolBlock.imports(json, ['data'], params)`` loads them.
     """
-    if len(input_shape) != 4:
-        raise ValueError('input_shape must be (N, C, H, W), got %r' % (input_shape,))
+    _check_shape(input_shape, preprocess)
     ctx = ctx or mx.cpu()
-    folder = os.path.dirname(os.path.abspath(prefix))
-    os.makedirs(folder, exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
     with deploy_mode(net):
-        net.hybridize()
+        block = Preprocessed(net, preprocess.mean, preprocess.std) if preprocess else net
+        if preprocess:
+            block.collect_params().initialize(ctx=ctx)  # the two constants
+        block.hybridize()
         with mx.autograd.predict_mode():
-            net(mx.nd.zeros(input_shape, ctx=ctx))
-        net.export(prefix, epoch=epoch)
+            block(mx.nd.zeros(input_shape, ctx=ctx))
+        block.export(prefix, epoch=epoch)
     return '%s-symbol.json' % prefix, '%s-%04d.params' % (prefix, epoch)
+
+
+def export_onnx(net, path, input_shape=(1, 3, 224, 224), dynamic_batch=True, preprocess=None):
+    """Write ``net`` as an ONNX model with MXNet's exporter (batch dimension dynamic by
+    default). Returns the path."""
+    try:
+        import onnx  # noqa: F401  (mx.onnx needs it)
+    except ImportError:
+        raise ImportError('ONNX export needs the onnx package: pip install "onnx==1.14.1" '
+                          '"protobuf<4.26"') from None
+    _check_shape(input_shape, preprocess)
+    with tempfile.TemporaryDirectory() as tmp:
+        sym, params = export_model(net, os.path.join(tmp, 'model'), input_shape,
+                                   preprocess=preprocess)
+        dynamic = [(None,) + tuple(input_shape[1:])] if dynamic_batch else None
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        return mx.onnx.export_model(sym, params, in_shapes=[tuple(input_shape)],
+                                    in_types=[np.float32], onnx_file_path=path,
+                                    dynamic=dynamic_batch, dynamic_input_shapes=dynamic)

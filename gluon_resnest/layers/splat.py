@@ -49,9 +49,19 @@ def global_avg_pool(F, x):
     return F.Pooling(x, kernel=(1, 1), pool_type='avg', global_pool=True)
 
 
-def _sum_splits(F, x, radix):
+def _splits(F, x, radix, channels):
+    """The ``radix`` consecutive blocks of ``channels`` channels of ``x``.
+
+    Channel slices rather than ``split``: MXNet's ONNX exporter writes ``split`` in a form that
+    opset-18+ runtimes reject, while slices export everywhere (and run on oneDNN).
+    """
+    return [F.slice(x, begin=(None, r * channels), end=(None, (r + 1) * channels))
+            for r in range(radix)]
+
+
+def _sum_splits(F, x, radix, channels):
     """Sum of the ``radix`` consecutive channel blocks of ``x``."""
-    return x if radix == 1 else F.add_n(*F.split(x, num_outputs=radix, axis=1))
+    return x if radix == 1 else F.add_n(*_splits(F, x, radix, channels))
 
 
 def _scale_channels(F, x, scale):
@@ -62,6 +72,20 @@ def _scale_channels(F, x, scale):
     """
     rows = F.expand_dims(F.reshape(x, (-3, -3)), axis=1)  # (N*C, 1, H*W)
     return F.reshape_like(F.batch_dot(F.reshape(scale, (-1, 1, 1)), rows), x)
+
+
+def _weighted_sum(F, x, att, radix, channels):
+    """sum over r of att_r * x_r, for the radix-major splits of x and of att (N, radix*C, 1, 1).
+
+    Training graphs use the batched product (fast backward); inference graphs multiply split by
+    split, which is as fast forward and uses only operators ONNX can express.
+    """
+    if autograd.is_training():
+        return _sum_splits(F, _scale_channels(F, x, att), radix, channels)
+    if radix == 1:
+        return F.broadcast_mul(x, att)
+    return F.add_n(*[F.broadcast_mul(s, w) for s, w in zip(_splits(F, x, radix, channels),
+                                                           _splits(F, att, radix, channels))])
 
 
 class SplitAttentionConv(HybridBlock):
@@ -118,7 +142,7 @@ class SplitAttentionConv(HybridBlock):
         # Pooling is linear, so GAP(sum of splits) == sum of GAP(split): pool the whole map once and
         # add the splits on the pooled (N, radix*C, 1, 1) tensor instead of summing full feature
         # maps (a strided reduction over the radix axis is the slowest op on the CPU).
-        gap = _sum_splits(F, global_avg_pool(F, x), self.radix)
+        gap = _sum_splits(F, global_avg_pool(F, x), self.radix, self.channels)
         gap = self.fc1(gap)
         if self.bn1 is not None:
             gap = self.bn1(gap)
@@ -130,7 +154,7 @@ class SplitAttentionConv(HybridBlock):
             # the radix-major layout of x
             att = F.softmax(logits.reshape((0, self.cardinality, self.radix, -1)), axis=2)
             att = att.swapaxes(1, 2).reshape((0, -1, 1, 1))
-        return _sum_splits(F, _scale_channels(F, x, att), self.radix)
+        return _weighted_sum(F, x, att, self.radix, self.channels)
 
     def __repr__(self):
         return '%s(channels=%d, radix=%d, cardinality=%d, conv=%s)' % (

@@ -1,0 +1,91 @@
+import json
+import os
+import subprocess
+import sys
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+import gluon_resnest as gr
+from helpers import randomize
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
+ort = pytest.importorskip('onnxruntime')
+
+
+def _net(name, classes=10):
+    net = gr.get_model(name, classes=classes)
+    net.initialize()
+    randomize(net, seed=5)
+    return net
+
+
+def _session(path):
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+
+
+@pytest.mark.parametrize('name', ['resnest14', 'resnest50', 'resnest101', 'resnetd50',
+                                  'resnest50_fast_1s1x64d', 'resnest50_fast_2s2x40d',
+                                  'resnest50_fast_4s1x64d', 'resnest50_fast_1s4x24d',
+                                  'resnest14_small'])
+def test_onnx_runtime_matches_mxnet_at_any_batch(name, tmp_path):
+    net = _net(name)
+    size = 64
+    path = gr.export_onnx(net, str(tmp_path / (name + '.onnx')), (1, 3, size, size))
+    sess = _session(path)
+    for batch in (1, 3):
+        x = np.random.RandomState(batch).uniform(-2, 2, (batch, 3, size, size)).astype('f4')
+        expected = net(mx.nd.array(x)).asnumpy()
+        assert 0.1 < np.abs(expected).max() < 1e3
+        got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+        assert np.abs(got - expected).max() <= 1e-4
+
+
+def test_preprocessing_folded_into_the_graph(tmp_path):
+    net = _net('resnest14')
+    info = gr.get_model_info('resnest14')
+    sym, params = gr.export_model(net, str(tmp_path / 'pre'), (2, 64, 64, 3), preprocess=info)
+    pixels = np.random.RandomState(0).uniform(0, 255, (2, 64, 64, 3)).astype('f4')
+    normalized = (pixels / 255 - np.array(info.mean)) / np.array(info.std)
+    expected = net(mx.nd.array(normalized.transpose(0, 3, 1, 2))).asnumpy()
+    deployed = mx.gluon.SymbolBlock.imports(sym, ['data'], params)
+    np.testing.assert_allclose(deployed(mx.nd.array(pixels)).asnumpy(), expected, atol=1e-4)
+    onnx_path = gr.export_onnx(net, str(tmp_path / 'pre.onnx'), (1, 64, 64, 3), preprocess=info)
+    got = _session(onnx_path).run(None, {'data': pixels})[0]
+    assert np.abs(got - expected).max() <= 1e-4
+
+
+def test_export_command_checks_its_files(tmp_path):
+    net = _net('resnest14_small')
+    params = str(tmp_path / 'w.params')
+    net.save_parameters(params)
+    out = subprocess.run([sys.executable, os.path.join(ROOT, 'eval', 'export.py'), '--model',
+                          'resnest14_small', '--params', params, '--out', str(tmp_path / 'x'),
+                          '--onnx', '--preprocess', '--batch-size', '2'],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report['symbol_max_abs_diff'] <= 1e-4 and report['onnx_max_abs_diff'] <= 1e-4
+    assert report['input_shape'] == [2, 28, 28, 3]
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--model', 'resnest14_small', '--params', 'missing.params'], 'missing.params not found'),
+    (['--model', 'resnest14_small', '--params', '{other}'], 'does not fit resnest14_small'),
+    (['--model', 'resnest14_small', '--params', '{own}', '--input-size', '8'],
+     'too small: height and width must be at least 16'),
+])
+def test_export_command_bad_input(tmp_path, args, message):
+    other = gr.get_model('resnest14', classes=10)
+    other.initialize()
+    other.save_parameters(str(tmp_path / 'other.params'))
+    _net('resnest14_small').save_parameters(str(tmp_path / 'own.params'))
+    args = [a.format(other=str(tmp_path / 'other.params'), own=str(tmp_path / 'own.params'))
+            for a in args]
+    out = subprocess.run([sys.executable, os.path.join(ROOT, 'eval', 'export.py'), '--out',
+                          str(tmp_path / 'y')] + args, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode != 0 and message in out.stderr, out.stderr[-2000:]
