@@ -13,7 +13,10 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from gluon_resnest.analysis.accuracy import evaluate_records, load_network  # noqa: E402
+from gluon_resnest.analysis import time_inference  # noqa: E402
+from gluon_resnest.analysis.accuracy import (calibration_images, evaluate_records,  # noqa: E402
+                                             load_network)
+from gluon_resnest.deploy import BACKENDS, optimize_for_cpu  # noqa: E402
 from gluon_resnest.training.data import RecordError  # noqa: E402
 from gluon_resnest.training.distributed import Comm, device  # noqa: E402
 
@@ -29,6 +32,11 @@ def main(argv=None):
     parser.add_argument('--crop', type=int, default=None, help="default: the model's eval crop")
     parser.add_argument('--batch-size', type=int, default=64)
     parser.add_argument('--workers', type=int, default=2)
+    parser.add_argument('--backend', default='fp32', choices=BACKENDS,
+                        help='CPU inference backend: oneDNN fusion, INT8, bfloat16')
+    parser.add_argument('--rec-calib', help='RecordIO images for INT8 calibration (use training '
+                        'data, not the evaluation set)')
+    parser.add_argument('--calib-images', type=int, default=512)
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error('--batch-size must be positive')
@@ -37,12 +45,23 @@ def main(argv=None):
     try:
         net, info, classes = load_network(args.model, args.params, args.symbol, args.checkpoint,
                                           args.classes, ctx)
+        crop = args.crop or info.eval_crop
+        shape = (args.batch_size, 3, crop, crop)
+        if args.backend != 'fp32':
+            if args.backend == 'int8' and not args.rec_calib:
+                raise ValueError('--backend int8 needs --rec-calib (calibration images)')
+            calib = calibration_images(info, args.rec_calib, args.calib_images, crop) \
+                if args.backend == 'int8' else None
+            net = optimize_for_cpu(net, args.backend, shape, calib)
         result = evaluate_records(net, info, args.rec_val, classes or args.classes,
-                                  args.batch_size, args.crop, args.workers, comm, ctx)
+                                  args.batch_size, args.crop, args.workers, comm, ctx,
+                                  hybridize=args.backend == 'fp32')
+        speed = time_inference(net, args.batch_size, crop, hybridize=args.backend == 'fp32')
     except (ValueError, FileNotFoundError, RecordError) as err:
         sys.exit('error: %s' % err)
     if comm.rank == 0:
-        print(json.dumps(dict(model=info.name, rec=args.rec_val, **result)))
+        print(json.dumps(dict(model=info.name, rec=args.rec_val, backend=args.backend,
+                              img_per_s=round(speed['img_per_s'], 1), **result)))
 
 
 if __name__ == '__main__':

@@ -89,3 +89,26 @@ def test_export_command_bad_input(tmp_path, args, message):
                           str(tmp_path / 'y')] + args, capture_output=True, text=True,
                          timeout=300)
     assert out.returncode != 0 and message in out.stderr, out.stderr[-2000:]
+
+
+@pytest.mark.parametrize('backend, tolerance', [('onednn', 1e-4), ('bf16', 0.25), ('int8', 0.25)])
+def test_optimized_cpu_backends_agree_with_fp32(backend, tolerance):
+    from gluon_resnest.deploy import optimize_for_cpu
+    net = _net('resnest14_small')
+    x = mx.nd.array(np.random.RandomState(0).uniform(-2, 2, (8, 3, 28, 28)))
+    expected = net(x).asnumpy()
+    calib = mx.nd.array(np.random.RandomState(1).uniform(-2, 2, (32, 3, 28, 28)))
+    fast = optimize_for_cpu(net, backend, (8, 3, 28, 28), calib_images=calib)
+    got = fast(x).astype('float32').asnumpy()
+    scale = np.abs(expected).max()
+    assert np.abs(got - expected).max() <= tolerance * scale
+    assert (got.argmax(1) == expected.argmax(1)).mean() >= (1.0 if backend == 'onednn' else 0.75)
+
+
+def test_optimization_bad_input():
+    from gluon_resnest.deploy import optimize_for_cpu
+    net = _net('resnest14_small')
+    with pytest.raises(ValueError, match="unknown backend 'tensorrt'; choose one of fp32"):
+        optimize_for_cpu(net, 'tensorrt', (1, 3, 28, 28))
+    with pytest.raises(ValueError, match='int8 needs at least one batch'):
+        optimize_for_cpu(net, 'int8', (4, 3, 28, 28))

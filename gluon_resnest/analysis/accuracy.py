@@ -9,7 +9,7 @@ from ..training.data import RecordDataset, eval_transform, make_loader
 from ..training.distributed import Comm, device
 from ..training.loop import evaluate
 
-__all__ = ['load_network', 'evaluate_records']
+__all__ = ['load_network', 'evaluate_records', 'calibration_images']
 
 
 def load_network(model=None, params=None, symbol=None, checkpoint=None, classes=None, ctx=None):
@@ -58,16 +58,33 @@ def _classes_in(params):
 
 
 def evaluate_records(net, info, rec, classes=None, batch_size=64, crop=None, workers=2,
-                     comm=None, ctx=None):
+                     comm=None, ctx=None, hybridize=True):
     """Accuracy of ``net`` on ``rec`` with the model's evaluation preprocessing. Under
-    horovodrun each rank takes a shard and the counts are summed exactly."""
+    horovodrun each rank takes a shard and the counts are summed exactly. ``hybridize=False``
+    keeps a graph that is already optimized."""
     comm = comm or Comm()
     crop = crop or info.eval_crop
     loader, _ = make_loader(RecordDataset(rec, classes=classes),
                             eval_transform(crop, info.mean, info.std, info.crop_ratio),
                             batch_size, comm.rank, comm.size, train=False, workers=workers)
     comm.start()
-    net.hybridize(static_alloc=True)
+    if hybridize:
+        net.hybridize(static_alloc=True)
     result = evaluate(net, loader, ctx or device(comm.local_rank), comm)
     result.update(crop=crop, world_size=comm.size)
     return result
+
+
+def calibration_images(info, rec, count, crop=None):
+    """``count`` preprocessed images from ``rec`` (e.g. the training set) for INT8 calibration."""
+    crop = crop or info.eval_crop
+    loader, _ = make_loader(RecordDataset(rec), eval_transform(crop, info.mean, info.std,
+                                                               info.crop_ratio),
+                            batch_size=min(count, 256), train=False, workers=0)
+    batches, seen = [], 0
+    for data, _ in loader:
+        batches.append(data)
+        seen += data.shape[0]
+        if seen >= count:
+            break
+    return mx.nd.concat(*batches, dim=0)[:count]
