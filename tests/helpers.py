@@ -24,3 +24,17 @@ def structural_params(net):
     """{'layer1.0.conv1.weight': ndarray, ...}, the names .params files use."""
     return {k: v.data().asnumpy() for k, v in net._collect_params_with_prefix().items()}
 
+
+
+def colored_images(count, classes, size, seed=0):
+    """(images, labels): noisy RGB images whose label is carried by their brightest channel
+    (classes above 3 brighten the same channel further)."""
+    rng = np.random.RandomState(seed)
+    images, labels = [], []
+    for i in range(count):
+        label = i % classes
+        img = rng.randint(0, 40, (size, size, 3)).astype(np.uint8)
+        img[..., label % 3] += 150 + 30 * (label // 3)
+        images.append(img)
+        labels.append(label)
+    return images, labels

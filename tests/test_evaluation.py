@@ -11,6 +11,7 @@ from mxnet.gluon import nn
 
 from gluon_resnest.analysis.accuracy import evaluate_records, load_network
 from gluon_resnest.training.fashion_mnist import write_records
+from helpers import colored_images
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 
@@ -25,14 +26,7 @@ class ChannelOracle(nn.HybridBlock):
 @pytest.fixture(scope='module')
 def oracle_data(tmp_path_factory):
     folder = tmp_path_factory.mktemp('eval')
-    rng = np.random.RandomState(0)
-    images, labels = [], []
-    for i in range(45):
-        label = i % 3
-        img = rng.randint(0, 40, (28, 28, 3)).astype(np.uint8)
-        img[..., label] += 180
-        images.append(img)
-        labels.append(label)
+    images, labels = colored_images(45, 3, 28)
     right = write_records(str(folder / 'right'), images, labels)
     wrong = write_records(str(folder / 'wrong'), images,
                           [(l + 1) % 3 if i % 3 == 0 else l for i, l in enumerate(labels)])

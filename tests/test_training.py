@@ -13,6 +13,7 @@ from gluon_resnest.training import TrainConfig, count_correct, train
 from gluon_resnest.training import recipe
 from gluon_resnest.training.data import RecordDataset, RecordError, ShardSampler
 from gluon_resnest.training.fashion_mnist import write_records
+from helpers import colored_images
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 
@@ -21,14 +22,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 def tiny_rec(tmp_path_factory):
     """48 images 32x32 whose class (0..3) is their dominant color channel pattern."""
     folder = tmp_path_factory.mktemp('rec')
-    rng = np.random.RandomState(0)
-    images, labels = [], []
-    for i in range(48):
-        label = i % 4
-        img = rng.randint(0, 60, (32, 32, 3)).astype(np.uint8)
-        img[..., label % 3] += 120 + 40 * (label // 3)
-        images.append(img)
-        labels.append(label)
+    images, labels = colored_images(48, 4, 32)
     train_rec = write_records(str(folder / 'train'), images, labels)
     val_rec = write_records(str(folder / 'val'), images[:20], labels[:20])
     return train_rec, val_rec
