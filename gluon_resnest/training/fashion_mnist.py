@@ -32,8 +32,13 @@ def ensure_source(source=DEFAULT_SOURCE, install=True):
     if all(_find(source, s) for s in stems):
         return source
     if install and source == DEFAULT_SOURCE and shutil.which('apt-get') and os.geteuid() == 0:
-        subprocess.run(['apt-get', 'install', '-y', '-qq', 'dataset-fashion-mnist'], check=False,
-                       stdout=subprocess.DEVNULL)
+        # a fresh machine's package lists may be empty: update once if the first try fails
+        for step in (['apt-get', 'install', '-y', '-qq', 'dataset-fashion-mnist'],
+                     ['apt-get', 'update', '-qq'],
+                     ['apt-get', 'install', '-y', '-qq', 'dataset-fashion-mnist']):
+            if step[1] == 'update' and all(_find(source, s) for s in stems):
+                break
+            subprocess.run(step, check=False, stdout=subprocess.DEVNULL)
         if all(_find(source, s) for s in stems):
             return source
     missing = [s for s in stems if not _find(source, s)]

@@ -2,7 +2,6 @@
 sha1 before they are loaded; missing files are fetched from GluonCV's or the official ResNeSt
 repository (or the ``MXNET_GLUON_REPO`` mirror)."""
 import os
-import shutil
 import tempfile
 import zipfile
 
