@@ -1,6 +1,8 @@
 # `make test` and `make main` set everything up on first use (tools/install.sh).
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# the env's tools (horovodrun) on PATH for everything make runs
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: setup test main
 setup: $(VENV)/.installed

@@ -1,16 +1,16 @@
 import json
 import os
-import shutil
 import subprocess
 import sys
 
 import mxnet as mx
 import pytest
+
 from mxnet.gluon import nn
 
 from gluon_resnest.analysis.accuracy import evaluate_records, load_network
 from gluon_resnest.training.fashion_mnist import write_records
-from helpers import colored_images
+from helpers import colored_images, require_horovodrun
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 
@@ -46,14 +46,13 @@ def test_a_perfect_model_scores_100_and_a_relabelled_set_less(oracle_data):
 
 
 def test_two_process_evaluation_equals_one_process(oracle_data):
-    if not shutil.which('horovodrun'):
-        pytest.skip('horovodrun is not installed (make setup builds it)')
+    launcher = require_horovodrun()
     right, wrong, sym, params = oracle_data
     cmd = [sys.executable, os.path.join(ROOT, 'eval', 'evaluate.py'), '--model',
            'resnest14_small', '--symbol', sym, '--params', params, '--rec-val', wrong,
            '--batch-size', '4', '--workers', '0']
     single = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    multi = subprocess.run(['horovodrun', '--gloo', '-np', '2', '-H', 'localhost:2'] + cmd,
+    multi = subprocess.run([launcher, '--gloo', '-np', '2', '-H', 'localhost:2'] + cmd,
                            capture_output=True, text=True, timeout=300,
                            env=dict(os.environ, OMP_NUM_THREADS='1'))
     assert single.returncode == 0 and multi.returncode == 0, multi.stderr[-2000:]

@@ -9,11 +9,12 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+
 from gluon_resnest.training import TrainConfig, count_correct, train
 from gluon_resnest.training import recipe
 from gluon_resnest.training.data import RecordDataset, RecordError, ShardSampler
 from gluon_resnest.training.fashion_mnist import write_records
-from helpers import colored_images
+from helpers import colored_images, require_horovodrun
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 
@@ -60,10 +61,9 @@ def test_shards_are_disjoint_equal_and_cover_the_set():
 
 
 def test_two_horovod_processes_read_disjoint_shards_and_stay_identical(tiny_rec, tmp_path):
-    if not shutil.which('horovodrun'):
-        pytest.skip('horovodrun is not installed (make setup builds it)')
+    launcher = require_horovodrun()
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=ROOT)
-    cmd = ['horovodrun', '--gloo', '-np', '2', '-H', 'localhost:2', sys.executable,
+    cmd = [launcher, '--gloo', '-np', '2', '-H', 'localhost:2', sys.executable,
            os.path.join(ROOT, 'tests', 'hvd_worker.py'), tiny_rec[0], str(tmp_path)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -76,10 +76,9 @@ def test_two_horovod_processes_read_disjoint_shards_and_stay_identical(tiny_rec,
 
 
 def test_the_training_command_under_horovodrun(tiny_rec, tmp_path):
-    if not shutil.which('horovodrun'):
-        pytest.skip('horovodrun is not installed (make setup builds it)')
+    launcher = require_horovodrun()
     env = dict(os.environ, OMP_NUM_THREADS='1')
-    cmd = ['horovodrun', '--gloo', '-np', '2', '-H', 'localhost:2', sys.executable,
+    cmd = [launcher, '--gloo', '-np', '2', '-H', 'localhost:2', sys.executable,
            os.path.join(ROOT, 'train', 'train.py'), '--model', 'resnest14_small',
            '--classes', '4', '--rec-train', tiny_rec[0], '--rec-val', tiny_rec[1],
            '--input-size', '32', '--crop-ratio', '1', '--epochs', '1', '--batch-size', '8',

@@ -19,6 +19,7 @@ sys.path.insert(0, ROOT)
 
 from gluon_resnest import export_model  # noqa: E402
 from gluon_resnest.analysis.accuracy import evaluate_records, load_network  # noqa: E402
+from gluon_resnest.training.distributed import horovodrun  # noqa: E402
 from gluon_resnest.training.fashion_mnist import DEFAULT_SOURCE, build_fashion_mnist  # noqa: E402
 
 MODEL = 'resnest14_small'
@@ -33,9 +34,10 @@ def training_command(args, rec, extra):
              str(args.lighting), '--workers', '2', '--resume'] + extra
     script = [sys.executable, os.path.join(ROOT, 'train', 'train.py')] + flags
     if args.np > 1:
-        if not shutil.which('horovodrun'):
+        launcher = horovodrun()
+        if not launcher:
             sys.exit('error: horovodrun not found; run `make setup` or pass --np 1')
-        return ['horovodrun', '--gloo', '-np', str(args.np), '-H', 'localhost:%d' % args.np] \
+        return [launcher, '--gloo', '-np', str(args.np), '-H', 'localhost:%d' % args.np] \
             + script
     return script
 

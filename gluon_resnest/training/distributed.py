@@ -3,7 +3,16 @@ import os
 
 import mxnet as mx
 
-__all__ = ['Comm', 'device']
+__all__ = ['Comm', 'device', 'horovodrun']
+
+
+def horovodrun():
+    """Path of the horovodrun launcher: beside this Python (a virtual env's bin/, which need
+    not be on PATH), else on PATH; None when Horovod is not installed."""
+    import shutil
+    import sys
+    local = os.path.join(os.path.dirname(sys.executable), 'horovodrun')
+    return local if os.access(local, os.X_OK) else shutil.which('horovodrun')
 
 
 def device(local_rank=0):

@@ -210,7 +210,8 @@ def train(cfg, comm=None, log=print):
             if bar is not None:
                 bar.update(1)
                 if i % cfg.log_interval == 0 or i == iters - 1:
-                    bar.set_postfix(loss='%.3f' % (loss_sum / seen), lr='%.4f' % trainer.learning_rate,
+                    bar.set_postfix(loss='%.3f' % (loss_sum / seen),
+                                    lr='%.4f' % trainer.learning_rate,
                                     img_s='%.0f' % (seen * comm.size / (time.time() - tic)))
         elapsed = time.time() - tic
         if bar is not None:
@@ -224,8 +225,6 @@ def train(cfg, comm=None, log=print):
         history.append(record)
         best = max(best or 0.0, val['top1'])
         if comm.rank == 0:
-            with open(metrics_path, 'a') as f:
-                f.write(json.dumps(record) + '\n')
             log('epoch %d: train loss %.4f, val top-1 %.2f%%, top-5 %.2f%%, %.0f img/s'
                 % (epoch + 1, record['train_loss'], val['top1'], val['top5'],
                    record['img_per_s']))
@@ -236,6 +235,12 @@ def train(cfg, comm=None, log=print):
                                  # start of an epoch, so this is all a resume needs
                                  seed=cfg.seed),
                             keep=cfg.keep, best_metric='val_top1')
+            # rewritten whole from the checkpointed history, so a killed and resumed run logs
+            # every epoch exactly once
+            tmp = metrics_path + '.tmp'
+            with open(tmp, 'w') as f:
+                f.writelines(json.dumps(h) + '\n' for h in history)
+            os.replace(tmp, metrics_path)
     summary = dict(model=cfg.model, epochs=cfg.epochs, history=history, best_top1=best,
                    final=history[-1] if history else None, save_dir=cfg.save_dir,
                    world_size=comm.size)
@@ -251,7 +256,8 @@ def plot_curves(history, path):
     import matplotlib.pyplot as plt
     epochs = [h['epoch'] for h in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.plot(epochs, [h['train_loss'] for h in history], 'o-', label='train')
+    ax1.plot(epochs, [h['train_loss'] for h in history], 'o-',
+             label='train (smoothed/mixed targets)')
     ax1.plot(epochs, [h['val_loss'] for h in history], 's-', label='validation')
     ax1.set_xlabel('epoch')
     ax1.set_ylabel('loss')
