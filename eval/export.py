@@ -19,7 +19,7 @@ from gluon_resnest.analysis.accuracy import load_network  # noqa: E402
 from gluon_resnest.zoo import get_model_info  # noqa: E402
 
 
-def _reference_input(net, info, shape, preprocess):
+def _reference_input(info, shape, preprocess):
     pixels = np.random.RandomState(0).uniform(0, 255, shape).astype('float32')
     if not preprocess:
         return pixels, pixels
@@ -56,7 +56,7 @@ def main(argv=None):
             if args.onnx else None
     except (ValueError, FileNotFoundError, PretrainedWeightsError, ImportError) as err:
         sys.exit('error: %s' % err)
-    pixels, normalized = _reference_input(net, info, shape, args.preprocess)
+    pixels, normalized = _reference_input(info, shape, args.preprocess)
     expected = net(mx.nd.array(normalized)).asnumpy()
     reloaded = mx.gluon.SymbolBlock.imports(sym, ['data'], params)
     report = dict(model=info.name, symbol=sym, params=params, input_shape=list(shape),

@@ -108,13 +108,11 @@ def test_resnest101_builds_and_runs_hybridized():
 def test_training_recipe_switches():
     net = gr.get_model('resnest200', last_gamma=True, dropblock_prob=0.1)
     net.initialize()
-    bn3 = [b for b in net.layer2[0]._children.values() if b.name.endswith('batchnorm2')]
     assert net.layer1[0].bn3.gamma.data().sum().asscalar() == 0  # zero-gamma last BN
     assert net.drop is not None and net.drop._rate == 0.2  # final dropout for >200 layers
     drops = [b for b in gr.layers.dropblock._walk(net) if isinstance(b, gr.DropBlock)]
     assert len(drops) == 3 * (36 + 3) and all(d.drop_prob == 0.1 for d in drops)
     assert gr.get_model('resnest101').drop is None
-    del bn3
 
 
 def test_export_round_trip_has_no_random_ops(tmp_path):

@@ -1,5 +1,7 @@
 """Horovod when it is there and launched; a single process otherwise, with the same interface."""
 import os
+import shutil
+import sys
 
 import mxnet as mx
 
@@ -9,8 +11,6 @@ __all__ = ['Comm', 'device', 'horovodrun']
 def horovodrun():
     """Path of the horovodrun launcher: beside this Python (a virtual env's bin/, which need
     not be on PATH), else on PATH; None when Horovod is not installed."""
-    import shutil
-    import sys
     local = os.path.join(os.path.dirname(sys.executable), 'horovodrun')
     return local if os.access(local, os.X_OK) else shutil.which('horovodrun')
 
