@@ -4,12 +4,8 @@ import pytest
 from mxnet import autograd
 
 import gluon_resnest as gr
+from gluon_resnest.analysis import count_params
 from helpers import randomize
-
-
-def _param_count(net, trainable_only=True):
-    return sum(int(np.prod(p.shape)) for p in net.collect_params().values()
-               if not trainable_only or p.grad_req != 'null')
 
 
 @pytest.mark.parametrize('name', [n for n in gr.list_models() if gr.get_model_info(n).params_m])
@@ -18,7 +14,7 @@ def test_parameter_counts_match_the_paper(name):
     net.initialize()
     net(mx.nd.zeros((1, 3, 32, 32)))
     published = gr.get_model_info(name).params_m * 1e6
-    assert abs(_param_count(net) - published) / published < 0.005
+    assert abs(count_params(net) - published) / published < 0.005
 
 
 def _gluoncv_reference(name, size, **kwargs):
@@ -39,7 +35,7 @@ def test_gluoncv_weights_load_unchanged_and_give_the_same_logits(name, size, tmp
     ref.save_parameters(path)
     ours = gr.get_model(name)
     ours.load_parameters(path)  # strict: every name and shape must match
-    assert _param_count(ours, False) == _param_count(ref, False)
+    assert count_params(ours, False) == count_params(ref, False)
     ours.hybridize(static_alloc=True)
     x = mx.nd.random.uniform(-2, 2, shape=(2, 3, size, size))
     expected = ref(x).asnumpy()
@@ -57,7 +53,7 @@ def test_gluoncv_weights_load_unchanged_and_give_the_same_logits(name, size, tmp
 def test_resnest50_has_gluoncvs_parameter_count():
     net = gr.get_model('resnest50')
     net.initialize()
-    assert _param_count(net, trainable_only=False) == 27547816
+    assert count_params(net, trainable_only=False) == 27547816
 
 
 @pytest.mark.parametrize('output_stride, gluoncv_kwargs', [(8, dict(dilated=True)),

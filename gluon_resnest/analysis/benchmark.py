@@ -43,14 +43,13 @@ def _median_rate(step, batch_size, warmup, repeats):
             'min_ms': min(times) * 1e3, 'repeats': repeats}
 
 
-def time_inference(net, batch_size=8, size=224, ctx=None, warmup=3, repeats=10, dtype='float32',
-                   hybridize=True):
+def time_inference(net, batch_size=8, size=224, ctx=None, warmup=3, repeats=10, hybridize=True):
     """Inference images per second of an initialized ``net`` (``hybridize=False`` keeps a graph
     that is already optimized)."""
     ctx = ctx or mx.cpu()
     if hybridize:
         net.hybridize(static_alloc=True, static_shape=True)
-    x = mx.nd.random.uniform(shape=(batch_size, 3, size, size), ctx=ctx, dtype=dtype)
+    x = mx.nd.random.uniform(shape=(batch_size, 3, size, size), ctx=ctx)
 
     def step():
         with mx.autograd.predict_mode():

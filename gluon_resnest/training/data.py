@@ -14,7 +14,7 @@ from .autoaugment import ImageNetPolicy
 __all__ = ['RecordDataset', 'ShardSampler', 'train_transform', 'eval_transform', 'make_loader',
            'RecordError']
 
-# PCA of ImageNet RGB pixels (AlexNet's lighting noise), as used by GluonCV's RandomLighting
+# OpenCV interpolation codes, as mxnet.image and the Gluon transforms take them
 INTERPOLATION = {'bilinear': 1, 'bicubic': 3}
 
 

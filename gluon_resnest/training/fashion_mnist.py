@@ -80,7 +80,7 @@ def write_records(prefix, images, labels):
     return prefix + '.rec'
 
 
-def build_fashion_mnist(out_dir, source=DEFAULT_SOURCE, install=True, limit=None):
+def build_fashion_mnist(out_dir, source=DEFAULT_SOURCE, install=True):
     """``{out_dir}/train.rec`` and ``test.rec`` (+ .idx); returns their paths. Existing complete
     files are kept."""
     source = ensure_source(source, install)
@@ -89,13 +89,11 @@ def build_fashion_mnist(out_dir, source=DEFAULT_SOURCE, install=True, limit=None
     for split, (images_stem, labels_stem) in FILES.items():
         prefix = os.path.join(out_dir, split)
         paths[split] = prefix + '.rec'
-        if limit is None and os.path.isfile(prefix + '.rec') and os.path.isfile(prefix + '.idx'):
+        if os.path.isfile(prefix + '.rec') and os.path.isfile(prefix + '.idx'):
             continue
         images = read_idx(_find(source, images_stem))
         labels = read_idx(_find(source, labels_stem))
         if len(images) != len(labels):
             raise ValueError('%s: %d images but %d labels' % (split, len(images), len(labels)))
-        if limit:
-            images, labels = images[:limit], labels[:limit]
         write_records(prefix, images, labels)
     return paths

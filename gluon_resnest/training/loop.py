@@ -76,13 +76,13 @@ def count_correct(logits, labels, k=5):
     return int((top[:, 0] == labels).sum()), int((top == labels[:, None]).any(axis=1).sum())
 
 
-def evaluate(net, loader, ctx, comm=None, dtype='float32'):
+def evaluate(net, loader, ctx, comm=None):
     """Top-1/top-5 (%) and counts over a loader; under Horovod the counts are summed exactly."""
     correct1 = correct5 = seen = 0
     loss_sum = 0.0
     loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss()
     for data, label in loader:
-        data = data.as_in_context(ctx).astype(dtype, copy=False)
+        data = data.as_in_context(ctx)
         label = label.as_in_context(ctx)
         logits = net(data).astype('float32', copy=False)
         c1, c5 = count_correct(logits, label)
