@@ -109,10 +109,22 @@ def resnetd50():
     return dict(_FAST, radix=0, cardinality=1, bottleneck_width=64)
 
 
-@register_model(eval_crop=28, crop_ratio=1.0, mean=(0.286,) * 3, std=(0.353,) * 3)
+# 28-32 px images such as Fashion-MNIST: stride-1 stem without max pool, so the stages see
+# 28/14/7/4 px maps. Mean/std: Fashion-MNIST's.
+_SMALL_IMAGES = dict(eval_crop=28, crop_ratio=1.0, mean=(0.286,) * 3, std=(0.353,) * 3)
+
+
+@register_model(**_SMALL_IMAGES)
 def resnest14_small():
     """ResNeSt-14 (2s1x64d) sized for 28-32 px images such as Fashion-MNIST: quarter-width
-    stages and no stem max pool (0.55M parameters, 12 MFLOPs at 28 px). Mean/std:
-    Fashion-MNIST's."""
+    stages and no stem max pool (0.55M parameters, 12 MFLOPs at 28 px)."""
     return dict(_RESNEST, layers=(1, 1, 1, 1), stem_width=16, planes=(16, 32, 64, 128),
+                stem_pool=False)
+
+
+@register_model(**_SMALL_IMAGES)
+def resnest26_small():
+    """ResNeSt-26 (2s1x64d) for 28-32 px images: half-width stages and no stem max pool (3.8M
+    parameters, 64 MFLOPs at 28 px); the main job's longer setting."""
+    return dict(_RESNEST, layers=(2, 2, 2, 2), stem_width=32, planes=(32, 64, 128, 256),
                 stem_pool=False)
