@@ -171,13 +171,14 @@ def test_metadata():
     assert (info.eval_crop, info.resize, info.interpolation) == (416, 475, 'bicubic')
     assert (gr.get_model_info('resnest101').interpolation, info.top1) == ('bilinear', 84.5)
     assert gr.resnest50.info.mean == (0.485, 0.456, 0.406)
-    assert len(gr.list_models()) == 15
+    assert len(gr.list_models()) == 16
 
 
-def test_small_input_model_downsamples_by_16_and_accepts_28px():
-    net = gr.get_model('resnest14_small', classes=10)
+@pytest.mark.parametrize('name', ['resnest14_small', 'resnest26_small'])
+def test_small_input_model_downsamples_by_16_and_accepts_28px(name):
+    net = gr.get_model(name, classes=10)
     net.initialize()
-    feats_net = gr.get_model('resnest14_small', features_only=True)
+    feats_net = gr.get_model(name, features_only=True)
     feats_net.initialize()
     assert net(mx.nd.zeros((2, 3, 28, 28))).shape == (2, 10)
     assert [f.shape[2] for f in feats_net(mx.nd.zeros((1, 3, 32, 32)))] == [16, 8, 4, 2]

@@ -1,3 +1,4 @@
+import importlib.util
 import json
 import math
 import os
@@ -279,3 +280,30 @@ def test_every_flag_reaches_the_trainer():
     source = inspect.getsource(loop.train) + inspect.getsource(loop._setup_amp)
     for name in TrainConfig.__dataclass_fields__:  # each field is read where training happens
         assert 'cfg.' + name in source, name
+
+
+def _main_job_script():
+    spec = importlib.util.spec_from_file_location(
+        'fashion_mnist_job', os.path.join(ROOT, 'train', 'fashion_mnist.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_main_job_longer_setting_switches_model_epochs_and_run_folder():
+    job = _main_job_script()
+    rec = {'train': 't.rec', 'test': 'v.rec'}
+    args, _ = job.parse_args([])
+    assert (args.model, args.epochs) == ('resnest14_small', 7)
+    args, extra = job.parse_args(['--longer', '--np', '1', '--dropblock-prob', '0'])
+    assert (args.model, args.epochs) == ('resnest26_small', 40)
+    assert os.path.basename(args.save_dir) == 'fashion-mnist-longer'
+    command = job.training_command(args, rec, extra)
+    assert command[command.index('--model') + 1] == 'resnest26_small'
+    assert command[command.index('--epochs') + 1] == '40'
+    assert command[-2:] == ['--dropblock-prob', '0']
+    args, _ = job.parse_args(['--longer', '--epochs', '3', '--save-dir', 'elsewhere'])
+    assert (args.model, args.epochs, os.path.basename(args.save_dir)) == (
+        'resnest26_small', 3, 'elsewhere')
+    with pytest.raises(SystemExit):
+        job.parse_args(['--model', 'resnest_tiny'])

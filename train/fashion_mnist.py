@@ -46,7 +46,8 @@ def training_command(args, rec, extra):
     return script
 
 
-def main(argv=None):
+def parse_args(argv=None):
+    """(args, flags passed through to train/train.py)."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--source', default=DEFAULT_SOURCE,
                         help='folder of the raw Fashion-MNIST idx files')
@@ -78,6 +79,11 @@ def main(argv=None):
     args.save_dir = os.path.abspath(args.save_dir)
     if args.np < 1 or args.epochs < 1 or args.batch_size < 1:
         parser.error('--np, --epochs and --batch-size must be positive')
+    return args, extra
+
+
+def main(argv=None):
+    args, extra = parse_args(argv)
     start = time.time()
     if args.fresh and os.path.isdir(args.save_dir):
         shutil.rmtree(args.save_dir)

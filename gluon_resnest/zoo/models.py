@@ -5,7 +5,8 @@ from .registry import register_model
 __all__ = ['resnest14', 'resnest26', 'resnest50', 'resnest101', 'resnest200', 'resnest269',
            'resnest50_fast_1s1x64d', 'resnest50_fast_2s1x64d', 'resnest50_fast_4s1x64d',
            'resnest50_fast_1s2x40d', 'resnest50_fast_2s2x40d', 'resnest50_fast_4s2x40d',
-           'resnest50_fast_1s4x24d', 'resnetd50', 'resnest14_small']
+           'resnest50_fast_1s4x24d', 'resnetd50', 'resnest14_small',
+           'resnest26_small']
 
 # ResNet-D trunk with the paper's tweaks: deep stem, avg-pool shortcut, avd after the 3x3
 _RESNEST = dict(radix=2, cardinality=1, bottleneck_width=64, deep_stem=True, avg_down=True,
@@ -109,8 +110,8 @@ def resnetd50():
     return dict(_FAST, radix=0, cardinality=1, bottleneck_width=64)
 
 
-# 28-32 px images such as Fashion-MNIST: stride-1 stem without max pool, so the stages see
-# 28/14/7/4 px maps. Mean/std: Fashion-MNIST's.
+# 28-32 px images such as Fashion-MNIST: no stem max pool, so a 28 px input reaches the stages
+# at 14/7/4/2 px. Mean/std: Fashion-MNIST's.
 _SMALL_IMAGES = dict(eval_crop=28, crop_ratio=1.0, mean=(0.286,) * 3, std=(0.353,) * 3)
 
 
