@@ -58,3 +58,20 @@ def test_benchmark_command_prints_one_json_line_per_measurement():
     bad = subprocess.run([sys.executable, os.path.join(ROOT, 'eval', 'benchmark.py'),
                           '--batch-size', '0'], capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and '--batch-size must be positive' in bad.stderr
+
+
+def _count_blocks(block, kind):
+    return isinstance(block, kind) + sum(_count_blocks(c, kind) for c in block._children.values())
+
+
+def test_profile_command_times_every_convolution_of_the_model():
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'eval', 'profile.py'), '--model',
+                           'resnest14_small', '--batch-size', '2', '--iterations', '2', '--top', '200'],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {line.split()[0]: line.split()[1:] for line in proc.stdout.splitlines()[2:]}
+    net = gr.get_model('resnest14_small')
+    # bulk execution is off, so each convolution layer is one timed call per iteration
+    assert float(rows['Convolution'][0]) == _count_blocks(net, mx.gluon.nn.Conv2D)
+    assert float(rows['BatchNorm'][0]) == _count_blocks(net, mx.gluon.nn.BatchNorm)
+    assert sum(float(r[2]) for r in rows.values()) == pytest.approx(100, abs=1)

@@ -1,3 +1,5 @@
-"""Counting and timing: FLOPs and parameters from the symbol graph, speed benchmarks."""
-from .benchmark import peak_rss_mb, rss_mb, time_inference, time_training
+"""Counting and timing: FLOPs and parameters from the symbol graph, speed benchmarks, per-operator profiles."""
+from .benchmark import (inference_step, peak_rss_mb, rss_mb, time_inference, time_training,
+                        training_step)
+from .profile import profile_operators
 from .flops import count_flops, count_params, symbol_of

@@ -9,7 +9,8 @@ import time
 import mxnet as mx
 import numpy as np
 
-__all__ = ['time_inference', 'time_training', 'rss_mb', 'peak_rss_mb']
+__all__ = ['inference_step', 'training_step', 'time_inference', 'time_training', 'rss_mb',
+           'peak_rss_mb']
 
 
 def _proc_status(field):
@@ -43,9 +44,9 @@ def _median_rate(step, batch_size, warmup, repeats):
             'min_ms': min(times) * 1e3, 'repeats': repeats}
 
 
-def time_inference(net, batch_size=8, size=224, ctx=None, warmup=3, repeats=10, hybridize=True):
-    """Inference images per second of an initialized ``net`` (``hybridize=False`` keeps a graph
-    that is already optimized)."""
+def inference_step(net, batch_size=8, size=224, ctx=None, hybridize=True):
+    """A function running one predict-mode forward of ``net`` on a fixed random batch, to
+    completion (``hybridize=False`` keeps a graph that is already optimized)."""
     ctx = ctx or mx.cpu()
     if hybridize:
         net.hybridize(static_alloc=True, static_shape=True)
@@ -55,13 +56,12 @@ def time_inference(net, batch_size=8, size=224, ctx=None, warmup=3, repeats=10, 
         with mx.autograd.predict_mode():
             out = net(x)
         (out[0] if isinstance(out, (list, tuple)) else out).wait_to_read()
-    result = _median_rate(step, batch_size, warmup, repeats)
-    result['rss_mb'] = rss_mb()
-    return result
+    return step
 
 
-def time_training(net, batch_size=16, size=128, classes=1000, ctx=None, warmup=2, repeats=5):
-    """Training images per second (forward, backward, NAG update) of an initialized ``net``."""
+def training_step(net, batch_size=16, size=128, classes=1000, ctx=None):
+    """A function running one training step of ``net`` (forward, backward, NAG update) on a
+    fixed random batch, to completion."""
     ctx = ctx or mx.cpu()
     net.hybridize(static_alloc=True, static_shape=True)
     trainer = mx.gluon.Trainer(net.collect_params(), 'nag',
@@ -76,6 +76,20 @@ def time_training(net, batch_size=16, size=128, classes=1000, ctx=None, warmup=2
         loss.backward()
         trainer.step(batch_size)
         mx.nd.waitall()
+    return step
+
+
+def time_inference(net, batch_size=8, size=224, ctx=None, warmup=3, repeats=10, hybridize=True):
+    """Inference images per second of an initialized ``net``."""
+    step = inference_step(net, batch_size, size, ctx, hybridize)
+    result = _median_rate(step, batch_size, warmup, repeats)
+    result['rss_mb'] = rss_mb()
+    return result
+
+
+def time_training(net, batch_size=16, size=128, classes=1000, ctx=None, warmup=2, repeats=5):
+    """Training images per second (forward, backward, NAG update) of an initialized ``net``."""
+    step = training_step(net, batch_size, size, classes, ctx)
     result = _median_rate(step, batch_size, warmup, repeats)
     result['rss_mb'] = rss_mb()
     return result

@@ -1,0 +1,57 @@
+"""Per-operator time of a zoo model's inference or training step (MXNet profiler, bulk execution
+off so every operator is timed on its own). Prints a table, slowest first.
+
+    python eval/profile.py --model resnest50 --mode training
+"""
+import argparse
+import os
+import sys
+
+# must precede the first graph: bulked segments would hide the per-operator times
+os.environ.setdefault('MXNET_EXEC_BULK_EXEC_INFERENCE', '0')
+os.environ.setdefault('MXNET_EXEC_BULK_EXEC_TRAIN', '0')
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+
+import mxnet as mx  # noqa: E402
+
+import gluon_resnest  # noqa: E402
+from gluon_resnest.analysis.benchmark import inference_step, training_step  # noqa: E402
+from gluon_resnest.analysis.profile import profile_operators  # noqa: E402
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--model', default='resnest50', choices=gluon_resnest.list_models(),
+                        metavar='NAME')
+    parser.add_argument('--mode', choices=['inference', 'training'], default='inference')
+    parser.add_argument('--batch-size', type=int, default=None,
+                        help='default: 8 for inference, 16 for training (as eval/benchmark.py)')
+    parser.add_argument('--size', type=int, default=None,
+                        help="default: the model's eval crop for inference, 128 for training")
+    parser.add_argument('--iterations', type=int, default=3)
+    parser.add_argument('--dropblock-prob', type=float, default=0.1,
+                        help='DropBlock rate while training')
+    parser.add_argument('--top', type=int, default=25, help='operators to list')
+    args = parser.parse_args(argv)
+    training = args.mode == 'training'
+    batch = args.batch_size or (16 if training else 8)
+    size = args.size or (128 if training else gluon_resnest.get_model_info(args.model).eval_crop)
+    for value, flag in ((batch, '--batch-size'), (size, '--size'),
+                        (args.iterations, '--iterations')):
+        if value < 1:
+            parser.error('%s must be positive, got %d' % (flag, value))
+    net = gluon_resnest.get_model(args.model, dropblock_prob=args.dropblock_prob if training
+                                  else 0.0)
+    net.initialize(mx.init.MSRAPrelu())
+    step = training_step(net, batch, size) if training else inference_step(net, batch, size)
+    rows = profile_operators(step, args.iterations)
+    total = sum(ms for _, _, ms in rows)
+    print('%s %s, batch %d at %d px: %.1f ms of operators per iteration'
+          % (args.model, args.mode, batch, size, total))
+    print('%-42s %8s %10s %6s' % ('operator', 'calls', 'ms/iter', '%'))
+    for name, calls, ms in rows[:args.top]:
+        print('%-42s %8.0f %10.2f %6.1f' % (name, calls, ms, 100.0 * ms / total))
+
+
+if __name__ == '__main__':
+    main()
