@@ -174,13 +174,14 @@ def test_metadata():
     assert len(gr.list_models()) == 16
 
 
-@pytest.mark.parametrize('name', ['resnest14_small', 'resnest26_small'])
-def test_small_input_model_downsamples_by_16_and_accepts_28px(name):
+@pytest.mark.parametrize('name, stride', [('resnest14_small', 16), ('resnest14_small_s1', 8)])
+def test_small_input_models_downsample_by_their_stride_and_accept_28px(name, stride):
     net = gr.get_model(name, classes=10)
     net.initialize()
     feats_net = gr.get_model(name, features_only=True)
     feats_net.initialize()
     assert net(mx.nd.zeros((2, 3, 28, 28))).shape == (2, 10)
-    assert [f.shape[2] for f in feats_net(mx.nd.zeros((1, 3, 32, 32)))] == [16, 8, 4, 2]
-    with pytest.raises(ValueError, match='at least 16'):
-        net(mx.nd.zeros((1, 3, 8, 8)))
+    maps = [f.shape[2] for f in feats_net(mx.nd.zeros((1, 3, 32, 32)))]
+    assert maps == [32 * 8 // stride, 32 * 4 // stride, 32 * 2 // stride, 32 // stride]
+    with pytest.raises(ValueError, match='at least %d' % stride):
+        net(mx.nd.zeros((1, 3, stride // 2, stride // 2)))

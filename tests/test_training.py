@@ -296,14 +296,14 @@ def test_main_job_longer_setting_switches_model_epochs_and_run_folder():
     args, _ = job.parse_args([])
     assert (args.model, args.epochs) == ('resnest14_small', 7)
     args, extra = job.parse_args(['--longer', '--np', '1', '--dropblock-prob', '0'])
-    assert (args.model, args.epochs) == ('resnest26_small', 40)
+    assert (args.model, args.epochs) == ('resnest14_small_s1', 30)
     assert os.path.basename(args.save_dir) == 'fashion-mnist-longer'
     command = job.training_command(args, rec, extra)
-    assert command[command.index('--model') + 1] == 'resnest26_small'
-    assert command[command.index('--epochs') + 1] == '40'
+    assert command[command.index('--model') + 1] == 'resnest14_small_s1'
+    assert command[command.index('--epochs') + 1] == '30'
     assert command[-2:] == ['--dropblock-prob', '0']
     args, _ = job.parse_args(['--longer', '--epochs', '3', '--save-dir', 'elsewhere'])
     assert (args.model, args.epochs, os.path.basename(args.save_dir)) == (
-        'resnest26_small', 3, 'elsewhere')
+        'resnest14_small_s1', 3, 'elsewhere')
     with pytest.raises(SystemExit):
         job.parse_args(['--model', 'resnest_tiny'])

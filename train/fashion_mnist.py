@@ -25,7 +25,7 @@ from gluon_resnest.training.fashion_mnist import DEFAULT_SOURCE, build_fashion_m
 # model, epochs and save dir of the default run and of the longer setting (--longer)
 DEFAULT = dict(model='resnest14_small', epochs=7,
                save_dir=os.path.join(ROOT, 'runs', 'fashion-mnist'))
-LONGER = dict(model='resnest26_small', epochs=40,
+LONGER = dict(model='resnest14_small_s1', epochs=30,
               save_dir=os.path.join(ROOT, 'runs', 'fashion-mnist-longer'))
 
 
