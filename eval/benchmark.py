@@ -9,10 +9,10 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+import gluon_resnest  # noqa: E402,F401  (first: sets MXNet's CPU threads before it loads)
 
 import mxnet as mx  # noqa: E402
 
-import gluon_resnest  # noqa: E402
 from gluon_resnest.analysis import (count_flops, count_params, peak_rss_mb,  # noqa: E402
                                     time_inference, time_training)
 
@@ -45,6 +45,7 @@ def measure(impl, args, mode):
     if impl == 'gluon_resnest':
         record['gflops'] = round(count_flops(net, (1, 3, args.size, args.size)) / 1e9, 3)
     record['peak_rss_mb'] = round(peak_rss_mb(), 1)
+    record['omp_threads'] = os.environ.get('OMP_NUM_THREADS', 'mxnet default')
     return record
 
 

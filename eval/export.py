@@ -10,6 +10,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+import gluon_resnest  # noqa: E402,F401  (first: sets MXNet's CPU threads before it loads)
 
 import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402

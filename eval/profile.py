@@ -11,10 +11,10 @@ import sys
 os.environ.setdefault('MXNET_EXEC_BULK_EXEC_INFERENCE', '0')
 os.environ.setdefault('MXNET_EXEC_BULK_EXEC_TRAIN', '0')
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+import gluon_resnest  # noqa: E402,F401  (first: sets MXNet's CPU threads before it loads)
 
 import mxnet as mx  # noqa: E402
 
-import gluon_resnest  # noqa: E402
 from gluon_resnest.analysis.benchmark import inference_step, training_step  # noqa: E402
 from gluon_resnest.analysis.profile import profile_operators  # noqa: E402
 

@@ -1,4 +1,8 @@
 """ResNeSt (Split-Attention Networks) for MXNet Gluon."""
+from .runtime import configure_cpu_threads
+
+configure_cpu_threads()  # before MXNet loads: it would otherwise use half the cores
+
 from .backbone import Bottleneck, ResNeSt
 from .deploy import export_model, export_onnx
 from .layers import DropBlock, SplitAttentionConv, deploy_mode, set_drop_prob

@@ -5,6 +5,8 @@ import sys
 
 import mxnet as mx
 
+from ..runtime import launcher_env
+
 __all__ = ['Comm', 'device', 'horovodrun']
 
 
@@ -20,13 +22,6 @@ def device(local_rank=0):
     return mx.gpu(local_rank) if mx.context.num_gpus() > 0 else mx.cpu()
 
 
-def _launcher_env(*names):
-    for name in names:
-        if name in os.environ:
-            return int(os.environ[name])
-    return None
-
-
 class Comm(object):
     """rank/size, exact sums across ranks, parameter broadcast and the distributed trainer.
 
@@ -38,10 +33,10 @@ class Comm(object):
     def __init__(self, use_horovod=True):
         self.hvd = None
         self.use_horovod = use_horovod
-        rank = _launcher_env('HOROVOD_RANK', 'OMPI_COMM_WORLD_RANK', 'PMI_RANK')
+        rank = launcher_env('HOROVOD_RANK', 'OMPI_COMM_WORLD_RANK', 'PMI_RANK')
         self.rank = rank or 0
-        self.size = _launcher_env('HOROVOD_SIZE', 'OMPI_COMM_WORLD_SIZE', 'PMI_SIZE') or 1
-        self.local_rank = _launcher_env('HOROVOD_LOCAL_RANK', 'OMPI_COMM_WORLD_LOCAL_RANK') or 0
+        self.size = launcher_env('HOROVOD_SIZE', 'OMPI_COMM_WORLD_SIZE', 'PMI_SIZE') or 1
+        self.local_rank = launcher_env('HOROVOD_LOCAL_RANK', 'OMPI_COMM_WORLD_LOCAL_RANK') or 0
 
     def start(self):
         """Initialize Horovod (when launched by horovodrun/mpirun and installed)."""

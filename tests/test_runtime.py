@@ -1,0 +1,28 @@
+import os
+import subprocess
+import sys
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
+PRINT_THREADS = 'import os; %s; print(os.environ.get("OMP_NUM_THREADS"))'
+
+
+def _threads_after(imports, **env):
+    base = {k: v for k, v in os.environ.items()
+            if k not in ('OMP_NUM_THREADS', 'HOROVOD_LOCAL_SIZE', 'OMPI_COMM_WORLD_LOCAL_SIZE')}
+    base.update(env, PYTHONPATH=ROOT)
+    out = subprocess.run([sys.executable, '-c', PRINT_THREADS % imports], env=base,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.split()[-1]
+
+
+def test_import_gives_mxnet_every_core_shared_among_local_ranks():
+    cores = len(os.sched_getaffinity(0))
+    assert _threads_after('import gluon_resnest') == str(cores)
+    assert _threads_after('import gluon_resnest', HOROVOD_LOCAL_SIZE=str(cores)) == '1'
+    assert _threads_after('import gluon_resnest', OMPI_COMM_WORLD_LOCAL_SIZE=str(2 * cores)) == '1'
+
+
+def test_an_explicit_setting_or_an_already_loaded_mxnet_is_left_alone():
+    assert _threads_after('import gluon_resnest', OMP_NUM_THREADS='3') == '3'
+    assert _threads_after('import mxnet; import gluon_resnest') == 'None'
