@@ -16,10 +16,12 @@ def launcher_env(*names):
     return None
 
 
-def cpu_threads_per_process():
-    """The cores this process may use, shared evenly among the launcher's local processes."""
+def cpu_threads_per_process(local_processes=None):
+    """The cores this process may use, shared evenly among ``local_processes`` (default: the
+    launcher's local processes, else 1)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
-    return max(1, (cores or 1) // (launcher_env(*LOCAL_SIZE_VARS) or 1))
+    local = local_processes or launcher_env(*LOCAL_SIZE_VARS) or 1
+    return max(1, (cores or 1) // local)
 
 
 def configure_cpu_threads():

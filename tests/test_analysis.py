@@ -66,7 +66,8 @@ def _count_blocks(block, kind):
 
 def test_profile_command_times_every_convolution_of_the_model():
     proc = subprocess.run([sys.executable, os.path.join(ROOT, 'eval', 'profile.py'), '--model',
-                           'resnest14_small', '--batch-size', '2', '--iterations', '2', '--top', '200'],
+                           'resnest14_small', '--batch-size', '2', '--iterations', '2',
+                           '--top', '200'],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = {line.split()[0]: line.split()[1:] for line in proc.stdout.splitlines()[2:]}

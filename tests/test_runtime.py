@@ -26,3 +26,11 @@ def test_import_gives_mxnet_every_core_shared_among_local_ranks():
 def test_an_explicit_setting_or_an_already_loaded_mxnet_is_left_alone():
     assert _threads_after('import gluon_resnest', OMP_NUM_THREADS='3') == '3'
     assert _threads_after('import mxnet; import gluon_resnest') == 'None'
+
+
+def test_threads_are_shared_among_an_explicit_number_of_local_processes():
+    from gluon_resnest.runtime import cpu_threads_per_process
+    cores = len(os.sched_getaffinity(0))
+    assert cpu_threads_per_process(1) == cores
+    assert cpu_threads_per_process(cores) == 1
+    assert cpu_threads_per_process(4 * cores) == 1

@@ -19,6 +19,7 @@ sys.path.insert(0, ROOT)
 
 from gluon_resnest import export_model, list_models  # noqa: E402
 from gluon_resnest.analysis.accuracy import evaluate_records, load_network  # noqa: E402
+from gluon_resnest.runtime import cpu_threads_per_process  # noqa: E402
 from gluon_resnest.training.distributed import horovodrun  # noqa: E402
 from gluon_resnest.training.fashion_mnist import DEFAULT_SOURCE, build_fashion_mnist  # noqa: E402
 
@@ -93,7 +94,8 @@ def main(argv=None):
 
     print('[2/4] training %s on %d process(es), %d epochs' % (args.model, args.np, args.epochs),
           flush=True)
-    env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 2) // args.np)))
+    # explicit: this process's own setting (all cores) must not pass to every rank
+    env = dict(os.environ, OMP_NUM_THREADS=str(cpu_threads_per_process(args.np)))
     subprocess.run(training_command(args, rec, extra), check=True, env=env)
     train_seconds = time.time() - start
 

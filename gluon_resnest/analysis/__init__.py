@@ -1,4 +1,5 @@
-"""Counting and timing: FLOPs and parameters from the symbol graph, speed benchmarks, per-operator profiles."""
+"""Counting and timing: FLOPs and parameters from the symbol graph, speed benchmarks,
+per-operator profiles."""
 from .benchmark import (inference_step, peak_rss_mb, rss_mb, time_inference, time_training,
                         training_step)
 from .profile import profile_operators
