@@ -13,7 +13,8 @@ import pytest
 
 from gluon_resnest.training import TrainConfig, count_correct, train
 from gluon_resnest.training import recipe
-from gluon_resnest.training.data import RecordDataset, RecordError, ShardSampler
+from gluon_resnest.training.data import (RecordDataset, RecordError, ShardSampler, _Transformed,
+                                         train_transform)
 from gluon_resnest.training.fashion_mnist import write_records
 from helpers import colored_images, require_horovodrun
 
@@ -59,6 +60,21 @@ def test_shards_are_disjoint_equal_and_cover_the_set():
     assert list(sampler) != first
     sampler.set_epoch(0)
     assert list(sampler) == first
+
+
+def test_augmentation_is_a_function_of_seed_epoch_and_index(tiny_rec):
+    """A resumed run (fresh transform, other history) must see the same augmented images."""
+    dataset = RecordDataset(tiny_rec[0])
+
+    def transformed(items):
+        data = _Transformed(dataset, train_transform(32, (0.5,) * 3, (0.25,) * 3, 0.3, 0.4, 0.1,
+                                                     autoaugment=True), seed=5)
+        return {item: data[item][0].asnumpy() for item in items}
+    first = transformed([(0, 1), (0, 2), (1, 1)])
+    later = transformed([(1, 1), (0, 2), (0, 1)])  # another order: other generator history
+    for item in first:
+        np.testing.assert_array_equal(first[item], later[item])
+    assert np.abs(first[(0, 1)] - first[(1, 1)]).max() > 0.1  # a new epoch, new augmentation
 
 
 def test_two_horovod_processes_read_disjoint_shards_and_stay_identical(tiny_rec, tmp_path):
@@ -290,17 +306,18 @@ def _main_job_script():
     return module
 
 
-def test_main_job_longer_setting_switches_model_epochs_and_run_folder():
+def test_main_job_longer_setting_switches_model_epochs_decay_and_run_folder():
     job = _main_job_script()
     rec = {'train': 't.rec', 'test': 'v.rec'}
     args, _ = job.parse_args([])
-    assert (args.model, args.epochs) == ('resnest14_small', 7)
+    assert (args.model, args.epochs, args.wd) == ('resnest14_small', 7, 1e-4)
     args, extra = job.parse_args(['--longer', '--np', '1', '--dropblock-prob', '0'])
-    assert (args.model, args.epochs) == ('resnest14_small_s1', 30)
+    assert (args.model, args.epochs, args.wd) == ('resnest14_small_s1', 30, 5e-4)
     assert os.path.basename(args.save_dir) == 'fashion-mnist-longer'
     command = job.training_command(args, rec, extra)
     assert command[command.index('--model') + 1] == 'resnest14_small_s1'
     assert command[command.index('--epochs') + 1] == '30'
+    assert float(command[command.index('--wd') + 1]) == 5e-4
     assert command[-2:] == ['--dropblock-prob', '0']
     args, _ = job.parse_args(['--longer', '--epochs', '3', '--save-dir', 'elsewhere'])
     assert (args.model, args.epochs, os.path.basename(args.save_dir)) == (
