@@ -15,7 +15,8 @@ from setuptools import find_packages, setup
 MXNET_BUILDS = {'cpu': 'mxnet==1.9.1', 'cu112': 'mxnet-cu112==1.9.1'}
 variant = os.environ.get('GLUON_RESNEST_MXNET', 'cpu')
 if variant not in MXNET_BUILDS:
-    raise SystemExit('GLUON_RESNEST_MXNET=%s: choose one of %s' % (variant, ', '.join(MXNET_BUILDS)))
+    raise SystemExit('GLUON_RESNEST_MXNET=%s: choose one of %s'
+                     % (variant, ', '.join(MXNET_BUILDS)))
 
 # MXNet 1.9.1 imports only with numpy < 1.24; unpinned, these pull numpy-2 builds.
 PINNED = ['numpy==1.23.5', 'Pillow<11', 'scipy<1.12', 'pandas<2.1', 'matplotlib<3.8',

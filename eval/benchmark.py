@@ -13,8 +13,9 @@ import gluon_resnest  # noqa: E402,F401  (first: sets MXNet's CPU threads before
 
 import mxnet as mx  # noqa: E402
 
-from gluon_resnest.analysis import (count_flops, count_params, peak_rss_mb,  # noqa: E402
-                                    time_inference, time_training)
+from gluon_resnest.analysis import (INFERENCE_BATCH, TRAINING_BATCH, TRAINING_SIZE,  # noqa: E402
+                                    count_flops, count_params, peak_rss_mb, time_inference,
+                                    time_training)
 
 
 def build(impl, name, mode, size, dropblock_prob):
@@ -53,11 +54,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--model', default='resnest50', choices=gluon_resnest.list_models())
     parser.add_argument('--mode', choices=['inference', 'training', 'both'], default='both')
-    parser.add_argument('--batch-size', type=int, default=8, help='inference batch')
+    parser.add_argument('--batch-size', type=int, default=INFERENCE_BATCH,
+                        help='inference batch')
     parser.add_argument('--size', type=int, default=None, help="inference crop (default: the "
                         "model's eval crop)")
-    parser.add_argument('--train-batch-size', type=int, default=16)
-    parser.add_argument('--train-size', type=int, default=128)
+    parser.add_argument('--train-batch-size', type=int, default=TRAINING_BATCH)
+    parser.add_argument('--train-size', type=int, default=TRAINING_SIZE)
     parser.add_argument('--repeats', type=int, default=10)
     parser.add_argument('--train-repeats', type=int, default=5)
     parser.add_argument('--dropblock-prob', type=float, default=0.1,

@@ -1,7 +1,8 @@
 """Top-1/top-5 on a RecordIO validation set of a zoo model with a .params file, a training
 checkpoint, or an exported symbol; under horovodrun the counts are summed exactly.
 
-    python eval/evaluate.py --checkpoint runs/fashion-mnist/best --rec-val data/fashion-mnist/test.rec
+    python eval/evaluate.py --checkpoint runs/fashion-mnist/best \\
+        --rec-val data/fashion-mnist/test.rec
     python eval/evaluate.py --model resnest50 --params resnest50-bcfefe1d.params --rec-val val.rec
     python eval/evaluate.py --model resnest50 --symbol deploy/r50-symbol.json \\
         --params deploy/r50-0000.params --rec-val val.rec

@@ -1,7 +1,7 @@
-"""Independent NumPy statement of the paper's Split-Attention (Zhang et al. 2020, Eq. 1-3), written in
-the cardinality-major view: for every cardinal group k, its R splits U_{k,r} are summed (Eq. 1),
-globally pooled (Eq. 2), passed through the group's dense layers, and fused with a softmax over r
-(Eq. 3; a sigmoid when R = 1). Only the weights are taken from the Gluon block."""
+"""Independent NumPy statement of the paper's Split-Attention (Zhang et al. 2020, Eq. 1-3),
+written in the cardinality-major view: for every cardinal group k, its R splits U_{k,r} are
+summed (Eq. 1), globally pooled (Eq. 2), passed through the group's dense layers, and fused with
+a softmax over r (Eq. 3; a sigmoid when R = 1). Only the weights are taken from the Gluon block."""
 import numpy as np
 
 

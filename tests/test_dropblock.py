@@ -14,7 +14,8 @@ def _train(block, x):
 
 def _net(drop_prob=0.1):
     net = nn.HybridSequential()
-    net.add(nn.Conv2D(8, 3, padding=1, in_channels=3), DropBlock(drop_prob), nn.BatchNorm(in_channels=8))
+    net.add(nn.Conv2D(8, 3, padding=1, in_channels=3), DropBlock(drop_prob),
+            nn.BatchNorm(in_channels=8))
     net.initialize()
     return net
 

@@ -10,7 +10,11 @@ import mxnet as mx
 import numpy as np
 
 __all__ = ['inference_step', 'training_step', 'time_inference', 'time_training', 'rss_mb',
-           'peak_rss_mb']
+           'peak_rss_mb', 'INFERENCE_BATCH', 'TRAINING_BATCH', 'TRAINING_SIZE']
+
+# the speed issue's settings: inference batch 8 (at the model's eval crop), training batch 16
+# at 128 px
+INFERENCE_BATCH, TRAINING_BATCH, TRAINING_SIZE = 8, 16, 128
 
 
 def _proc_status(field):
@@ -44,7 +48,7 @@ def _median_rate(step, batch_size, warmup, repeats):
             'min_ms': min(times) * 1e3, 'repeats': repeats}
 
 
-def inference_step(net, batch_size=8, size=224, ctx=None, hybridize=True):
+def inference_step(net, batch_size=INFERENCE_BATCH, size=224, ctx=None, hybridize=True):
     """A function running one predict-mode forward of ``net`` on a fixed random batch, to
     completion (``hybridize=False`` keeps a graph that is already optimized)."""
     ctx = ctx or mx.cpu()
@@ -59,7 +63,7 @@ def inference_step(net, batch_size=8, size=224, ctx=None, hybridize=True):
     return step
 
 
-def training_step(net, batch_size=16, size=128, classes=1000, ctx=None):
+def training_step(net, batch_size=TRAINING_BATCH, size=TRAINING_SIZE, classes=1000, ctx=None):
     """A function running one training step of ``net`` (forward, backward, NAG update) on a
     fixed random batch, to completion."""
     ctx = ctx or mx.cpu()
@@ -79,7 +83,8 @@ def training_step(net, batch_size=16, size=128, classes=1000, ctx=None):
     return step
 
 
-def time_inference(net, batch_size=8, size=224, ctx=None, warmup=3, repeats=10, hybridize=True):
+def time_inference(net, batch_size=INFERENCE_BATCH, size=224, ctx=None, warmup=3, repeats=10,
+                   hybridize=True):
     """Inference images per second of an initialized ``net``."""
     step = inference_step(net, batch_size, size, ctx, hybridize)
     result = _median_rate(step, batch_size, warmup, repeats)
@@ -87,7 +92,8 @@ def time_inference(net, batch_size=8, size=224, ctx=None, warmup=3, repeats=10, 
     return result
 
 
-def time_training(net, batch_size=16, size=128, classes=1000, ctx=None, warmup=2, repeats=5):
+def time_training(net, batch_size=TRAINING_BATCH, size=TRAINING_SIZE, classes=1000, ctx=None,
+                  warmup=2, repeats=5):
     """Training images per second (forward, backward, NAG update) of an initialized ``net``."""
     step = training_step(net, batch_size, size, classes, ctx)
     result = _median_rate(step, batch_size, warmup, repeats)

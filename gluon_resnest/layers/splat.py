@@ -129,7 +129,8 @@ class SplitAttentionConv(HybridBlock):
             self.conv = nn.Conv2D(channels * radix, kernel_size, strides, padding, dilation,
                                   groups=cardinality * radix, use_bias=use_bias,
                                   in_channels=in_channels)
-            self.bn = norm_layer(in_channels=channels * radix, **norm_kwargs) if norm_layer else None
+            self.bn = (norm_layer(in_channels=channels * radix, **norm_kwargs) if norm_layer
+                       else None)
             self.fc1 = nn.Conv2D(inter, 1, in_channels=channels, groups=cardinality)
             self.bn1 = norm_layer(in_channels=inter, **norm_kwargs) if norm_layer else None
             self.fc2 = nn.Conv2D(channels * radix, 1, in_channels=inter, groups=cardinality)

@@ -36,8 +36,9 @@ def _expected_hash(info, tag):
         return info.sha1
     tag = str(tag).lower()
     if len(tag) < 8 or any(c not in '0123456789abcdef' for c in tag):
-        raise PretrainedWeightsError('pretrained=%r: a tag is at least the first 8 hex digits of '
-                                     'the weights\' sha1 (%s: %s)' % (tag, info.name, info.sha1[:8]))
+        raise PretrainedWeightsError(
+            'pretrained=%r: a tag is at least the first 8 hex digits of the weights\' sha1 '
+            '(%s: %s)' % (tag, info.name, info.sha1[:8]))
     if not info.sha1.startswith(tag):
         raise PretrainedWeightsError('pretrained=%r: %s has no weights with that hash; the '
                                      'published file is %s-%s.params' % (tag, info.name, info.name,
