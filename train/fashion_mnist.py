@@ -1,7 +1,7 @@
 """The main job: Fashion-MNIST to RecordIO, 2-process Horovod training of a small ResNeSt,
 evaluation on the test set, export for deployment, and a summary.
 
-    python train/fashion_mnist.py                 # defaults: ~12 minutes on 2 CPU cores
+    python train/fashion_mnist.py                 # defaults: ~8 minutes on 2 CPU cores
     python train/fashion_mnist.py --longer        # the longer setting (see README)
 
 Any other train/train.py flag (e.g. --autoaugment, --dropblock-prob 0) is passed through.
