@@ -34,3 +34,13 @@ def test_threads_are_shared_among_an_explicit_number_of_local_processes():
     assert cpu_threads_per_process(1) == cores
     assert cpu_threads_per_process(cores) == 1
     assert cpu_threads_per_process(4 * cores) == 1
+
+
+def test_horovod_cycle_is_relaxed_on_cpu_ranks_only_and_an_explicit_value_is_kept():
+    from gluon_resnest.runtime import CPU_CYCLE_TIME_MS, configure_horovod_cycle
+    env = {}
+    assert configure_horovod_cycle(0, env) == CPU_CYCLE_TIME_MS == env['HOROVOD_CYCLE_TIME']
+    env = {}
+    assert configure_horovod_cycle(2, env) is None and env == {}
+    env = {'HOROVOD_CYCLE_TIME': '3.5'}
+    assert configure_horovod_cycle(0, env) == '3.5'

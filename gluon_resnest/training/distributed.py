@@ -5,7 +5,7 @@ import sys
 
 import mxnet as mx
 
-from ..runtime import launcher_env
+from ..runtime import configure_horovod_cycle, launcher_env
 
 __all__ = ['Comm', 'device', 'horovodrun']
 
@@ -43,6 +43,7 @@ class Comm(object):
         if self.hvd is not None or not self.use_horovod or self.size == 1:
             return self
         import horovod.mxnet as hvd  # a multi-process launch without horovod is an error
+        configure_horovod_cycle(mx.context.num_gpus())
         hvd.init()
         if (hvd.rank(), hvd.size()) != (self.rank, self.size):
             raise RuntimeError('launcher says rank %d of %d, Horovod says %d of %d'
