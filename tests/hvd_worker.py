@@ -36,15 +36,21 @@ def main(rec, out_dir):
         loss.backward()
         trainer.step(data.shape[0])
         losses.append(float(loss.mean().asscalar()))
+    params = sorted(net._collect_params_with_prefix().items())
     digest = hashlib.sha1()
-    for name, p in sorted(net._collect_params_with_prefix().items()):
-        if p.grad_req == 'null':  # BN running statistics are per rank, as in every Horovod run
-            continue
-        digest.update(name.encode())
-        digest.update(np.ascontiguousarray(p.data().asnumpy()).tobytes())
+    for name, p in params:
+        if p.grad_req != 'null':
+            digest.update(name.encode())
+            digest.update(np.ascontiguousarray(p.data().asnumpy()).tobytes())
+
+    def running_stats():  # BN's, accumulated by each rank from its own shard
+        return {name: p.data().asnumpy().tolist() for name, p in params if p.grad_req == 'null'}
+    own_stats = running_stats()
+    comm.average_running_stats(net)
     with open(os.path.join(out_dir, 'rank-%d.json' % comm.rank), 'w') as f:
         json.dump(dict(rank=comm.rank, size=comm.size, indices=seen, losses=losses,
-                       params_sha1=digest.hexdigest()), f)
+                       params_sha1=digest.hexdigest(), own_stats=own_stats,
+                       averaged_stats=running_stats()), f)
 
 
 if __name__ == '__main__':

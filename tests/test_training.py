@@ -90,6 +90,14 @@ def test_two_horovod_processes_read_disjoint_shards_and_stay_identical(tiny_rec,
     assert not a & b and a | b == set(range(48))
     assert all(math.isfinite(x) for r in ranks for x in r['losses']) and ranks[0]['losses']
     assert ranks[0]['params_sha1'] == ranks[1]['params_sha1']
+    # BN running statistics: each rank's own differ; after the sync both hold their mean
+    own = [r['own_stats'] for r in ranks]
+    assert own[0].keys() == own[1].keys() and any('running_var' in k for k in own[0])
+    assert any(not np.allclose(own[0][k], own[1][k]) for k in own[0])
+    for k in own[0]:
+        mean = (np.array(own[0][k]) + np.array(own[1][k])) / 2
+        for r in ranks:
+            np.testing.assert_allclose(r['averaged_stats'][k], mean, rtol=1e-6, err_msg=k)
 
 
 def test_the_training_command_under_horovodrun(tiny_rec, tmp_path):

@@ -62,6 +62,16 @@ class Comm(object):
         if self.hvd and self.size > 1:
             self.hvd.broadcast_parameters(net.collect_params(), root_rank=0)
 
+    def average_running_stats(self, net):
+        """Average BatchNorm's running mean and variance over ranks (timm's ``--dist-bn
+        reduce``). Each rank accumulates them from its own shard, so without this every rank
+        validates a different model and rank 0's checkpoint is none of them."""
+        if not (self.hvd and self.size > 1):
+            return
+        for name, param in sorted(net.collect_params().items()):
+            if param.grad_req == 'null':
+                self.hvd.allreduce_(param.data(), average=True, name='stat.' + name)
+
     def broadcast_trainer_states(self, trainer):
         """Rank 0's optimizer states (momenta) to every rank, after a resume."""
         if not (self.hvd and self.size > 1):

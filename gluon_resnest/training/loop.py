@@ -217,6 +217,7 @@ def train(cfg, comm=None, log=print):
         if bar is not None:
             bar.close()
         train_loss = comm.sum([loss_sum, seen], 'train_loss')
+        comm.average_running_stats(net)  # one model validated, checkpointed and resumed
         val = evaluate(net, val_loader, ctx, comm)
         record = dict(epoch=epoch + 1, train_loss=train_loss[0] / max(train_loss[1], 1),
                       val_top1=val['top1'], val_top5=val['top5'], val_loss=val['loss'],
