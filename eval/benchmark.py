@@ -13,6 +13,7 @@ import gluon_resnest  # noqa: E402,F401  (first: sets MXNet's CPU threads before
 
 import mxnet as mx  # noqa: E402
 
+from gluon_resnest.argtypes import positive_int  # noqa: E402
 from gluon_resnest.analysis import (INFERENCE_BATCH, TRAINING_BATCH, TRAINING_SIZE,  # noqa: E402
                                     count_flops, count_params, peak_rss_mb, time_inference,
                                     time_training)
@@ -54,14 +55,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--model', default='resnest50', choices=gluon_resnest.list_models())
     parser.add_argument('--mode', choices=['inference', 'training', 'both'], default='both')
-    parser.add_argument('--batch-size', type=int, default=INFERENCE_BATCH,
+    parser.add_argument('--batch-size', type=positive_int, default=INFERENCE_BATCH,
                         help='inference batch')
-    parser.add_argument('--size', type=int, default=None, help="inference crop (default: the "
+    parser.add_argument('--size', type=positive_int, default=None, help="inference crop (default: the "
                         "model's eval crop)")
-    parser.add_argument('--train-batch-size', type=int, default=TRAINING_BATCH)
-    parser.add_argument('--train-size', type=int, default=TRAINING_SIZE)
-    parser.add_argument('--repeats', type=int, default=10)
-    parser.add_argument('--train-repeats', type=int, default=5)
+    parser.add_argument('--train-batch-size', type=positive_int, default=TRAINING_BATCH)
+    parser.add_argument('--train-size', type=positive_int, default=TRAINING_SIZE)
+    parser.add_argument('--repeats', type=positive_int, default=10)
+    parser.add_argument('--train-repeats', type=positive_int, default=5)
     parser.add_argument('--dropblock-prob', type=float, default=0.1,
                         help='DropBlock rate while training (GluonCV builds 0.1 in)')
     parser.add_argument('--compare', choices=['gluoncv'], default=None,
@@ -69,11 +70,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.size is None:
         args.size = gluon_resnest.get_model_info(args.model).eval_crop
-    for value, flag in ((args.batch_size, '--batch-size'), (args.train_batch_size,
-                        '--train-batch-size'), (args.size, '--size'),
-                        (args.train_size, '--train-size')):
-        if value < 1:
-            parser.error('%s must be positive, got %d' % (flag, value))
     modes = ['inference', 'training'] if args.mode == 'both' else [args.mode]
     impls = ['gluon_resnest'] + ([args.compare] if args.compare else [])
     for mode in modes:

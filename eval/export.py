@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 
 from gluon_resnest import PretrainedWeightsError, export_model, export_onnx, get_model  # noqa
 from gluon_resnest.analysis.accuracy import load_network  # noqa: E402
+from gluon_resnest.argtypes import positive_int  # noqa: E402
 from gluon_resnest.zoo import get_model_info  # noqa: E402
 
 
@@ -35,8 +36,8 @@ def main(argv=None):
     parser.add_argument('--params', help='.params file for --model')
     parser.add_argument('--pretrained', action='store_true', help="the zoo's published weights")
     parser.add_argument('--checkpoint', help='a checkpoint folder written by train/train.py')
-    parser.add_argument('--input-size', type=int, default=None, help="default: eval crop")
-    parser.add_argument('--batch-size', type=int, default=1)
+    parser.add_argument('--input-size', type=positive_int, default=None, help="default: eval crop")
+    parser.add_argument('--batch-size', type=positive_int, default=1)
     parser.add_argument('--preprocess', action='store_true',
                         help='fold mean/std in: the graph takes (N, H, W, 3) pixels in 0..255')
     parser.add_argument('--onnx', action='store_true', help='also write PREFIX.onnx')

@@ -15,6 +15,7 @@ import gluon_resnest  # noqa: E402,F401  (first: sets MXNet's CPU threads before
 
 import mxnet as mx  # noqa: E402
 
+from gluon_resnest.argtypes import positive_int  # noqa: E402
 from gluon_resnest.analysis import (INFERENCE_BATCH, TRAINING_BATCH, TRAINING_SIZE,  # noqa: E402
                                     inference_step, training_step)
 from gluon_resnest.analysis.profile import profile_operators  # noqa: E402
@@ -25,25 +26,21 @@ def main(argv=None):
     parser.add_argument('--model', default='resnest50', choices=gluon_resnest.list_models(),
                         metavar='NAME')
     parser.add_argument('--mode', choices=['inference', 'training'], default='inference')
-    parser.add_argument('--batch-size', type=int, default=None,
+    parser.add_argument('--batch-size', type=positive_int, default=None,
                         help='default: %d for inference, %d for training (as eval/benchmark.py)'
                         % (INFERENCE_BATCH, TRAINING_BATCH))
-    parser.add_argument('--size', type=int, default=None,
+    parser.add_argument('--size', type=positive_int, default=None,
                         help="default: the model's eval crop for inference, %d for training"
                         % TRAINING_SIZE)
-    parser.add_argument('--iterations', type=int, default=3)
+    parser.add_argument('--iterations', type=positive_int, default=3)
     parser.add_argument('--dropblock-prob', type=float, default=0.1,
                         help='DropBlock rate while training')
-    parser.add_argument('--top', type=int, default=25, help='operators to list')
+    parser.add_argument('--top', type=positive_int, default=25, help='operators to list')
     args = parser.parse_args(argv)
     training = args.mode == 'training'
     batch = args.batch_size or (TRAINING_BATCH if training else INFERENCE_BATCH)
     size = args.size or (TRAINING_SIZE if training
                          else gluon_resnest.get_model_info(args.model).eval_crop)
-    for value, flag in ((batch, '--batch-size'), (size, '--size'),
-                        (args.iterations, '--iterations')):
-        if value < 1:
-            parser.error('%s must be positive, got %d' % (flag, value))
     net = gluon_resnest.get_model(args.model, dropblock_prob=args.dropblock_prob if training
                                   else 0.0)
     net.initialize(mx.init.MSRAPrelu())

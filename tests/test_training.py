@@ -332,3 +332,11 @@ def test_main_job_longer_setting_switches_model_epochs_decay_and_run_folder():
         'resnest14_small_s1', 3, 'elsewhere')
     with pytest.raises(SystemExit):
         job.parse_args(['--model', 'resnest_tiny'])
+
+
+@pytest.mark.parametrize('flags', [['--np', '0'], ['--epochs', '-2'], ['--batch-size', 'ten']])
+def test_main_job_rejects_non_positive_sizes_naming_the_flag(flags, capsys):
+    with pytest.raises(SystemExit):
+        _main_job_script().parse_args(flags)
+    assert "argument %s: must be a positive integer, got '%s'" % tuple(flags) \
+        in capsys.readouterr().err

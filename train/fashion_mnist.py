@@ -18,6 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from gluon_resnest import export_model, list_models  # noqa: E402
+from gluon_resnest.argtypes import positive_int  # noqa: E402
 from gluon_resnest.analysis.accuracy import evaluate_records, load_network  # noqa: E402
 from gluon_resnest.runtime import cpu_threads_per_process  # noqa: E402
 from gluon_resnest.training.distributed import horovodrun  # noqa: E402
@@ -62,10 +63,10 @@ def parse_args(argv=None):
                                                                  LONGER['model']))
     parser.add_argument('--save-dir', default=None, help='default: %s (%s with --longer)' % (
         DEFAULT['save_dir'], LONGER['save_dir']))
-    parser.add_argument('--np', type=int, default=2, help='Horovod processes')
-    parser.add_argument('--epochs', type=int, default=None, help='default: %d (%d with --longer)'
+    parser.add_argument('--np', type=positive_int, default=2, help='Horovod processes')
+    parser.add_argument('--epochs', type=positive_int, default=None, help='default: %d (%d with --longer)'
                         % (DEFAULT['epochs'], LONGER['epochs']))
-    parser.add_argument('--batch-size', type=int, default=128, help='per process')
+    parser.add_argument('--batch-size', type=positive_int, default=128, help='per process')
     parser.add_argument('--base-lr', type=float, default=0.2)
     parser.add_argument('--wd', type=float, default=None, help='weight decay; default: %g (%g '
                         'with --longer)' % (DEFAULT['wd'], LONGER['wd']))
@@ -82,8 +83,6 @@ def parse_args(argv=None):
         if getattr(args, key) is None:
             setattr(args, key, value)
     args.save_dir = os.path.abspath(args.save_dir)
-    if args.np < 1 or args.epochs < 1 or args.batch_size < 1:
-        parser.error('--np, --epochs and --batch-size must be positive')
     return args, extra
 
 
