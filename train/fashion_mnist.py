@@ -28,7 +28,7 @@ from gluon_resnest.training.fashion_mnist import DEFAULT_SOURCE, build_fashion_m
 # (--longer); 5e-4 is the usual decay for 28-32 px datasets, the paper's 1e-4 is ImageNet's
 DEFAULT = dict(model='resnest14_small', epochs=7, wd=1e-4,
                save_dir=os.path.join(ROOT, 'runs', 'fashion-mnist'))
-LONGER = dict(model='resnest14_small_s1', epochs=30, wd=5e-4,
+LONGER = dict(model='resnest14_small_s1', epochs=50, wd=5e-4,
               save_dir=os.path.join(ROOT, 'runs', 'fashion-mnist-longer'))
 
 
@@ -64,7 +64,8 @@ def parse_args(argv=None):
     parser.add_argument('--save-dir', default=None, help='default: %s (%s with --longer)' % (
         DEFAULT['save_dir'], LONGER['save_dir']))
     parser.add_argument('--np', type=positive_int, default=2, help='Horovod processes')
-    parser.add_argument('--epochs', type=positive_int, default=None, help='default: %d (%d with --longer)'
+    parser.add_argument('--epochs', type=positive_int, default=None,
+                        help='default: %d (%d with --longer)'
                         % (DEFAULT['epochs'], LONGER['epochs']))
     parser.add_argument('--batch-size', type=positive_int, default=128, help='per process')
     parser.add_argument('--base-lr', type=float, default=0.2)
