@@ -13,10 +13,10 @@ import gluon_resnest  # noqa: E402,F401  (first: sets MXNet's CPU threads before
 
 import mxnet as mx  # noqa: E402
 
-from gluon_resnest.argtypes import positive_int  # noqa: E402
 from gluon_resnest.analysis import (INFERENCE_BATCH, TRAINING_BATCH, TRAINING_SIZE,  # noqa: E402
                                     count_flops, count_params, peak_rss_mb, time_inference,
                                     time_training)
+from gluon_resnest.argtypes import positive_int  # noqa: E402
 
 
 def build(impl, name, mode, size, dropblock_prob):
@@ -57,8 +57,8 @@ def main(argv=None):
     parser.add_argument('--mode', choices=['inference', 'training', 'both'], default='both')
     parser.add_argument('--batch-size', type=positive_int, default=INFERENCE_BATCH,
                         help='inference batch')
-    parser.add_argument('--size', type=positive_int, default=None, help="inference crop (default: the "
-                        "model's eval crop)")
+    parser.add_argument('--size', type=positive_int, default=None,
+                        help="inference crop (default: the model's eval crop)")
     parser.add_argument('--train-batch-size', type=positive_int, default=TRAINING_BATCH)
     parser.add_argument('--train-size', type=positive_int, default=TRAINING_SIZE)
     parser.add_argument('--repeats', type=positive_int, default=10)

@@ -15,9 +15,9 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
 from gluon_resnest.analysis import time_inference  # noqa: E402
-from gluon_resnest.argtypes import positive_int  # noqa: E402
 from gluon_resnest.analysis.accuracy import (calibration_images, evaluate_records,  # noqa: E402
                                              load_network)
+from gluon_resnest.argtypes import positive_int  # noqa: E402
 from gluon_resnest.deploy import BACKENDS, optimize_for_cpu  # noqa: E402
 from gluon_resnest.training.data import RecordError  # noqa: E402
 from gluon_resnest.training.distributed import Comm, device  # noqa: E402
@@ -31,7 +31,8 @@ def main(argv=None):
     parser.add_argument('--symbol', help='exported -symbol.json (with --params)')
     parser.add_argument('--checkpoint', help='a checkpoint folder written by train/train.py')
     parser.add_argument('--classes', type=positive_int, default=None)
-    parser.add_argument('--crop', type=positive_int, default=None, help="default: the model's eval crop")
+    parser.add_argument('--crop', type=positive_int, default=None,
+                        help="default: the model's eval crop")
     parser.add_argument('--batch-size', type=positive_int, default=64)
     parser.add_argument('--workers', type=int, default=2)
     parser.add_argument('--backend', default='fp32', choices=BACKENDS,

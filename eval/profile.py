@@ -15,10 +15,10 @@ import gluon_resnest  # noqa: E402,F401  (first: sets MXNet's CPU threads before
 
 import mxnet as mx  # noqa: E402
 
-from gluon_resnest.argtypes import positive_int  # noqa: E402
 from gluon_resnest.analysis import (INFERENCE_BATCH, TRAINING_BATCH, TRAINING_SIZE,  # noqa: E402
                                     inference_step, training_step)
 from gluon_resnest.analysis.profile import profile_operators  # noqa: E402
+from gluon_resnest.argtypes import positive_int  # noqa: E402
 
 
 def main(argv=None):

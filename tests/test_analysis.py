@@ -57,7 +57,8 @@ def test_benchmark_command_prints_one_json_line_per_measurement():
         assert r['img_per_s'] > 0 and r['peak_rss_mb'] > 0 and r['params'] == count_params(net)
     bad = subprocess.run([sys.executable, os.path.join(ROOT, 'eval', 'benchmark.py'),
                           '--batch-size', '0'], capture_output=True, text=True, timeout=300)
-    assert bad.returncode != 0 and "--batch-size: must be a positive integer, got '0'" in bad.stderr
+    assert bad.returncode != 0
+    assert "--batch-size: must be a positive integer, got '0'" in bad.stderr
 
 
 def _count_blocks(block, kind):

@@ -18,8 +18,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from gluon_resnest import export_model, list_models  # noqa: E402
-from gluon_resnest.argtypes import positive_int  # noqa: E402
 from gluon_resnest.analysis.accuracy import evaluate_records, load_network  # noqa: E402
+from gluon_resnest.argtypes import positive_int  # noqa: E402
 from gluon_resnest.runtime import cpu_threads_per_process  # noqa: E402
 from gluon_resnest.training.distributed import horovodrun  # noqa: E402
 from gluon_resnest.training.fashion_mnist import DEFAULT_SOURCE, build_fashion_mnist  # noqa: E402
