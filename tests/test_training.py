@@ -320,11 +320,11 @@ def test_main_job_longer_setting_switches_model_epochs_decay_and_run_folder():
     args, _ = job.parse_args([])
     assert (args.model, args.epochs, args.wd) == ('resnest14_small', 7, 1e-4)
     args, extra = job.parse_args(['--longer', '--np', '1', '--dropblock-prob', '0'])
-    assert (args.model, args.epochs, args.wd) == ('resnest14_small_s1', 50, 5e-4)
+    assert (args.model, args.epochs, args.wd) == ('resnest14_small_s1', 60, 5e-4)
     assert os.path.basename(args.save_dir) == 'fashion-mnist-longer'
     command = job.training_command(args, rec, extra)
     assert command[command.index('--model') + 1] == 'resnest14_small_s1'
-    assert command[command.index('--epochs') + 1] == '50'
+    assert command[command.index('--epochs') + 1] == '60'
     assert float(command[command.index('--wd') + 1]) == 5e-4
     assert command[-2:] == ['--dropblock-prob', '0']
     args, _ = job.parse_args(['--longer', '--epochs', '3', '--save-dir', 'elsewhere'])
