@@ -1,5 +1,6 @@
 import json
 import os
+import stat
 import subprocess
 import sys
 
@@ -61,16 +62,40 @@ def test_benchmark_command_prints_one_json_line_per_measurement():
     assert "--batch-size: must be a positive integer, got '0'" in bad.stderr
 
 
+def test_profiler_writes_its_trace_only_into_a_private_temporary_folder(monkeypatch):
+    from gluon_resnest.analysis import profile
+    given = []
+    real = mx.profiler.set_config
+
+    def recording(**kwargs):
+        # checked before MXNet sees the path: it would delete whatever is there
+        given.append(kwargs['filename'])
+        assert not os.path.exists(kwargs['filename']), \
+            'the profiler was handed an existing path: %s' % kwargs['filename']
+        real(**kwargs)
+
+    monkeypatch.setattr(mx.profiler, 'set_config', recording)
+    a = mx.nd.ones((4, 4))
+    rows = profile.profile_operators(lambda: (a * 2).wait_to_read(), iterations=1, warmup=0)
+    assert any(name == '_mul_scalar' for name, _, _ in rows)
+    assert len(given) == 1 and not os.path.exists(os.path.dirname(given[0]))
+
+
 def _count_blocks(block, kind):
     return isinstance(block, kind) + sum(_count_blocks(c, kind) for c in block._children.values())
 
 
-def test_profile_command_times_every_convolution_of_the_model():
+def test_profile_command_times_every_convolution_of_the_model(tmp_path):
+    # the trace MXNet writes (and rewrites at exit) goes to a private temporary folder: the
+    # process's TMPDIR is left empty and /dev/null stays a device (a root run once replaced it)
     proc = subprocess.run([sys.executable, os.path.join(ROOT, 'eval', 'profile.py'), '--model',
                            'resnest14_small', '--batch-size', '2', '--iterations', '2',
-                           '--top', '200'],
+                           '--top', '200'], cwd=str(tmp_path),
+                          env=dict(os.environ, TMPDIR=str(tmp_path)),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert stat.S_ISCHR(os.stat('/dev/null').st_mode), '/dev/null is no longer a device'
+    assert os.listdir(str(tmp_path)) == []
     rows = {line.split()[0]: line.split()[1:] for line in proc.stdout.splitlines()[2:]}
     net = gr.get_model('resnest14_small')
     # bulk execution is off, so each convolution layer is one timed call per iteration
