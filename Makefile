@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 # the env's tools (horovodrun) on PATH for everything make runs
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup test main
+.PHONY: setup test main segmentation-demo
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: setup.py tools/install.sh
@@ -17,3 +17,7 @@ test: setup
 # the main job: Fashion-MNIST -> 2-process Horovod training -> test -> export -> summary
 main: setup
 	$(PY) train/fashion_mnist.py $(ARGS)
+
+# segmentation demo: Fashion-MNIST scenes -> DeepLabV3 (2 Horovod processes) -> test -> export
+segmentation-demo: setup
+	$(PY) train/segmentation_demo.py $(ARGS)

@@ -9,7 +9,6 @@ Any other train/train.py flag (e.g. --autoaugment, --dropblock-prob 0) is passed
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -20,8 +19,9 @@ sys.path.insert(0, ROOT)
 from gluon_resnest import export_model, list_models  # noqa: E402
 from gluon_resnest.analysis.accuracy import evaluate_records, load_network  # noqa: E402
 from gluon_resnest.argtypes import positive_int  # noqa: E402
+from gluon_resnest.training.checkpoint import remove_run  # noqa: E402
 from gluon_resnest.runtime import cpu_threads_per_process  # noqa: E402
-from gluon_resnest.training.distributed import horovodrun  # noqa: E402
+from gluon_resnest.training.distributed import launch_command  # noqa: E402
 from gluon_resnest.training.fashion_mnist import DEFAULT_SOURCE, build_fashion_mnist  # noqa: E402
 
 # model, epochs, weight decay and save dir of the default run and of the longer setting
@@ -40,14 +40,10 @@ def training_command(args, rec, extra):
              '--warmup-epochs', '1', '--mixup-alpha', str(args.mixup_alpha),
              '--min-scale', str(args.min_scale), '--jitter', str(args.jitter), '--lighting',
              str(args.lighting), '--workers', '2', '--resume'] + extra
-    script = [sys.executable, os.path.join(ROOT, 'train', 'train.py')] + flags
-    if args.np > 1:
-        launcher = horovodrun()
-        if not launcher:
-            sys.exit('error: horovodrun not found; run `make setup` or pass --np 1')
-        return [launcher, '--gloo', '-np', str(args.np), '-H', 'localhost:%d' % args.np] \
-            + script
-    return script
+    try:
+        return launch_command(os.path.join(ROOT, 'train', 'train.py'), flags, args.np)
+    except FileNotFoundError as err:
+        sys.exit('error: %s' % err)
 
 
 def parse_args(argv=None):
@@ -90,8 +86,11 @@ def parse_args(argv=None):
 def main(argv=None):
     args, extra = parse_args(argv)
     start = time.time()
-    if args.fresh and os.path.isdir(args.save_dir):
-        shutil.rmtree(args.save_dir)
+    if args.fresh:
+        try:
+            remove_run(args.save_dir)
+        except FileExistsError as err:
+            sys.exit('error: %s' % err)
 
     print('[1/4] Fashion-MNIST -> RecordIO in %s' % args.data_dir, flush=True)
     rec = build_fashion_mnist(args.data_dir, args.source)

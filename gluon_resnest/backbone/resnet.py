@@ -157,6 +157,8 @@ class ResNeSt(HybridBlock):
                           norm_layer=norm_layer, norm_kwargs=norm_kwargs)
         (s3, d3), (s4, d4) = OUTPUT_STRIDES[output_stride]
         stem_out = stem_width * 2 if deep_stem else 64
+        # channels of C2..C5, for the heads of dense prediction
+        self.stage_channels = tuple(p * EXPANSION for p in planes)
         with self.name_scope():
             self.conv1 = self._make_stem(deep_stem, stem_width, in_channels, norm_layer,
                                          norm_kwargs, stem_stride)

@@ -5,7 +5,8 @@ import os
 import shutil
 import tempfile
 
-__all__ = ['save_checkpoint', 'latest_checkpoint', 'load_checkpoint', 'check_writable']
+__all__ = ['save_checkpoint', 'latest_checkpoint', 'load_checkpoint', 'check_writable',
+           'write_jsonl', 'remove_run']
 
 PREFIX = 'epoch-'
 
@@ -88,3 +89,35 @@ def load_checkpoint(path, net, trainer, ctx):
     trainer.load_states(os.path.join(path, 'trainer.states'))
     with open(os.path.join(path, 'meta.json')) as f:
         return json.load(f)
+
+
+def write_jsonl(path, rows):
+    """Write ``rows`` as JSON lines, atomically (the whole history each time, so a killed and
+    resumed run logs every epoch exactly once)."""
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        f.writelines(json.dumps(row) + '\n' for row in rows)
+    os.replace(tmp, path)
+
+
+# what the trainers and the jobs over them write into a run folder
+RUN_MARKERS = ('metrics.jsonl', 'summary.json', 'comparison.json', 'best')
+
+
+def _is_run(folder):
+    names = os.listdir(folder)
+    return any(n in RUN_MARKERS or n.startswith(PREFIX) for n in names) or any(
+        os.path.isdir(os.path.join(folder, n)) and _is_run(os.path.join(folder, n))
+        for n in names)
+
+
+def remove_run(folder):
+    """Delete a run folder (``--fresh``) only if the project wrote it: it holds checkpoints or
+    metrics (itself or in sub-folders), or is empty. Anything else is refused, unchanged."""
+    if not os.path.isdir(folder):
+        return False
+    if os.listdir(folder) and not _is_run(folder):
+        raise FileExistsError('%s does not look like a run folder (no checkpoints or metrics); '
+                              'refusing to delete it: pass another --save-dir' % folder)
+    shutil.rmtree(folder)
+    return True

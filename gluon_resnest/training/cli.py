@@ -1,4 +1,5 @@
-"""Command-line flags generated from TrainConfig, so every flag reaches the trainer."""
+"""Command-line flags generated from a config dataclass (TrainConfig, SegTrainConfig), so every
+flag reaches the trainer."""
 import argparse
 import dataclasses
 
@@ -7,9 +8,9 @@ from .loop import TrainConfig
 __all__ = ['config_parser', 'config_from_args']
 
 
-def config_parser(description=None, defaults=None):
+def config_parser(description=None, defaults=None, config=TrainConfig):
     parser = argparse.ArgumentParser(description=description)
-    for f in dataclasses.fields(TrainConfig):
+    for f in dataclasses.fields(config):
         flag = '--' + f.name.replace('_', '-')
         default = (defaults or {}).get(f.name, f.default)
         if f.type is bool or f.type == 'bool':
@@ -20,5 +21,5 @@ def config_parser(description=None, defaults=None):
     return parser
 
 
-def config_from_args(args):
-    return TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+def config_from_args(args, config=TrainConfig):
+    return config(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config)})

@@ -90,8 +90,8 @@ class _Transformed(Dataset):
     (seed, epoch, index): augmentation is reproducible, so a resumed run sees what an
     uninterrupted one does (workers are forked once, so the epoch travels with the index)."""
 
-    def __init__(self, dataset, transform, seed):
-        self.dataset, self.transform, self.seed = dataset, transform, seed
+    def __init__(self, dataset, transform, seed, joint=False):
+        self.dataset, self.transform, self.seed, self.joint = dataset, transform, seed, joint
 
     def __len__(self):
         return len(self.dataset)
@@ -103,6 +103,8 @@ class _Transformed(Dataset):
             s = zlib.crc32(('%d-%d-%d' % (self.seed, epoch, i)).encode())
             random.seed(s)
             np.random.seed(s)
+        if self.joint:  # the transform takes and returns the pair (segmentation)
+            return self.transform(image, label)
         return self.transform(image), np.float32(label)
 
 
@@ -218,10 +220,11 @@ def eval_transform(crop, mean, std, crop_ratio=0.875):
 
 
 def make_loader(dataset, transform, batch_size, rank=0, size=1, train=True, seed=0,
-                workers=2):
-    """A DataLoader over this rank's shard; returns (loader, sampler)."""
+                workers=2, joint=False):
+    """A DataLoader over this rank's shard; returns (loader, sampler). ``joint``: ``transform``
+    maps (image, label) pairs, e.g. an image and its label map."""
     sampler = ShardSampler(len(dataset), rank, size, shuffle=train, seed=seed, pad=train)
-    data = _Transformed(dataset, transform, seed if train else None)
+    data = _Transformed(dataset, transform, seed if train else None, joint)
     loader = DataLoader(data, batch_size=batch_size, sampler=sampler.tagged(),
                         last_batch='discard' if train else 'keep', num_workers=workers,
                         thread_pool=False)

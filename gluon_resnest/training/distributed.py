@@ -7,7 +7,7 @@ import mxnet as mx
 
 from ..runtime import configure_horovod_cycle, launcher_env
 
-__all__ = ['Comm', 'device', 'horovodrun']
+__all__ = ['Comm', 'device', 'horovodrun', 'launch_command']
 
 
 def horovodrun():
@@ -15,6 +15,19 @@ def horovodrun():
     not be on PATH), else on PATH; None when Horovod is not installed."""
     local = os.path.join(os.path.dirname(sys.executable), 'horovodrun')
     return local if os.access(local, os.X_OK) else shutil.which('horovodrun')
+
+
+def launch_command(script, flags, processes=1):
+    """The command that runs ``script`` with ``flags`` on ``processes`` local Horovod ranks
+    (Gloo), or directly for one process."""
+    command = [sys.executable, script] + list(flags)
+    if processes == 1:
+        return command
+    launcher = horovodrun()
+    if not launcher:
+        raise FileNotFoundError('horovodrun not found; run `make setup` (or use one process)')
+    return [launcher, '--gloo', '-np', str(processes), '-H', 'localhost:%d' % processes] \
+        + command
 
 
 def device(local_rank=0):

@@ -8,8 +8,8 @@ import cv2
 import mxnet as mx
 import numpy as np
 
-__all__ = ['DEFAULT_SOURCE', 'CLASSES', 'ensure_source', 'read_idx', 'write_records',
-           'build_fashion_mnist']
+__all__ = ['DEFAULT_SOURCE', 'CLASSES', 'ensure_source', 'read_idx', 'load_split',
+           'write_records', 'build_fashion_mnist']
 
 DEFAULT_SOURCE = '/usr/share/datasets/fashion-mnist'  # Debian's dataset-fashion-mnist
 CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker',
@@ -63,6 +63,17 @@ def read_idx(path):
     return array.reshape(shape)
 
 
+def load_split(source, split):
+    """(images N x 28 x 28 uint8, labels N) of split 'train' or 'test' from the idx files in
+    ``source``."""
+    images_stem, labels_stem = FILES[split]
+    images = read_idx(_find(source, images_stem))
+    labels = read_idx(_find(source, labels_stem))
+    if len(images) != len(labels):
+        raise ValueError('%s: %d images but %d labels' % (split, len(images), len(labels)))
+    return images, labels
+
+
 def write_records(prefix, images, labels):
     """Write ``prefix.rec`` / ``prefix.idx`` atomically: PNG-encoded images (HxW gray or HxWx3
     RGB uint8) with their labels."""
@@ -86,14 +97,10 @@ def build_fashion_mnist(out_dir, source=DEFAULT_SOURCE, install=True):
     source = ensure_source(source, install)
     os.makedirs(out_dir, exist_ok=True)
     paths = {}
-    for split, (images_stem, labels_stem) in FILES.items():
+    for split in FILES:
         prefix = os.path.join(out_dir, split)
         paths[split] = prefix + '.rec'
         if os.path.isfile(prefix + '.rec') and os.path.isfile(prefix + '.idx'):
             continue
-        images = read_idx(_find(source, images_stem))
-        labels = read_idx(_find(source, labels_stem))
-        if len(images) != len(labels):
-            raise ValueError('%s: %d images but %d labels' % (split, len(images), len(labels)))
-        write_records(prefix, images, labels)
+        write_records(prefix, *load_split(source, split))
     return paths

@@ -1,5 +1,4 @@
 """Training and evaluation of a zoo model on RecordIO data, on one process or under horovodrun."""
-import json
 import math
 import os
 import time
@@ -12,7 +11,8 @@ from mxnet import autograd
 from ..layers.dropblock import set_drop_prob
 from ..zoo.registry import get_model, get_model_info
 from . import recipe
-from .checkpoint import check_writable, latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import (check_writable, latest_checkpoint, load_checkpoint, save_checkpoint,
+                         write_jsonl)
 from .data import RecordDataset, eval_transform, make_loader, train_transform
 from .distributed import Comm, device
 
@@ -236,12 +236,7 @@ def train(cfg, comm=None, log=print):
                                  # start of an epoch, so this is all a resume needs
                                  seed=cfg.seed),
                             keep=cfg.keep, best_metric='val_top1')
-            # rewritten whole from the checkpointed history, so a killed and resumed run logs
-            # every epoch exactly once
-            tmp = metrics_path + '.tmp'
-            with open(tmp, 'w') as f:
-                f.writelines(json.dumps(h) + '\n' for h in history)
-            os.replace(tmp, metrics_path)
+            write_jsonl(metrics_path, history)
     summary = dict(model=cfg.model, epochs=cfg.epochs, history=history, best_top1=best,
                    final=history[-1] if history else None, save_dir=cfg.save_dir,
                    world_size=comm.size)
@@ -250,8 +245,9 @@ def train(cfg, comm=None, log=print):
     return net, summary
 
 
-def plot_curves(history, path):
-    """Training loss and validation top-1 by epoch, as a PNG."""
+def plot_curves(history, path, metric='val_top1', metric_label='validation top-1 (%)'):
+    """Training loss (and validation loss, where recorded) and a validation ``metric`` by
+    epoch, as a PNG."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -259,13 +255,14 @@ def plot_curves(history, path):
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     ax1.plot(epochs, [h['train_loss'] for h in history], 'o-',
              label='train (smoothed/mixed targets)')
-    ax1.plot(epochs, [h['val_loss'] for h in history], 's-', label='validation')
+    if all('val_loss' in h for h in history):
+        ax1.plot(epochs, [h['val_loss'] for h in history], 's-', label='validation')
     ax1.set_xlabel('epoch')
     ax1.set_ylabel('loss')
     ax1.legend()
-    ax2.plot(epochs, [h['val_top1'] for h in history], 'o-', color='C2')
+    ax2.plot(epochs, [h[metric] for h in history], 'o-', color='C2')
     ax2.set_xlabel('epoch')
-    ax2.set_ylabel('validation top-1 (%)')
+    ax2.set_ylabel(metric_label)
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -2,7 +2,7 @@
 groups, DropBlock ramp."""
 import mxnet as mx
 
-__all__ = ['scaled_lr', 'lr_schedule', 'smooth_labels', 'mixup', 'exclude_from_weight_decay',
+__all__ = ['scaled_lr', 'lr_schedule', 'poly_schedule', 'smooth_labels', 'mixup', 'exclude_from_weight_decay',
            'dropblock_prob_at', 'mixup_lambda']
 
 
@@ -17,6 +17,16 @@ def lr_schedule(lr, epochs, iters_per_epoch, warmup_epochs=5):
     warmup = min(warmup_epochs * iters_per_epoch, total - 1)
     return mx.lr_scheduler.CosineScheduler(total, base_lr=lr, final_lr=0, warmup_steps=warmup,
                                            warmup_begin_lr=0, warmup_mode='linear')
+
+
+def poly_schedule(lr, epochs, iters_per_epoch, warmup_epochs=0, power=0.9):
+    """Linear warm-up from 0 over ``warmup_epochs``, then lr * (1 - t/T)^power to 0, updated per
+    iteration (the segmentation recipe of DeepLab and GluonCV)."""
+    total = max(1, epochs * iters_per_epoch)
+    warmup = min(warmup_epochs * iters_per_epoch, total - 1)
+    return mx.lr_scheduler.PolyScheduler(total, base_lr=lr, pwr=power, final_lr=0,
+                                         warmup_steps=warmup, warmup_begin_lr=0,
+                                         warmup_mode='linear')
 
 
 def smooth_labels(labels, classes, eps=0.1):

@@ -6,7 +6,7 @@ __all__ = ['resnest14', 'resnest26', 'resnest50', 'resnest101', 'resnest200', 'r
            'resnest50_fast_1s1x64d', 'resnest50_fast_2s1x64d', 'resnest50_fast_4s1x64d',
            'resnest50_fast_1s2x40d', 'resnest50_fast_2s2x40d', 'resnest50_fast_4s2x40d',
            'resnest50_fast_1s4x24d', 'resnetd50', 'resnest14_small',
-           'resnest14_small_s1']
+           'resnest14_small_s1', 'resnetd14_small']
 
 # ResNet-D trunk with the paper's tweaks: deep stem, avg-pool shortcut, avd after the 3x3
 _RESNEST = dict(radix=2, cardinality=1, bottleneck_width=64, deep_stem=True, avg_down=True,
@@ -129,3 +129,10 @@ def resnest14_small_s1():
     """resnest14_small with a stride-1 stem: a 28 px input reaches the stages at 28/14/7/4 px
     (0.55M parameters, 45 MFLOPs at 28 px); the main job's longer setting."""
     return dict(_RESNEST14_SMALL, stem_stride=1)
+
+
+@register_model(**_SMALL_IMAGES)
+def resnetd14_small():
+    """resnest14_small without split attention (radix 0: the plain ResNet-D 3x3 conv), the
+    baseline of the same depth and widths."""
+    return dict(_RESNEST14_SMALL, radix=0)

@@ -8,7 +8,8 @@ import zipfile
 import mxnet as mx
 from mxnet.gluon.utils import check_sha1, download
 
-__all__ = ['default_root', 'get_model_file', 'load_pretrained', 'PretrainedWeightsError']
+__all__ = ['default_root', 'get_model_file', 'load_pretrained', 'load_weights_file',
+           'PretrainedWeightsError']
 
 REPO_URLS = {
     'gluoncv': 'https://apache-mxnet.s3-accelerate.dualstack.amazonaws.com/',
@@ -91,25 +92,37 @@ def _load_param_file(path):
     return {k.split(':', 1)[-1]: v for k, v in mx.nd.load(path).items()}
 
 
-def load_pretrained(net, info, tag=True, root=None, ctx=mx.cpu()):
-    """Load the published weights of ``info`` into ``net``.
-
-    When ``net`` has no classifier (``features_only``) or one of a different size, the backbone is
-    loaded strictly and the classifier, if any, freshly initialized.
-    """
-    path = get_model_file(info, tag, root)
-    params = _load_param_file(path)
+def load_weights_file(net, path, name, ctx=mx.cpu(), classifier=CLASSIFIER):
+    """Load a ``.params`` file into ``net`` strictly, except for the ``classifier`` parameters:
+    when ``net`` lacks them (``features_only``) or has them in another shape (another class
+    count) they are not loaded, and freshly initialized if ``net`` has them. ``name`` is what
+    errors call the weights."""
+    try:
+        params = _load_param_file(path)
+    except mx.base.MXNetError:
+        raise PretrainedWeightsError('%s is not a readable .params file' % path) from None
     own = net._collect_params_with_prefix()
-    fc_fits = all(k in own and own[k].shape == params[k].shape for k in CLASSIFIER)
+    fc_fits = all(k in own and k in params and own[k].shape == params[k].shape
+                  for k in classifier)
     if not fc_fits:
-        params = {k: v for k, v in params.items() if k not in CLASSIFIER}
-    missing = sorted(set(own) - set(params) - (set() if fc_fits else set(CLASSIFIER)))
+        params = {k: v for k, v in params.items() if k not in classifier}
+    missing = sorted(set(own) - set(params) - (set() if fc_fits else set(classifier)))
     extra = sorted(set(params) - set(own))
     if missing or extra:
         raise PretrainedWeightsError('%s does not fit %s: missing %s, unexpected %s'
-                                     % (path, info.name, missing[:5], extra[:5]))
-    for name, value in params.items():
-        own[name]._load_init(value, ctx)  # what Block.load_parameters does, shape-checked
-    if not fc_fits and 'fc.weight' in own:
-        net.fc.initialize(ctx=ctx)
+                                     % (path, name, missing[:5], extra[:5]))
+    for key, value in params.items():
+        if own[key].shape != value.shape and all(own[key].shape):
+            raise PretrainedWeightsError('%s does not fit %s: %s has shape %s, the file %s'
+                                         % (path, name, key, own[key].shape, value.shape))
+        own[key]._load_init(value, ctx)  # what Block.load_parameters does
+    if not fc_fits:
+        for key in classifier:
+            if key in own:
+                own[key].initialize(ctx=ctx)
     return path
+
+
+def load_pretrained(net, info, tag=True, root=None, ctx=mx.cpu(), classifier=CLASSIFIER):
+    """Load the published weights of ``info`` into ``net`` (see :func:`load_weights_file`)."""
+    return load_weights_file(net, get_model_file(info, tag, root), info.name, ctx, classifier)

@@ -1,0 +1,184 @@
+"""Segmentation data in the layouts users have, and the joint image/label-map transforms.
+
+Readers return ``(HxWx3 uint8 image, HxW float32 label map)`` with ignored pixels set to
+``ignore_label`` (255 by default), after checking that the label map has the image's size and
+that every other label is a class of the dataset:
+
+- Pascal VOC layout (``JPEGImages/``, ``SegmentationClass/``, ``ImageSets/Segmentation/<split>.txt``;
+  255 marks boundaries): read here, for any split file (GluonCV's reader maps ``train`` to
+  ``trainval.txt`` and reads no label maps for ``test``).
+- ADE20K (``ADEChallengeData2016``) and Cityscapes (``leftImg8bit``/``gtFine``): GluonCV's
+  dataset classes find the files and convert the labels (ADE20K's 0 and Cityscapes' unlabelled
+  ids are ignored).
+
+GluonCV's training transform pads label maps with 0, a real class; here padding is ignored.
+"""
+import os
+import random
+
+import cv2
+import numpy as np
+from mxnet.gluon.data import Dataset
+from PIL import Image
+
+__all__ = ['SegmentationDataError', 'VOCLayout', 'GluonCVLayout', 'open_dataset',
+           'SegmentationTrainTransform', 'SegmentationEvalTransform', 'DATASETS']
+
+
+class SegmentationDataError(ValueError):
+    """A dataset folder, image or label map that cannot be used."""
+
+
+def _require_dir(path, what):
+    if not os.path.isdir(path):
+        raise SegmentationDataError('%s: folder %s not found' % (what, path))
+
+
+class _Checked(Dataset):
+    """Checks every pair it reads: sizes agree, labels are classes or the ignore label."""
+    classes = None
+
+    def __init__(self, ignore_label=255):
+        self.ignore_label = ignore_label
+
+    def _check(self, image, label, name):
+        if image.shape[:2] != label.shape[:2]:
+            raise SegmentationDataError('%s: the label map is %dx%d but the image is %dx%d'
+                                        % (name, label.shape[1], label.shape[0],
+                                           image.shape[1], image.shape[0]))
+        bad = (label != self.ignore_label) & ((label < 0) | (label >= self.classes))
+        if bad.any():
+            raise SegmentationDataError(
+                '%s: label %d is not a class of this dataset (0..%d) nor the ignore label %d'
+                % (name, int(label[bad][0]), self.classes - 1, self.ignore_label))
+        return image, label.astype(np.float32)
+
+
+class VOCLayout(_Checked):
+    """``root/JPEGImages/<id>.jpg`` and ``root/SegmentationClass/<id>.png`` (palette PNG,
+    255 = ignored) for the ids listed in ``root/ImageSets/Segmentation/<split>.txt``. ``root``
+    may also be the folder that holds ``VOC2012``."""
+
+    def __init__(self, root, split='train', classes=21, ignore_label=255):
+        super(VOCLayout, self).__init__(ignore_label)
+        if os.path.isdir(os.path.join(root, 'VOC2012')):
+            root = os.path.join(root, 'VOC2012')
+        for sub in ('JPEGImages', 'SegmentationClass', os.path.join('ImageSets', 'Segmentation')):
+            _require_dir(os.path.join(root, sub), 'Pascal VOC layout')
+        split_file = os.path.join(root, 'ImageSets', 'Segmentation', split + '.txt')
+        if not os.path.isfile(split_file):
+            have = sorted(f[:-4] for f in os.listdir(os.path.dirname(split_file))
+                          if f.endswith('.txt'))
+            raise SegmentationDataError('split %r: %s not found; splits here: %s'
+                                        % (split, split_file, ', '.join(have) or 'none'))
+        with open(split_file) as f:
+            ids = [line.strip() for line in f if line.strip()]
+        if not ids:
+            raise SegmentationDataError('%s lists no images' % split_file)
+        self.classes, self.root = classes, root
+        self.items = [(os.path.join(root, 'JPEGImages', i + '.jpg'),
+                       os.path.join(root, 'SegmentationClass', i + '.png')) for i in ids]
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        image_path, label_path = self.items[i]
+        try:
+            image = np.asarray(Image.open(image_path).convert('RGB'))
+            label = np.asarray(Image.open(label_path)).astype(np.int64)
+        except (OSError, ValueError) as err:
+            raise SegmentationDataError('cannot read %s / %s (%s)' % (image_path, label_path,
+                                                                      err)) from None
+        return self._check(image, label, label_path)
+
+
+class GluonCVLayout(_Checked):
+    """ADE20K or Cityscapes through GluonCV's dataset classes (file pairs and label mapping)."""
+
+    LAYOUTS = {'ade20k': ('ADEChallengeData2016', ('images', 'annotations'), 150),
+               'cityscapes': ('', ('leftImg8bit', 'gtFine'), 19)}
+
+    def __init__(self, name, root, split='train', ignore_label=255):
+        super(GluonCVLayout, self).__init__(ignore_label)
+        base, subdirs, self.classes = self.LAYOUTS[name]
+        for sub in subdirs:
+            _require_dir(os.path.join(root, base, sub), name)
+        from gluoncv.data import ADE20KSegmentation, CitySegmentation
+        cls = ADE20KSegmentation if name == 'ade20k' else CitySegmentation
+        try:
+            self.base = cls(root=root, split=split, mode='testval')
+        except (AssertionError, RuntimeError) as err:
+            raise SegmentationDataError('%s at %s, split %r: no usable image/label pairs (%s)'
+                                        % (name, root, split, err or 'a file is missing')) from None
+        self.name = name
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        image, label = self.base[i]
+        label = label.asnumpy().astype(np.int64)
+        label[label == -1] = self.ignore_label  # GluonCV marks ignored pixels -1
+        return self._check(image.asnumpy(), label, self.base.images[i])
+
+
+DATASETS = ('voc', 'ade20k', 'cityscapes')
+
+
+def open_dataset(name, root, split, classes=None, ignore_label=255):
+    """A reader by dataset name: 'voc' (any dataset in the Pascal VOC layout; ``classes``
+    default 21), 'ade20k' or 'cityscapes'."""
+    if name == 'voc':
+        return VOCLayout(root, split, classes or 21, ignore_label)
+    if name in GluonCVLayout.LAYOUTS:
+        return GluonCVLayout(name, root, split, ignore_label)
+    raise SegmentationDataError('unknown dataset %r; allowed: %s' % (name, ', '.join(DATASETS)))
+
+
+def _normalize(image, mean, std):
+    image = (image.astype(np.float32) / 255.0 - np.asarray(mean, np.float32)) / np.asarray(
+        std, np.float32)
+    return np.ascontiguousarray(image.transpose(2, 0, 1))
+
+
+class SegmentationEvalTransform(object):
+    """The whole image, normalized (CHW float32), and its label map."""
+
+    def __init__(self, mean, std):
+        self.mean, self.std = mean, std
+
+    def __call__(self, image, label):
+        return _normalize(image, self.mean, self.std), label
+
+
+class SegmentationTrainTransform(SegmentationEvalTransform):
+    """GluonCV's training augmentation, with padding ignored: mirror with probability 1/2,
+    resize so the long side is a random integer in [scale[0], scale[1]] x ``base_size``, pad to
+    ``crop_size`` (image 0, labels ``ignore_label``), random ``crop_size`` crop. Draws come from
+    Python's ``random``, which the loader seeds per (seed, epoch, record)."""
+
+    def __init__(self, crop_size, base_size, mean, std, ignore_label=255, scale=(0.5, 2.0)):
+        super(SegmentationTrainTransform, self).__init__(mean, std)
+        self.crop_size, self.base_size = crop_size, base_size
+        self.ignore_label, self.scale = ignore_label, scale
+
+    def __call__(self, image, label):
+        if random.random() < 0.5:
+            image, label = image[:, ::-1], label[:, ::-1]
+        long_side = random.randint(int(self.base_size * self.scale[0]),
+                                   int(self.base_size * self.scale[1]))
+        h, w = image.shape[:2]
+        ratio = float(long_side) / max(h, w)
+        size = (max(1, int(w * ratio + 0.5)), max(1, int(h * ratio + 0.5)))
+        image = cv2.resize(np.ascontiguousarray(image), size, interpolation=cv2.INTER_LINEAR)
+        label = cv2.resize(np.ascontiguousarray(label), size, interpolation=cv2.INTER_NEAREST)
+        crop = self.crop_size
+        pad_h, pad_w = max(crop - size[1], 0), max(crop - size[0], 0)
+        if pad_h or pad_w:
+            image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)))
+            label = np.pad(label, ((0, pad_h), (0, pad_w)), constant_values=self.ignore_label)
+        y = random.randint(0, image.shape[0] - crop)
+        x = random.randint(0, image.shape[1] - crop)
+        image, label = image[y:y + crop, x:x + crop], label[y:y + crop, x:x + crop]
+        return _normalize(image, self.mean, self.std), np.ascontiguousarray(label)

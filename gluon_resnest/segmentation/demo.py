@@ -1,0 +1,129 @@
+"""The Fashion-MNIST scenes demo: build scenes, train DeepLabV3 under horovodrun (model selected
+on the validation scenes), evaluate the selected checkpoint once on the test scenes (single- and
+multi-scale), export it, and summarize; and the ResNeSt vs ResNet-D comparison over seeds."""
+import json
+import os
+import subprocess
+import time
+
+import numpy as np
+
+from ..runtime import cpu_threads_per_process
+from ..training.distributed import launch_command
+from .predict import MULTI_SCALES
+from .scenes import SCENE_CLASSES, build_scenes
+
+__all__ = ['DEMO', 'demo_training_flags', 'run_demo', 'compare_backbones']
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# the demo's recipe: 64 px scenes, a small trunk at output stride 16 (8 px features with its
+# stride-2 stem), a 48-channel head with small ASPP rates (12/24/36 would look past an 8 px map)
+DEMO = dict(backbone='resnest14_small', output_stride=16, aspp_rates='2,4,6', head_channels=48,
+            base_size=64, crop_size=64, min_scale=0.75, max_scale=1.5, epochs=8, batch_size=16,
+            base_lr=0.1, head_lr_mult=1.0, warmup_epochs=1)
+
+
+def demo_training_flags(data_root, save_dir, seed=0, **overrides):
+    """train/train_segmentation.py flags of the demo (``overrides`` replace DEMO's values)."""
+    settings = dict(DEMO, **overrides)
+    flags = ['--dataset', 'voc', '--data-root', data_root, '--classes', str(len(SCENE_CLASSES)),
+             '--train-split', 'train', '--val-split', 'val', '--save-dir', save_dir,
+             '--seed', str(seed), '--workers', '1', '--resume']
+    for key, value in sorted(settings.items()):
+        flags += ['--' + key.replace('_', '-'), str(value)]
+    return flags
+
+
+def _train(data_root, save_dir, processes, seed, progress, overrides):
+    flags = demo_training_flags(data_root, save_dir, seed, **overrides)
+    if not progress:
+        flags.append('--no-progress')
+    env = dict(os.environ, OMP_NUM_THREADS=str(cpu_threads_per_process(processes)))
+    subprocess.run(launch_command(os.path.join(ROOT, 'train', 'train_segmentation.py'), flags,
+                                  processes), check=True, env=env)
+
+
+def _test(save_dir, data_root, multi_scale=True):
+    """Scores of the checkpoint chosen on validation (``best/``) on the test scenes: the only
+    time the test split is read."""
+    from .evaluate import evaluate_split, load_segmentation
+    net, config = load_segmentation(os.path.join(save_dir, 'best'))
+    runs = {'single_scale': ((1.0,), False)}
+    if multi_scale:
+        runs['multi_scale_flip'] = (MULTI_SCALES, True)
+    return net, config, {name: evaluate_split(net, 'voc', data_root, 'test', config['classes'],
+                                              config['backbone'], scales, flip,
+                                              batch_size=50, workers=0)
+                         for name, (scales, flip) in runs.items()}
+
+
+def run_demo(data_dir, save_dir, processes=2, seed=0, progress=True, log=print, **overrides):
+    """The whole demo; returns the summary dict (also written to ``save_dir/summary.json``)."""
+    start = time.time()
+    log('[1/4] Fashion-MNIST scenes (VOC layout) in %s' % data_dir)
+    build_scenes(data_dir)
+    log('[2/4] training DeepLabV3 (%s) on %d process(es), model chosen on the validation scenes'
+        % (overrides.get('backbone', DEMO['backbone']), processes))
+    _train(data_dir, save_dir, processes, seed, progress, overrides)
+    train_seconds = time.time() - start
+    log('[3/4] evaluating the chosen checkpoint once on the test scenes (single- and '
+        'multi-scale)')
+    net, config, test = _test(save_dir, data_dir)
+    log('[4/4] exporting for deployment')
+    from .deploy import export_segmentation
+    prefix = os.path.join(save_dir, 'deploy', 'deeplabv3_' + config['backbone'])
+    sym, params = export_segmentation(net, prefix, (1, 3, 64, 64))
+    with open(os.path.join(save_dir, 'metrics.jsonl')) as f:
+        history = [json.loads(line) for line in f]
+    best = max(history, key=lambda h: h['val_miou'])
+    summary = dict(
+        backbone=config['backbone'], seed=seed, processes=processes, epochs=len(history),
+        selected_epoch=best['epoch'], val_miou=round(best['val_miou'], 2),
+        test_miou=round(test['single_scale']['miou'], 2),
+        test_pixel_acc=round(test['single_scale']['pixel_acc'], 2),
+        test_miou_multi_scale_flip=round(test['multi_scale_flip']['miou'], 2),
+        test_iou_per_class=dict(zip(SCENE_CLASSES, [None if v is None else round(v, 1)
+                                                    for v in test['single_scale']['iou']])),
+        train_img_per_s=round(history[-1]['img_per_s'], 1),
+        train_seconds=round(train_seconds, 1), wall_seconds=round(time.time() - start, 1),
+        checkpoint=os.path.join(save_dir, 'best'), symbol=sym, params=params,
+        curves=os.path.join(save_dir, 'curves.png'))
+    _write_json(os.path.join(save_dir, 'summary.json'), summary)
+    return summary
+
+
+def compare_backbones(data_dir, save_root, backbones=('resnest14_small', 'resnetd14_small'),
+                      seeds=(0, 1, 2), processes=2, log=print, **overrides):
+    """The demo's training for each backbone and seed (each run resumable in its own folder),
+    test scenes evaluated once per run at single scale; returns and writes the table."""
+    build_scenes(data_dir)
+    rows = []
+    for backbone in backbones:
+        for seed in seeds:
+            save_dir = os.path.join(save_root, '%s-seed%d' % (backbone, seed))
+            log('training %s, seed %d -> %s' % (backbone, seed, save_dir))
+            tic = time.time()
+            _train(data_dir, save_dir, processes, seed, False, dict(overrides, backbone=backbone))
+            _, _, test = _test(save_dir, data_dir, multi_scale=False)
+            with open(os.path.join(save_dir, 'metrics.jsonl')) as f:
+                history = [json.loads(line) for line in f]
+            rows.append(dict(backbone=backbone, seed=seed,
+                             val_miou=max(h['val_miou'] for h in history),
+                             test_miou=test['single_scale']['miou'],
+                             img_per_s=history[-1]['img_per_s'], seconds=time.time() - tic))
+    table = {}
+    for backbone in backbones:
+        mine = [r for r in rows if r['backbone'] == backbone]
+        table[backbone] = {key: [round(float(np.mean([r[key] for r in mine])), 2),
+                                 round(float(np.std([r[key] for r in mine])), 2)]
+                           for key in ('val_miou', 'test_miou', 'img_per_s')}
+    result = dict(runs=rows, mean_std=table, seeds=list(seeds))
+    _write_json(os.path.join(save_root, 'comparison.json'), result)
+    return result
+
+
+def _write_json(path, data):
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(data, f, indent=1)
+    os.replace(tmp, path)

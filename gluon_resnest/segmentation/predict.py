@@ -1,0 +1,49 @@
+"""Dense prediction at one scale or several, with flips: class probabilities averaged.
+
+Each scale resizes the whole image (bilinear), the logits are resized back to the image's size,
+turned into probabilities (softmax) and averaged with those of the mirrored image and of the
+other scales. (GluonCV's test script sums ``exp(logits)``, which weighs a scale by its logits'
+magnitude, and its condition for the multi-scale path is always true for every model, so it
+never runs it.)
+"""
+import mxnet as mx
+
+__all__ = ['MULTI_SCALES', 'main_logits', 'predict_probabilities']
+
+# the paper's and GluonCV's multi-scale evaluation
+MULTI_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+
+
+def main_logits(net, x):
+    """The main output of a segmentation network (its auxiliary output, if any, dropped)."""
+    out = net(x)
+    return out[0] if isinstance(out, (list, tuple)) else out
+
+
+def _resize(x, height, width):
+    if x.shape[2:] == (height, width):
+        return x
+    return mx.nd.contrib.BilinearResize2D(x, height=height, width=width)
+
+
+def predict_probabilities(net, images, scales=(1.0,), flip=False, min_size=1):
+    """(N, classes, H, W) probabilities for an (N, C, H, W) batch, averaged over ``scales``
+    (relative sizes) and, with ``flip``, horizontal mirrors. A scale that would make a side
+    smaller than ``min_size`` (the network's output stride) is an error."""
+    height, width = images.shape[2:]
+    total, count = None, 0
+    for scale in scales:
+        h, w = int(round(height * scale)), int(round(width * scale))
+        if min(h, w) < min_size:
+            raise ValueError('scale %g makes the %dx%d image %dx%d, smaller than the %d px the '
+                             'network needs' % (scale, height, width, h, w, min_size))
+        scaled = _resize(images, h, w)
+        for mirrored in ((False, True) if flip else (False,)):
+            logits = main_logits(net, scaled.flip(axis=3) if mirrored else scaled)
+            if mirrored:
+                logits = logits.flip(axis=3)
+            probs = mx.nd.softmax(_resize(logits.astype('float32', copy=False), height, width),
+                                  axis=1)
+            total = probs if total is None else total + probs
+            count += 1
+    return total / count

@@ -1,0 +1,100 @@
+"""Fashion-MNIST scenes: real garment images composed into segmentation scenes, written in the
+Pascal VOC layout so the demo reads them through the same reader as real data.
+
+Each scene is a ``size`` x ``size`` canvas of faint noise with 1-3 garments pasted at random
+positions and scales (28 px scaled by 1-1.6), later garments on top. A pixel's label is the
+visible garment's class + 1 where that garment's own pixel is brighter than ``threshold``, else
+0 (background). Training scenes use the first 50,000 training images, validation scenes the
+other 10,000 (so no garment is shared), test scenes only the 10,000 test images. The generator
+is a function of (seed, split, scene index): the same call writes the same files.
+"""
+import json
+import os
+import shutil
+import tempfile
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from ..training.fashion_mnist import CLASSES as GARMENTS
+from ..training.fashion_mnist import DEFAULT_SOURCE, ensure_source, load_split
+
+__all__ = ['SCENE_CLASSES', 'SOURCE_SPLITS', 'compose_scene', 'build_scenes']
+
+SCENE_CLASSES = ('background',) + GARMENTS
+# scene split -> (Fashion-MNIST split, range of its images)
+SOURCE_SPLITS = {'train': ('train', (0, 50000)), 'val': ('train', (50000, 60000)),
+                 'test': ('test', (0, 10000))}
+# a fixed palette for the label PNGs (VOC-style: the file stores class indices)
+_PALETTE = np.random.RandomState(7).randint(0, 256, (256, 3)).astype(np.uint8)
+_PALETTE[0] = 0
+
+
+def compose_scene(rng, images, labels, size=64, max_items=3, threshold=20, max_scale=1.6):
+    """(size x size x 3 uint8 image, size x size uint8 label map) from garments drawn with the
+    numpy RandomState ``rng`` out of ``images``/``labels``."""
+    canvas = rng.randint(0, 24, (size, size)).astype(np.uint8)
+    label_map = np.zeros((size, size), np.uint8)
+    for _ in range(rng.randint(1, max_items + 1)):
+        k = rng.randint(len(images))
+        side = int(round(28 * rng.uniform(1.0, max_scale)))
+        side = min(side, size)
+        garment = cv2.resize(images[k], (side, side), interpolation=cv2.INTER_LINEAR)
+        y, x = rng.randint(0, size - side + 1), rng.randint(0, size - side + 1)
+        visible = garment > threshold
+        canvas[y:y + side, x:x + side][visible] = garment[visible]
+        label_map[y:y + side, x:x + side][visible] = labels[k] + 1
+    return np.repeat(canvas[:, :, None], 3, axis=2), label_map
+
+
+def build_scenes(out_dir, counts=(3000, 500, 1000), size=64, seed=0, source=DEFAULT_SOURCE,
+                 install=True):
+    """Write ``out_dir`` in the VOC layout (JPEGImages/, SegmentationClass/,
+    ImageSets/Segmentation/{train,val,test}.txt) with ``counts`` scenes per split; returns
+    ``out_dir``. A complete folder made with the same arguments is kept; the folder appears
+    under its name only when complete."""
+    spec = dict(counts=list(counts), size=size, seed=seed, classes=list(SCENE_CLASSES))
+    done = os.path.join(out_dir, 'scenes.json')
+    if os.path.isfile(done):
+        with open(done) as f:
+            if json.load(f) == spec:
+                return out_dir
+    elif os.path.isdir(out_dir) and os.listdir(out_dir):
+        raise FileExistsError('%s exists and is not a scenes folder (no scenes.json): choose '
+                              'another folder' % out_dir)
+    source = ensure_source(source, install)
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix='.tmp-scenes-', dir=parent)
+    try:
+        for sub in ('JPEGImages', 'SegmentationClass', os.path.join('ImageSets', 'Segmentation')):
+            os.makedirs(os.path.join(tmp, sub))
+        loaded = {}
+        for split, count in zip(('train', 'val', 'test'), counts):
+            source_split, (lo, hi) = SOURCE_SPLITS[split]
+            if source_split not in loaded:
+                loaded[source_split] = load_split(source, source_split)
+            images, labels = (a[lo:hi] for a in loaded[source_split])
+            rng = np.random.RandomState([seed, ('train', 'val', 'test').index(split)])
+            ids = []
+            for i in range(count):
+                image, label_map = compose_scene(rng, images, labels, size)
+                name = '%s_%05d' % (split, i)
+                Image.fromarray(image).save(os.path.join(tmp, 'JPEGImages', name + '.jpg'),
+                                            quality=95)
+                png = Image.fromarray(label_map, mode='P')
+                png.putpalette(_PALETTE.ravel().tolist())
+                png.save(os.path.join(tmp, 'SegmentationClass', name + '.png'))
+                ids.append(name)
+            with open(os.path.join(tmp, 'ImageSets', 'Segmentation', split + '.txt'), 'w') as f:
+                f.write('\n'.join(ids) + '\n')
+        with open(os.path.join(tmp, 'scenes.json'), 'w') as f:
+            json.dump(spec, f)
+        if os.path.isdir(out_dir):
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir

@@ -1,0 +1,295 @@
+"""Training and evaluation of DeepLabV3 on a segmentation dataset, on one process or under
+horovodrun. Reuses the classification trainer's pieces: Comm (ranks, exact sums, broadcast),
+sharded seeded loaders, atomic checkpoints, weight-decay groups and the curves plot."""
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd
+from mxnet.gluon import nn
+
+from ..training import recipe
+from ..training.checkpoint import (check_writable, latest_checkpoint, load_checkpoint,
+                                   save_checkpoint, write_jsonl)
+from ..training.data import make_loader
+from ..training.distributed import Comm, device
+from ..zoo.registry import get_model_info
+from .data import (DATASETS, SegmentationEvalTransform, SegmentationTrainTransform,
+                   open_dataset)
+from .metrics import confusion_matrix, segmentation_scores
+from .model import ASPP_RATES, SEGMENTATION_HEADS, get_segmentation_model
+from .predict import predict_probabilities
+
+__all__ = ['SegTrainConfig', 'train_segmentation', 'evaluate_segmentation', 'pixel_loss',
+           'build_model', 'NORMS']
+
+NORMS = ('bn', 'sync', 'frozen')
+
+
+@dataclass
+class SegTrainConfig:
+    """Every field is a flag of train/train_segmentation.py; defaults follow GluonCV's ADE20K
+    recipe (DeepLabV3, output stride 8, aux 0.2, SGD 0.9, poly 0.9, head LR x10)."""
+    dataset: str = 'voc'
+    data_root: str = ''
+    train_split: str = 'train'
+    val_split: str = 'val'
+    classes: int = 21
+    model: str = 'deeplabv3'
+    backbone: str = 'resnest50'
+    pretrained_base: str = ''         # 'imagenet' (published), or a .params / checkpoint path
+    output_stride: int = 8
+    aspp_rates: str = ''             # e.g. "2,4,6"; default by output stride
+    head_channels: int = 256
+    aux: bool = True
+    aux_weight: float = 0.2
+    norm: str = 'bn'                  # bn | sync | frozen (trunk BN statistics kept)
+    ignore_label: int = 255
+    base_size: int = 520
+    crop_size: int = 480
+    min_scale: float = 0.5            # random scale of the long side, x base_size
+    max_scale: float = 2.0
+    save_dir: str = 'runs/segmentation'
+    epochs: int = 120
+    batch_size: int = 4               # per device
+    base_lr: float = 0.01             # for a global batch of 16
+    warmup_epochs: int = 0
+    momentum: float = 0.9
+    wd: float = 1e-4
+    head_lr_mult: float = 10.0
+    workers: int = 2
+    seed: int = 0
+    keep: int = 2
+    resume: bool = False
+    progress: bool = True
+    max_iters: int = 0                # stop each epoch after this many iterations (tests)
+
+    def validate(self):
+        for name in ('epochs', 'batch_size', 'classes', 'crop_size', 'base_size',
+                     'head_channels'):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError('--%s must be a positive integer, got %r'
+                                 % (name.replace('_', '-'), value))
+        for name in ('base_lr', 'momentum', 'wd', 'aux_weight', 'head_lr_mult'):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError('--%s must be a finite number >= 0, got %r'
+                                 % (name.replace('_', '-'), value))
+        if not 0 < self.min_scale <= self.max_scale:
+            raise ValueError('--min-scale and --max-scale need 0 < min <= max, got %r, %r'
+                             % (self.min_scale, self.max_scale))
+        if self.base_lr <= 0:
+            raise ValueError('--base-lr must be > 0, got %r' % self.base_lr)
+        if self.workers < 0 or self.warmup_epochs < 0 or self.max_iters < 0:
+            raise ValueError('--workers, --warmup-epochs and --max-iters must be >= 0')
+        if self.dataset not in DATASETS:
+            raise ValueError('--dataset %r: allowed %s' % (self.dataset, ', '.join(DATASETS)))
+        if self.model not in SEGMENTATION_HEADS:
+            raise ValueError('--model %r: allowed %s' % (self.model,
+                                                         ', '.join(SEGMENTATION_HEADS)))
+        if self.norm not in NORMS:
+            raise ValueError('--norm %r: allowed %s' % (self.norm, ', '.join(NORMS)))
+        if self.output_stride not in ASPP_RATES:
+            raise ValueError('--output-stride must be 8 or 16, got %r' % self.output_stride)
+        if not self.data_root:
+            raise ValueError('--data-root is required')
+        if not 0 <= self.ignore_label or self.ignore_label < self.classes:
+            raise ValueError('--ignore-label %d must be >= --classes (%d): it marks pixels '
+                             'outside every class' % (self.ignore_label, self.classes))
+        self.rates()
+        arch = get_model_info(self.backbone).arch  # unknown backbone: names close matches
+        # what the trunk downsamples by (its smallest input), as ResNeSt computes it
+        minimum = self.output_stride // (2 // arch.get('stem_stride', 2)) // (
+            1 if arch.get('stem_pool', True) else 2)
+        if self.crop_size < minimum:
+            raise ValueError('--crop-size %d is too small for %s at output stride %d: at least '
+                             '%d px' % (self.crop_size, self.backbone, self.output_stride,
+                                        minimum))
+
+    def rates(self):
+        if not self.aspp_rates:
+            return ASPP_RATES[self.output_stride]
+        try:
+            values = tuple(int(v) for v in self.aspp_rates.split(','))
+        except ValueError:
+            values = ()
+        if len(values) != 3 or min(values) < 1:
+            raise ValueError('--aspp-rates must be 3 positive integers like 12,24,36, got %r'
+                             % self.aspp_rates)
+        return values
+
+
+def build_model(cfg, ctx):
+    """The network of a config (uninitialized heads unless ``pretrained_base``)."""
+    norm_layer, norm_kwargs, trunk_kwargs = nn.BatchNorm, None, {}
+    if cfg.norm == 'sync':
+        norm_layer = mx.gluon.contrib.nn.SyncBatchNorm
+        norm_kwargs = dict(num_devices=len(ctx) if isinstance(ctx, list) else 1)
+    elif cfg.norm == 'frozen':
+        trunk_kwargs['use_global_stats'] = True
+    return get_segmentation_model(cfg.model, backbone=cfg.backbone, classes=cfg.classes,
+                                  aux=cfg.aux, output_stride=cfg.output_stride,
+                                  pretrained_base=True if cfg.pretrained_base == 'imagenet'
+                                  else cfg.pretrained_base, norm_layer=norm_layer,
+                                  norm_kwargs=norm_kwargs, rates=cfg.rates(),
+                                  head_channels=cfg.head_channels, **trunk_kwargs)
+
+
+def pixel_loss(F, logits, label, ignore_label=255):
+    """Mean per-pixel softmax cross-entropy over the pixels whose label is not ignored."""
+    valid = label != ignore_label
+    target = F.where(valid, label, F.zeros_like(label))
+    picked = F.pick(F.log_softmax(logits, axis=1), target, axis=1)
+    return -(picked * valid).sum() / F.maximum(valid.sum(), 1)
+
+
+def evaluate_segmentation(net, loader, classes, ctx, comm=None, scales=(1.0,), flip=False,
+                          ignore_label=255, min_size=1, progress=None):
+    """dict(pixel_acc, miou, iou, pixels) over a loader of (image, label map) batches; under
+    Horovod the confusion matrices are summed exactly across ranks."""
+    conf = np.zeros((classes, classes), np.int64)
+    for data, label in loader:
+        probs = predict_probabilities(net, data.as_in_context(ctx), scales, flip, min_size)
+        conf += confusion_matrix(probs.argmax(axis=1), label, classes, ignore_label)
+        if progress is not None:
+            progress.update(1)
+    if comm is not None:
+        conf = np.asarray(comm.sum(conf.ravel().tolist(), 'seg_confusion'),
+                          np.int64).reshape(conf.shape)
+    return segmentation_scores(conf)
+
+
+def _loaders(cfg, comm, info):
+    train_set = open_dataset(cfg.dataset, cfg.data_root, cfg.train_split, cfg.classes,
+                             cfg.ignore_label)
+    val_set = open_dataset(cfg.dataset, cfg.data_root, cfg.val_split, cfg.classes,
+                           cfg.ignore_label)
+    for split, data in ((cfg.train_split, train_set), (cfg.val_split, val_set)):
+        if data.classes != cfg.classes:
+            raise ValueError('--classes %d, but %s split %s has %d classes'
+                             % (cfg.classes, cfg.dataset, split, data.classes))
+    train_loader, sampler = make_loader(
+        train_set, SegmentationTrainTransform(cfg.crop_size, cfg.base_size, info.mean, info.std,
+                                              cfg.ignore_label, (cfg.min_scale, cfg.max_scale)),
+        cfg.batch_size, comm.rank, comm.size, train=True, seed=cfg.seed, workers=cfg.workers,
+        joint=True)
+    # full images, one per batch unless they all have one size (the demo's scenes)
+    val_loader, _ = make_loader(val_set, SegmentationEvalTransform(info.mean, info.std),
+                                cfg.batch_size, comm.rank, comm.size, train=False,
+                                workers=cfg.workers, joint=True)
+    return train_loader, sampler, val_loader
+
+
+def train_segmentation(cfg, comm=None, log=print):
+    """Train a segmentation model; returns (net, summary). Resumes from the newest checkpoint
+    in ``cfg.save_dir`` when ``cfg.resume``."""
+    cfg.validate()
+    comm = comm or Comm()
+    ctx = device(comm.local_rank)
+    info = get_model_info(cfg.backbone)
+    if comm.rank == 0:
+        check_writable(cfg.save_dir)
+    train_loader, sampler, val_loader = _loaders(cfg, comm, info)
+    comm.start()  # after the loaders have forked their workers
+    iters = len(sampler) // cfg.batch_size
+    if cfg.max_iters:
+        iters = min(iters, cfg.max_iters)
+    if iters < 1:
+        raise ValueError('the training shard of %d images is smaller than one batch of %d'
+                         % (len(sampler), cfg.batch_size))
+
+    mx.random.seed(cfg.seed)  # the same initial weights for the same seed (rank 0's win)
+    net = build_model(cfg, ctx)
+    # every layer knows its input channels: all weights exist now, before any forward pass
+    net.initialize(mx.init.MSRAPrelu(), ctx=ctx)
+    recipe.exclude_from_weight_decay(net)
+    for param in net.head_params().values():
+        param.lr_mult = cfg.head_lr_mult
+    lr = cfg.base_lr * cfg.batch_size * comm.size / 16.0
+    trainer = comm.trainer(net.collect_params(), 'sgd', {
+        'learning_rate': lr, 'momentum': cfg.momentum, 'wd': cfg.wd,
+        'lr_scheduler': recipe.poly_schedule(lr, cfg.epochs, iters, cfg.warmup_epochs)})
+
+    start_epoch, history, best = 0, [], None
+    if cfg.resume:
+        ckpt = latest_checkpoint(cfg.save_dir)
+        if ckpt:
+            meta = load_checkpoint(ckpt, net, trainer, ctx)
+            start_epoch, history = meta['epoch'] + 1, meta.get('history', [])
+            best = meta.get('best_miou')
+            if comm.rank == 0:
+                log('resumed from %s (epoch %d done)' % (ckpt, meta['epoch'] + 1))
+    comm.broadcast_parameters(net)
+    if cfg.resume and start_epoch:
+        comm.broadcast_trainer_states(trainer)
+    net.hybridize(static_alloc=True, static_shape=True)
+
+    min_size = net.trunk.output_stride
+    metrics_path = os.path.join(cfg.save_dir, 'metrics.jsonl')
+    for epoch in range(start_epoch, cfg.epochs):
+        sampler.set_epoch(epoch)
+        mx.random.seed(cfg.seed * 1000 + epoch * 97 + comm.rank)  # dropout masks
+        bar = None
+        if comm.rank == 0 and cfg.progress:
+            from tqdm import tqdm
+            bar = tqdm(total=iters, desc='epoch %d/%d' % (epoch + 1, cfg.epochs), leave=True)
+        loss_sum, seen, tic = 0.0, 0, time.time()
+        for i, (data, label) in enumerate(train_loader):
+            if i >= iters:
+                break
+            data, label = data.as_in_context(ctx), label.as_in_context(ctx)
+            with autograd.record():
+                outputs = net(data)
+                loss = pixel_loss(mx.nd, outputs[0], label, cfg.ignore_label)
+                if cfg.aux:
+                    loss = loss + cfg.aux_weight * pixel_loss(mx.nd, outputs[1], label,
+                                                              cfg.ignore_label)
+            loss.backward()
+            trainer.step(1)  # the loss is already a mean over this rank's pixels
+            batch_loss = float(loss.asscalar())
+            if not math.isfinite(batch_loss):
+                raise FloatingPointError(
+                    'training loss became %s at epoch %d, iteration %d; the last complete '
+                    'checkpoint is %s' % (batch_loss, epoch + 1, i + 1,
+                                          latest_checkpoint(cfg.save_dir)))
+            loss_sum += batch_loss * data.shape[0]
+            seen += data.shape[0]
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss='%.3f' % (loss_sum / seen), lr='%.4f' % trainer.learning_rate,
+                                img_s='%.1f' % (seen * comm.size / (time.time() - tic)))
+        elapsed = time.time() - tic
+        if bar is not None:
+            bar.close()
+        train_loss = comm.sum([loss_sum, seen], 'train_loss')
+        comm.average_running_stats(net)
+        val = evaluate_segmentation(net, val_loader, cfg.classes, ctx, comm,
+                                    ignore_label=cfg.ignore_label, min_size=min_size)
+        record = dict(epoch=epoch + 1, train_loss=train_loss[0] / max(train_loss[1], 1),
+                      val_miou=val['miou'], val_pixel_acc=val['pixel_acc'],
+                      lr=trainer.learning_rate, img_per_s=train_loss[1] / elapsed,
+                      epoch_seconds=elapsed)
+        history.append(record)
+        best = max(best or 0.0, val['miou'])
+        if comm.rank == 0:
+            log('epoch %d: train loss %.4f, val mIoU %.2f%%, pixel acc %.2f%%, %.1f img/s'
+                % (epoch + 1, record['train_loss'], val['miou'], val['pixel_acc'],
+                   record['img_per_s']))
+            save_checkpoint(cfg.save_dir, epoch, net, trainer,
+                            dict(config=asdict(cfg), history=history, best_miou=best,
+                                 val_miou=val['miou'], world_size=comm.size, task='segmentation'),
+                            keep=cfg.keep, best_metric='val_miou')
+            write_jsonl(metrics_path, history)
+    if comm.rank == 0 and history:
+        from ..training.loop import plot_curves
+        plot_curves(history, os.path.join(cfg.save_dir, 'curves.png'), metric='val_miou',
+                    metric_label='validation mIoU (%)')
+    summary = dict(backbone=cfg.backbone, epochs=cfg.epochs, history=history, best_miou=best,
+                   final=history[-1] if history else None, save_dir=cfg.save_dir,
+                   world_size=comm.size)
+    return net, summary
+
