@@ -394,7 +394,9 @@ def test_two_process_segmentation_training_resumes_and_evaluates_exactly(tiny_sc
     env = dict(os.environ, OMP_NUM_THREADS='1')
     hvd = [launcher, '--gloo', '-np', '2', '-H', 'localhost:2', sys.executable]
     for epochs in (1, 2):  # the second call resumes after the first epoch
-        proc = subprocess.run(hvd + [script] + _seg_flags(tiny_scenes, save_dir, epochs),
+        # BN statistics of the global batch across the two processes
+        proc = subprocess.run(hvd + [script] + _seg_flags(tiny_scenes, save_dir, epochs)
+                              + ['--norm', 'sync'],
                               env=env, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert 'resumed from' in proc.stdout

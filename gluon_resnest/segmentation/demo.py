@@ -1,6 +1,8 @@
-"""The Fashion-MNIST scenes demo: build scenes, train DeepLabV3 under horovodrun (model selected
-on the validation scenes), evaluate the selected checkpoint once on the test scenes (single- and
-multi-scale), export it, and summarize; and the ResNeSt vs ResNet-D comparison over seeds."""
+"""The Fashion-MNIST scenes demo: build scenes, pretrain the backbone on the garments behind the
+training scenes (as ImageNet pretraining does for real segmentation), train DeepLabV3 under
+horovodrun (model selected on the validation scenes), evaluate the selected checkpoint once on
+the test scenes (single- and multi-scale), export it, and summarize; and the ResNeSt vs ResNet-D
+comparison over seeds."""
 import json
 import os
 import subprocess
@@ -11,7 +13,7 @@ import numpy as np
 from ..runtime import cpu_threads_per_process
 from ..training.distributed import launch_command
 from .predict import MULTI_SCALES
-from .scenes import SCENE_CLASSES, build_scenes
+from .scenes import SCENE_CLASSES, build_pretraining_records, build_scenes
 
 __all__ = ['DEMO', 'demo_training_flags', 'run_demo', 'compare_backbones']
 
@@ -19,8 +21,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # the demo's recipe: 64 px scenes, a small trunk at output stride 16 (8 px features with its
 # stride-2 stem), a 48-channel head with small ASPP rates (12/24/36 would look past an 8 px map)
 DEMO = dict(backbone='resnest14_small', output_stride=16, aspp_rates='2,4,6', head_channels=48,
-            base_size=64, crop_size=64, min_scale=0.75, max_scale=1.5, epochs=8, batch_size=16,
-            base_lr=0.1, head_lr_mult=1.0, warmup_epochs=1)
+            base_size=64, crop_size=64, min_scale=0.75, max_scale=1.5, epochs=6, batch_size=16,
+            base_lr=0.02, head_lr_mult=10.0, warmup_epochs=0)
+# backbone pretraining on the 28 px garments: the main job's recipe, a short schedule
+PRETRAIN = dict(epochs=2, batch_size=128, base_lr=0.2, wd=1e-4, warmup_epochs=0, mixup_alpha=0,
+                min_scale=0.8, jitter=0, lighting=0)
 
 
 def demo_training_flags(data_root, save_dir, seed=0, **overrides):
@@ -34,13 +39,32 @@ def demo_training_flags(data_root, save_dir, seed=0, **overrides):
     return flags
 
 
-def _train(data_root, save_dir, processes, seed, progress, overrides):
-    flags = demo_training_flags(data_root, save_dir, seed, **overrides)
+def _run(script, flags, processes, progress):
     if not progress:
-        flags.append('--no-progress')
+        flags = flags + ['--no-progress']
     env = dict(os.environ, OMP_NUM_THREADS=str(cpu_threads_per_process(processes)))
-    subprocess.run(launch_command(os.path.join(ROOT, 'train', 'train_segmentation.py'), flags,
-                                  processes), check=True, env=env)
+    subprocess.run(launch_command(os.path.join(ROOT, 'train', script), flags, processes),
+                   check=True, env=env)
+
+
+def _pretrain(records, save_dir, backbone, processes, seed, progress):
+    """Classification pretraining of ``backbone`` (model chosen on the held-out garments);
+    returns the chosen checkpoint folder."""
+    flags = ['--model', backbone, '--classes', '10', '--rec-train', records['train'],
+             '--rec-val', records['val'], '--save-dir', save_dir, '--seed', str(seed),
+             '--workers', '2', '--resume']
+    for key, value in sorted(PRETRAIN.items()):
+        flags += ['--' + key.replace('_', '-'), str(value)]
+    _run('train.py', flags, processes, progress)
+    return os.path.join(save_dir, 'best')
+
+
+def _train(data_root, records, save_dir, processes, seed, progress, overrides):
+    backbone = overrides.get('backbone', DEMO['backbone'])
+    base = _pretrain(records, os.path.join(save_dir, 'pretrain'), backbone, processes, seed,
+                     progress)
+    flags = demo_training_flags(data_root, save_dir, seed, pretrained_base=base, **overrides)
+    _run('train_segmentation.py', flags, processes, progress)
 
 
 def _test(save_dir, data_root, multi_scale=True):
@@ -62,9 +86,11 @@ def run_demo(data_dir, save_dir, processes=2, seed=0, progress=True, log=print, 
     start = time.time()
     log('[1/4] Fashion-MNIST scenes (VOC layout) in %s' % data_dir)
     build_scenes(data_dir)
-    log('[2/4] training DeepLabV3 (%s) on %d process(es), model chosen on the validation scenes'
-        % (overrides.get('backbone', DEMO['backbone']), processes))
-    _train(data_dir, save_dir, processes, seed, progress, overrides)
+    records = build_pretraining_records(os.path.join(data_dir, 'pretrain'))
+    log('[2/4] pretraining %s on the training garments, then DeepLabV3 on the training scenes '
+        '(%d process(es)); models chosen on validation' % (
+            overrides.get('backbone', DEMO['backbone']), processes))
+    _train(data_dir, records, save_dir, processes, seed, progress, overrides)
     train_seconds = time.time() - start
     log('[3/4] evaluating the chosen checkpoint once on the test scenes (single- and '
         'multi-scale)')
@@ -97,13 +123,15 @@ def compare_backbones(data_dir, save_root, backbones=('resnest14_small', 'resnet
     """The demo's training for each backbone and seed (each run resumable in its own folder),
     test scenes evaluated once per run at single scale; returns and writes the table."""
     build_scenes(data_dir)
+    records = build_pretraining_records(os.path.join(data_dir, 'pretrain'))
     rows = []
     for backbone in backbones:
         for seed in seeds:
             save_dir = os.path.join(save_root, '%s-seed%d' % (backbone, seed))
             log('training %s, seed %d -> %s' % (backbone, seed, save_dir))
             tic = time.time()
-            _train(data_dir, save_dir, processes, seed, False, dict(overrides, backbone=backbone))
+            _train(data_dir, records, save_dir, processes, seed, False,
+                   dict(overrides, backbone=backbone))
             _, _, test = _test(save_dir, data_dir, multi_scale=False)
             with open(os.path.join(save_dir, 'metrics.jsonl')) as f:
                 history = [json.loads(line) for line in f]

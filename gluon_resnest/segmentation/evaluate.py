@@ -28,6 +28,7 @@ def load_segmentation(checkpoint=None, symbol=None, params=None, backbone=None, 
             raise ValueError('%s is not a segmentation checkpoint' % checkpoint)
         cfg = SegTrainConfig(**meta['config'])
         cfg.pretrained_base = ''  # the checkpoint holds every weight
+        cfg.norm = 'bn'  # inference: every variant is plain BN with running statistics
         net = build_model(cfg, ctx)
         net.load_parameters(os.path.join(checkpoint, 'model.params'), ctx=ctx)
         return net, meta['config']

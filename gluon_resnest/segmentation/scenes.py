@@ -2,9 +2,9 @@
 Pascal VOC layout so the demo reads them through the same reader as real data.
 
 Each scene is a ``size`` x ``size`` canvas of faint noise with 1-3 garments pasted at random
-positions and scales (28 px scaled by 1-1.6), later garments on top. A pixel's label is the
-visible garment's class + 1 where that garment's own pixel is brighter than ``threshold``, else
-0 (background). Training scenes use the first 50,000 training images, validation scenes the
+positions and scales (28 px scaled by 1-1.6), later garments on top, their boxes overlapping
+by at most a quarter. A pixel's label is the visible garment's class + 1 where that garment's own
+pixel is brighter than ``threshold``, else 0 (background). Training scenes use the first 50,000 training images, validation scenes the
 other 10,000 (so no garment is shared), test scenes only the 10,000 test images. The generator
 is a function of (seed, split, scene index): the same call writes the same files.
 """
@@ -18,9 +18,10 @@ import numpy as np
 from PIL import Image
 
 from ..training.fashion_mnist import CLASSES as GARMENTS
-from ..training.fashion_mnist import DEFAULT_SOURCE, ensure_source, load_split
+from ..training.fashion_mnist import DEFAULT_SOURCE, ensure_source, load_split, write_records
 
-__all__ = ['SCENE_CLASSES', 'SOURCE_SPLITS', 'compose_scene', 'build_scenes']
+__all__ = ['SCENE_CLASSES', 'SOURCE_SPLITS', 'compose_scene', 'build_scenes',
+           'build_pretraining_records']
 
 SCENE_CLASSES = ('background',) + GARMENTS
 # scene split -> (Fashion-MNIST split, range of its images)
@@ -29,23 +30,41 @@ SOURCE_SPLITS = {'train': ('train', (0, 50000)), 'val': ('train', (50000, 60000)
 # a fixed palette for the label PNGs (VOC-style: the file stores class indices)
 _PALETTE = np.random.RandomState(7).randint(0, 256, (256, 3)).astype(np.uint8)
 _PALETTE[0] = 0
+GENERATOR_VERSION = 2  # recorded in scenes.json: scenes from another generator are rebuilt
 
 
-def compose_scene(rng, images, labels, size=64, max_items=3, threshold=20, max_scale=1.6):
+def compose_scene(rng, images, labels, size=64, max_items=3, threshold=20, max_scale=1.6,
+                  max_overlap=0.25, attempts=10):
     """(size x size x 3 uint8 image, size x size uint8 label map) from garments drawn with the
-    numpy RandomState ``rng`` out of ``images``/``labels``."""
+    numpy RandomState ``rng`` out of ``images``/``labels``. A garment whose box would cover
+    more than ``max_overlap`` of an earlier garment's box, or be covered so, is moved (up to
+    ``attempts`` positions) or left out: occlusion stays partial, as in real scenes."""
     canvas = rng.randint(0, 24, (size, size)).astype(np.uint8)
     label_map = np.zeros((size, size), np.uint8)
+    boxes = []
     for _ in range(rng.randint(1, max_items + 1)):
         k = rng.randint(len(images))
-        side = int(round(28 * rng.uniform(1.0, max_scale)))
-        side = min(side, size)
+        side = min(int(round(28 * rng.uniform(1.0, max_scale))), size)
+        for _ in range(attempts):
+            y, x = rng.randint(0, size - side + 1), rng.randint(0, size - side + 1)
+            if all(_overlap((y, x, side), box) <= max_overlap for box in boxes):
+                break
+        else:
+            continue
+        boxes.append((y, x, side))
         garment = cv2.resize(images[k], (side, side), interpolation=cv2.INTER_LINEAR)
-        y, x = rng.randint(0, size - side + 1), rng.randint(0, size - side + 1)
         visible = garment > threshold
         canvas[y:y + side, x:x + side][visible] = garment[visible]
         label_map[y:y + side, x:x + side][visible] = labels[k] + 1
     return np.repeat(canvas[:, :, None], 3, axis=2), label_map
+
+
+def _overlap(a, b):
+    """Intersection of two square boxes (y, x, side) over the smaller box's area."""
+    (ya, xa, sa), (yb, xb, sb) = a, b
+    h = max(0, min(ya + sa, yb + sb) - max(ya, yb))
+    w = max(0, min(xa + sa, xb + sb) - max(xa, xb))
+    return h * w / float(min(sa, sb) ** 2)
 
 
 def build_scenes(out_dir, counts=(3000, 500, 1000), size=64, seed=0, source=DEFAULT_SOURCE,
@@ -54,7 +73,8 @@ def build_scenes(out_dir, counts=(3000, 500, 1000), size=64, seed=0, source=DEFA
     ImageSets/Segmentation/{train,val,test}.txt) with ``counts`` scenes per split; returns
     ``out_dir``. A complete folder made with the same arguments is kept; the folder appears
     under its name only when complete."""
-    spec = dict(counts=list(counts), size=size, seed=seed, classes=list(SCENE_CLASSES))
+    spec = dict(counts=list(counts), size=size, seed=seed, classes=list(SCENE_CLASSES),
+                generator=GENERATOR_VERSION)
     done = os.path.join(out_dir, 'scenes.json')
     if os.path.isfile(done):
         with open(done) as f:
@@ -98,3 +118,22 @@ def build_scenes(out_dir, counts=(3000, 500, 1000), size=64, seed=0, source=DEFA
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def build_pretraining_records(out_dir, source=DEFAULT_SOURCE, install=True):
+    """Classification RecordIO files of the garments behind the training and validation scenes
+    (``train.rec``: training images 0-49,999; ``val.rec``: 50,000-59,999), for pretraining a
+    backbone as ImageNet pretraining does for real segmentation; the test images are not used.
+    Returns {'train': path, 'val': path}; complete files are kept."""
+    os.makedirs(out_dir, exist_ok=True)
+    paths, images = {}, None
+    for split in ('train', 'val'):
+        prefix = os.path.join(out_dir, split)
+        paths[split] = prefix + '.rec'
+        if os.path.isfile(prefix + '.rec') and os.path.isfile(prefix + '.idx'):
+            continue
+        if images is None:
+            images, labels = load_split(ensure_source(source, install), 'train')
+        lo, hi = SOURCE_SPLITS[split][1]
+        write_records(prefix, images[lo:hi], labels[lo:hi])
+    return paths

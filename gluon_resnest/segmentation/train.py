@@ -11,6 +11,7 @@ import numpy as np
 from mxnet import autograd
 from mxnet.gluon import nn
 
+from ..layers.sync_batchnorm import HorovodSyncBatchNorm
 from ..training import recipe
 from ..training.checkpoint import (check_writable, latest_checkpoint, load_checkpoint,
                                    save_checkpoint, write_jsonl)
@@ -46,7 +47,7 @@ class SegTrainConfig:
     head_channels: int = 256
     aux: bool = True
     aux_weight: float = 0.2
-    norm: str = 'bn'                  # bn | sync | frozen (trunk BN statistics kept)
+    norm: str = 'bn'                  # bn (per process) | sync (global batch) | frozen (trunk)
     ignore_label: int = 255
     base_size: int = 520
     crop_size: int = 480
@@ -126,9 +127,8 @@ class SegTrainConfig:
 def build_model(cfg, ctx):
     """The network of a config (uninitialized heads unless ``pretrained_base``)."""
     norm_layer, norm_kwargs, trunk_kwargs = nn.BatchNorm, None, {}
-    if cfg.norm == 'sync':
-        norm_layer = mx.gluon.contrib.nn.SyncBatchNorm
-        norm_kwargs = dict(num_devices=len(ctx) if isinstance(ctx, list) else 1)
+    if cfg.norm == 'sync':  # statistics of the global batch across Horovod processes
+        norm_layer = HorovodSyncBatchNorm
     elif cfg.norm == 'frozen':
         trunk_kwargs['use_global_stats'] = True
     return get_segmentation_model(cfg.model, backbone=cfg.backbone, classes=cfg.classes,
