@@ -13,9 +13,10 @@ from mxnet.gluon import nn
 
 from ..layers.sync_batchnorm import HorovodSyncBatchNorm
 from ..training import recipe
-from ..training.checkpoint import (check_writable, latest_checkpoint, load_checkpoint,
-                                   save_checkpoint, write_jsonl)
+from ..training.checkpoint import check_writable, save_checkpoint, write_jsonl
 from ..training.data import make_loader
+from ..training.loop import (check_finite, iterations_per_epoch, plot_curves, progress_bar,
+                             resume_and_broadcast)
 from ..training.distributed import Comm, device
 from ..zoo.registry import get_model_info
 from .data import (DATASETS, SegmentationEvalTransform, SegmentationTrainTransform,
@@ -195,12 +196,7 @@ def train_segmentation(cfg, comm=None, log=print):
         check_writable(cfg.save_dir)
     train_loader, sampler, val_loader = _loaders(cfg, comm, info)
     comm.start()  # after the loaders have forked their workers
-    iters = len(sampler) // cfg.batch_size
-    if cfg.max_iters:
-        iters = min(iters, cfg.max_iters)
-    if iters < 1:
-        raise ValueError('the training shard of %d images is smaller than one batch of %d'
-                         % (len(sampler), cfg.batch_size))
+    iters = iterations_per_epoch(sampler, cfg.batch_size, cfg.max_iters)
 
     mx.random.seed(cfg.seed)  # the same initial weights for the same seed (rank 0's win)
     net = build_model(cfg, ctx)
@@ -214,18 +210,8 @@ def train_segmentation(cfg, comm=None, log=print):
         'learning_rate': lr, 'momentum': cfg.momentum, 'wd': cfg.wd,
         'lr_scheduler': recipe.poly_schedule(lr, cfg.epochs, iters, cfg.warmup_epochs)})
 
-    start_epoch, history, best = 0, [], None
-    if cfg.resume:
-        ckpt = latest_checkpoint(cfg.save_dir)
-        if ckpt:
-            meta = load_checkpoint(ckpt, net, trainer, ctx)
-            start_epoch, history = meta['epoch'] + 1, meta.get('history', [])
-            best = meta.get('best_miou')
-            if comm.rank == 0:
-                log('resumed from %s (epoch %d done)' % (ckpt, meta['epoch'] + 1))
-    comm.broadcast_parameters(net)
-    if cfg.resume and start_epoch:
-        comm.broadcast_trainer_states(trainer)
+    start_epoch, history, best = resume_and_broadcast(cfg, comm, net, trainer, ctx, 'best_miou',
+                                                      log)
     net.hybridize(static_alloc=True, static_shape=True)
 
     min_size = net.trunk.output_stride
@@ -233,10 +219,7 @@ def train_segmentation(cfg, comm=None, log=print):
     for epoch in range(start_epoch, cfg.epochs):
         sampler.set_epoch(epoch)
         mx.random.seed(cfg.seed * 1000 + epoch * 97 + comm.rank)  # dropout masks
-        bar = None
-        if comm.rank == 0 and cfg.progress:
-            from tqdm import tqdm
-            bar = tqdm(total=iters, desc='epoch %d/%d' % (epoch + 1, cfg.epochs), leave=True)
+        bar = progress_bar(cfg, comm, iters, epoch)
         loss_sum, seen, tic = 0.0, 0, time.time()
         for i, (data, label) in enumerate(train_loader):
             if i >= iters:
@@ -250,12 +233,7 @@ def train_segmentation(cfg, comm=None, log=print):
                                                               cfg.ignore_label)
             loss.backward()
             trainer.step(1)  # the loss is already a mean over this rank's pixels
-            batch_loss = float(loss.asscalar())
-            if not math.isfinite(batch_loss):
-                raise FloatingPointError(
-                    'training loss became %s at epoch %d, iteration %d; the last complete '
-                    'checkpoint is %s' % (batch_loss, epoch + 1, i + 1,
-                                          latest_checkpoint(cfg.save_dir)))
+            batch_loss = check_finite(float(loss.asscalar()), epoch, i, cfg.save_dir)
             loss_sum += batch_loss * data.shape[0]
             seen += data.shape[0]
             if bar is not None:
@@ -285,7 +263,6 @@ def train_segmentation(cfg, comm=None, log=print):
                             keep=cfg.keep, best_metric='val_miou')
             write_jsonl(metrics_path, history)
     if comm.rank == 0 and history:
-        from ..training.loop import plot_curves
         plot_curves(history, os.path.join(cfg.save_dir, 'curves.png'), metric='val_miou',
                     metric_label='validation mIoU (%)')
     summary = dict(backbone=cfg.backbone, epochs=cfg.epochs, history=history, best_miou=best,

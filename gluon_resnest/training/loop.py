@@ -16,7 +16,8 @@ from .checkpoint import (check_writable, latest_checkpoint, load_checkpoint, sav
 from .data import RecordDataset, eval_transform, make_loader, train_transform
 from .distributed import Comm, device
 
-__all__ = ['TrainConfig', 'train', 'evaluate', 'count_correct']
+__all__ = ['TrainConfig', 'train', 'evaluate', 'count_correct', 'iterations_per_epoch',
+           'resume_and_broadcast', 'check_finite', 'progress_bar']
 
 
 @dataclass
@@ -128,12 +129,7 @@ def train(cfg, comm=None, log=print):
                                 cfg.batch_size, comm.rank, comm.size, train=False,
                                 workers=cfg.workers)
     comm.start()  # after the loaders have forked their workers
-    iters = len(sampler) // cfg.batch_size
-    if cfg.max_iters:
-        iters = min(iters, cfg.max_iters)
-    if iters < 1:
-        raise ValueError('the training shard of %d records is smaller than one batch of %d'
-                         % (len(sampler), cfg.batch_size))
+    iters = iterations_per_epoch(sampler, cfg.batch_size, cfg.max_iters)
 
     kwargs = dict(last_gamma=cfg.last_gamma, dropblock_prob=0.0)
     if cfg.final_drop is not None:
@@ -153,18 +149,8 @@ def train(cfg, comm=None, log=print):
         from mxnet.contrib import amp
         amp.init_trainer(trainer)
 
-    start_epoch, history, best = 0, [], None
-    if cfg.resume:
-        ckpt = latest_checkpoint(cfg.save_dir)
-        if ckpt:
-            meta = load_checkpoint(ckpt, net, trainer, ctx)
-            start_epoch, history = meta['epoch'] + 1, meta.get('history', [])
-            best = meta.get('best_top1')
-            if comm.rank == 0:
-                log('resumed from %s (epoch %d done)' % (ckpt, meta['epoch'] + 1))
-    comm.broadcast_parameters(net)
-    if cfg.resume and start_epoch:
-        comm.broadcast_trainer_states(trainer)
+    start_epoch, history, best = resume_and_broadcast(cfg, comm, net, trainer, ctx, 'best_top1',
+                                                      log)
     net.hybridize(static_alloc=True, static_shape=True)
 
     loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=False)
@@ -175,10 +161,7 @@ def train(cfg, comm=None, log=print):
         mix_rng = np.random.RandomState(cfg.seed * 1000 + epoch)
         set_drop_prob(net, recipe.dropblock_prob_at(epoch, cfg.epochs, cfg.dropblock_prob))
         use_mixup = cfg.mixup_alpha > 0 and epoch < cfg.epochs - cfg.mixup_off_epochs
-        bar = None
-        if comm.rank == 0 and cfg.progress:
-            from tqdm import tqdm
-            bar = tqdm(total=iters, desc='epoch %d/%d' % (epoch + 1, cfg.epochs), leave=True)
+        bar = progress_bar(cfg, comm, iters, epoch)
         loss_sum, seen, tic = 0.0, 0, time.time()
         for i, (data, label) in enumerate(train_loader):
             if i >= iters:
@@ -199,12 +182,7 @@ def train(cfg, comm=None, log=print):
             else:
                 loss.backward()
             trainer.step(data.shape[0])
-            batch_loss = float(loss.mean().asscalar())
-            if not math.isfinite(batch_loss):
-                raise FloatingPointError(
-                    'training loss became %s at epoch %d, iteration %d; no checkpoint was '
-                    'written for this epoch (the last complete one is %s)'
-                    % (batch_loss, epoch + 1, i + 1, latest_checkpoint(cfg.save_dir)))
+            batch_loss = check_finite(float(loss.mean().asscalar()), epoch, i, cfg.save_dir)
             loss_sum += batch_loss * data.shape[0]
             seen += data.shape[0]
             if bar is not None:
@@ -243,6 +221,54 @@ def train(cfg, comm=None, log=print):
     if comm.rank == 0 and history:
         plot_curves(history, os.path.join(cfg.save_dir, 'curves.png'))
     return net, summary
+
+
+def iterations_per_epoch(sampler, batch_size, max_iters=0):
+    """Full batches of this rank's shard per epoch (at most ``max_iters`` when set)."""
+    iters = len(sampler) // batch_size
+    if max_iters:
+        iters = min(iters, max_iters)
+    if iters < 1:
+        raise ValueError('the training shard of %d records is smaller than one batch of %d'
+                         % (len(sampler), batch_size))
+    return iters
+
+
+def resume_and_broadcast(cfg, comm, net, trainer, ctx, best_key, log=print):
+    """With ``cfg.resume``, load the newest checkpoint of ``cfg.save_dir``; then give every rank
+    rank 0's parameters (and optimizer states after a resume). Returns (first epoch to run,
+    history, best value of ``best_key``)."""
+    start_epoch, history, best = 0, [], None
+    if cfg.resume:
+        ckpt = latest_checkpoint(cfg.save_dir)
+        if ckpt:
+            meta = load_checkpoint(ckpt, net, trainer, ctx)
+            start_epoch, history = meta['epoch'] + 1, meta.get('history', [])
+            best = meta.get(best_key)
+            if comm.rank == 0:
+                log('resumed from %s (epoch %d done)' % (ckpt, meta['epoch'] + 1))
+    comm.broadcast_parameters(net)
+    if start_epoch:
+        comm.broadcast_trainer_states(trainer)
+    return start_epoch, history, best
+
+
+def check_finite(batch_loss, epoch, iteration, save_dir):
+    """``batch_loss``, or FloatingPointError naming where it stopped and what is kept."""
+    if not math.isfinite(batch_loss):
+        raise FloatingPointError(
+            'training loss became %s at epoch %d, iteration %d; no checkpoint was written for '
+            'this epoch (the last complete one is %s)'
+            % (batch_loss, epoch + 1, iteration + 1, latest_checkpoint(save_dir)))
+    return batch_loss
+
+
+def progress_bar(cfg, comm, iters, epoch):
+    """A tqdm bar for the epoch on rank 0 when ``cfg.progress``, else None."""
+    if comm.rank != 0 or not cfg.progress:
+        return None
+    from tqdm import tqdm
+    return tqdm(total=iters, desc='epoch %d/%d' % (epoch + 1, cfg.epochs), leave=True)
 
 
 def plot_curves(history, path, metric='val_top1', metric_label='validation top-1 (%)'):
