@@ -440,3 +440,34 @@ def test_training_flags_are_checked_before_anything_runs(tiny_scenes, tmp_path, 
     assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-2000:]
     assert 'Traceback' not in proc.stderr
     assert not os.path.exists(str(tmp_path / 'r'))  # nothing half-written
+
+
+def test_published_weights_through_the_store_for_other_classes_and_without_aux(tmp_path,
+                                                                              monkeypatch):
+    """The store path of pretrained=True, with a file of our own standing in for GluonCV's:
+    verified by sha1, loaded whole at 150 classes, all but the classifiers at 21, without the
+    auxiliary head when aux=False."""
+    from mxnet.gluon.utils import check_sha1  # noqa: F401  (the store's own check)
+    import hashlib
+    from gluon_resnest.segmentation import model as seg_model
+    source = get_segmentation_model(backbone='resnest14', classes=150, head_channels=16)
+    source.initialize()
+    randomize(source, seed=6)
+    plain = str(tmp_path / 'w.params')
+    source.save_parameters(plain)
+    sha1 = hashlib.sha1(open(plain, 'rb').read()).hexdigest()
+    info = seg_model._published('resnest14', sha1, None)
+    os.replace(plain, str(tmp_path / ('%s-%s.params' % (info.name, sha1[:8]))))
+    monkeypatch.setitem(seg_model.PUBLISHED, info.name, info)
+    expected = {k: v.data().asnumpy() for k, v in source._collect_params_with_prefix().items()}
+    for classes, aux in ((150, True), (21, True), (150, False)):
+        net = get_segmentation_model(backbone='resnest14', classes=classes, aux=aux,
+                                     head_channels=16, pretrained=True, root=str(tmp_path))
+        got = {k: v.data().asnumpy() for k, v in net._collect_params_with_prefix().items()}
+        assert ('auxlayer.block.0.weight' in got) == aux
+        for key, value in got.items():
+            if key in seg_model.CLASSIFIERS and classes != 150:
+                assert value.shape[0] == classes
+            else:
+                np.testing.assert_array_equal(value, expected[key], err_msg=key)
+        net(mx.nd.zeros((1, 3, 32, 32)))  # every parameter initialized

@@ -277,7 +277,7 @@ def get_segmentation_model(model='deeplabv3', backbone='resnest50', classes=150,
     if published is not None:
         from ..zoo.store import load_pretrained
         load_pretrained(net, published, tag=pretrained, root=root, ctx=ctx,
-                        classifier=CLASSIFIERS)
+                        classifier=CLASSIFIERS, skip=() if aux else ('auxlayer.',))
     elif pretrained_base:
         if base_file:
             from ..zoo.store import load_weights_file

@@ -92,21 +92,26 @@ def _load_param_file(path):
     return {k.split(':', 1)[-1]: v for k, v in mx.nd.load(path).items()}
 
 
-def load_weights_file(net, path, name, ctx=mx.cpu(), classifier=CLASSIFIER):
+def load_weights_file(net, path, name, ctx=mx.cpu(), classifier=CLASSIFIER, skip=()):
     """Load a ``.params`` file into ``net`` strictly, except for the ``classifier`` parameters:
     when ``net`` lacks them (``features_only``) or has them in another shape (another class
-    count) they are not loaded, and freshly initialized if ``net`` has them. ``name`` is what
-    errors call the weights."""
+    count) they are not loaded, and freshly initialized if ``net`` has them. File entries
+    starting with a prefix in ``skip`` (a part ``net`` was built without) are left out.
+    ``name`` is what errors call the weights."""
     try:
         params = _load_param_file(path)
     except mx.base.MXNetError:
         raise PretrainedWeightsError('%s is not a readable .params file' % path) from None
+    params = {k: v for k, v in params.items() if not k.startswith(tuple(skip))}
     own = net._collect_params_with_prefix()
-    fc_fits = all(k in own and k in params and own[k].shape == params[k].shape
-                  for k in classifier)
-    if not fc_fits:
-        params = {k: v for k, v in params.items() if k not in classifier}
-    missing = sorted(set(own) - set(params) - (set() if fc_fits else set(classifier)))
+    fresh = []  # classifier parameters of net that the file cannot fill
+    for key in classifier:
+        fits = key in own and key in params and own[key].shape == params[key].shape
+        if not fits:
+            params.pop(key, None)
+            if key in own:
+                fresh.append(key)
+    missing = sorted(set(own) - set(params) - set(fresh))
     extra = sorted(set(params) - set(own))
     if missing or extra:
         raise PretrainedWeightsError('%s does not fit %s: missing %s, unexpected %s'
@@ -116,13 +121,13 @@ def load_weights_file(net, path, name, ctx=mx.cpu(), classifier=CLASSIFIER):
             raise PretrainedWeightsError('%s does not fit %s: %s has shape %s, the file %s'
                                          % (path, name, key, own[key].shape, value.shape))
         own[key]._load_init(value, ctx)  # what Block.load_parameters does
-    if not fc_fits:
-        for key in classifier:
-            if key in own:
-                own[key].initialize(ctx=ctx)
+    for key in fresh:
+        own[key].initialize(ctx=ctx)
     return path
 
 
-def load_pretrained(net, info, tag=True, root=None, ctx=mx.cpu(), classifier=CLASSIFIER):
+def load_pretrained(net, info, tag=True, root=None, ctx=mx.cpu(), classifier=CLASSIFIER,
+                    skip=()):
     """Load the published weights of ``info`` into ``net`` (see :func:`load_weights_file`)."""
-    return load_weights_file(net, get_model_file(info, tag, root), info.name, ctx, classifier)
+    return load_weights_file(net, get_model_file(info, tag, root), info.name, ctx, classifier,
+                             skip)
