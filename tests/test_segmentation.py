@@ -311,6 +311,17 @@ def test_scene_labels_are_the_visible_garments():
     assert (image[..., 0][label_map == 0] < 24).all()
 
 
+def test_a_dark_print_inside_a_garment_is_labelled_garment():
+    from gluon_resnest.segmentation.scenes import compose_scene
+    garment = np.zeros((1, 28, 28), np.uint8)
+    garment[0, 2:26, 2:26] = 200
+    garment[0, 10:18, 10:18] = 0  # enclosed dark pixels
+    image, label_map = compose_scene(np.random.RandomState(1), garment, np.array([4]), size=28,
+                                     max_items=1, max_scale=1.0)
+    assert (label_map[2:26, 2:26] == 5).all() and (label_map[:2] == 0).all()
+    assert (image[10:18, 10:18] == 0).all()  # the garment's own dark print, not background
+
+
 def test_segmentation_export_reloads_at_any_size(tmp_path):
     from gluon_resnest.segmentation.deploy import export_segmentation
     net = get_segmentation_model(backbone='resnest14_small', classes=4, head_channels=16,

@@ -21,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # the demo's recipe: 64 px scenes, a small trunk at output stride 16 (8 px features with its
 # stride-2 stem), a 48-channel head with small ASPP rates (12/24/36 would look past an 8 px map)
 DEMO = dict(backbone='resnest14_small', output_stride=16, aspp_rates='2,4,6', head_channels=48,
-            base_size=64, crop_size=64, min_scale=0.75, max_scale=1.5, epochs=6, batch_size=16,
+            base_size=64, crop_size=64, min_scale=0.75, max_scale=1.5, epochs=7, batch_size=16,
             base_lr=0.02, head_lr_mult=10.0, warmup_epochs=0)
 # backbone pretraining on the 28 px garments: the main job's recipe, a short schedule
 PRETRAIN = dict(epochs=2, batch_size=128, base_lr=0.2, wd=1e-4, warmup_epochs=0, mixup_alpha=0,

@@ -3,8 +3,9 @@ Pascal VOC layout so the demo reads them through the same reader as real data.
 
 Each scene is a ``size`` x ``size`` canvas of faint noise with 1-3 garments pasted at random
 positions and scales (28 px scaled by 1-1.6), later garments on top, their boxes overlapping
-by at most a quarter. A pixel's label is the visible garment's class + 1 where that garment's own
-pixel is brighter than ``threshold``, else 0 (background). Training scenes use the first 50,000 training images, validation scenes the
+by at most a quarter. A pixel's label is the visible garment's class + 1 inside that garment's
+silhouette (its pixels brighter than ``threshold`` and the darker ones they enclose), else 0
+(background). Training scenes use the first 50,000 training images, validation scenes the
 other 10,000 (so no garment is shared), test scenes only the 10,000 test images. The generator
 is a function of (seed, split, scene index): the same call writes the same files.
 """
@@ -16,6 +17,7 @@ import tempfile
 import cv2
 import numpy as np
 from PIL import Image
+from scipy import ndimage
 
 from ..training.fashion_mnist import CLASSES as GARMENTS
 from ..training.fashion_mnist import DEFAULT_SOURCE, ensure_source, load_split, write_records
@@ -30,7 +32,7 @@ SOURCE_SPLITS = {'train': ('train', (0, 50000)), 'val': ('train', (50000, 60000)
 # a fixed palette for the label PNGs (VOC-style: the file stores class indices)
 _PALETTE = np.random.RandomState(7).randint(0, 256, (256, 3)).astype(np.uint8)
 _PALETTE[0] = 0
-GENERATOR_VERSION = 2  # recorded in scenes.json: scenes from another generator are rebuilt
+GENERATOR_VERSION = 3  # recorded in scenes.json: scenes from another generator are rebuilt
 
 
 def compose_scene(rng, images, labels, size=64, max_items=3, threshold=20, max_scale=1.6,
@@ -53,7 +55,9 @@ def compose_scene(rng, images, labels, size=64, max_items=3, threshold=20, max_s
             continue
         boxes.append((y, x, side))
         garment = cv2.resize(images[k], (side, side), interpolation=cv2.INTER_LINEAR)
-        visible = garment > threshold
+        # the garment's silhouette: its bright pixels and the dark ones they enclose (a dark
+        # print on a shirt is shirt), as an annotator would outline it
+        visible = ndimage.binary_fill_holes(garment > threshold)
         canvas[y:y + side, x:x + side][visible] = garment[visible]
         label_map[y:y + side, x:x + side][visible] = labels[k] + 1
     return np.repeat(canvas[:, :, None], 3, axis=2), label_map

@@ -15,9 +15,9 @@ from ..layers.sync_batchnorm import HorovodSyncBatchNorm
 from ..training import recipe
 from ..training.checkpoint import check_writable, save_checkpoint, write_jsonl
 from ..training.data import make_loader
+from ..training.distributed import Comm, device
 from ..training.loop import (check_finite, iterations_per_epoch, plot_curves, progress_bar,
                              resume_and_broadcast)
-from ..training.distributed import Comm, device
 from ..zoo.registry import get_model_info
 from .data import (DATASETS, SegmentationEvalTransform, SegmentationTrainTransform,
                    open_dataset)
