@@ -120,13 +120,14 @@ def run_demo(data_dir, save_dir, processes=2, seed=0, progress=True, log=print, 
 
 def compare_backbones(data_dir, save_root, backbones=('resnest14_small', 'resnetd14_small'),
                       seeds=(0, 1, 2), processes=2, log=print, **overrides):
-    """The demo's training for each backbone and seed (each run resumable in its own folder),
-    test scenes evaluated once per run at single scale; returns and writes the table."""
+    """The demo's training for each seed and backbone (each run resumable in its own folder,
+    backbones alternating so a partial table stays balanced), test scenes evaluated once per
+    run at single scale; the table is rewritten after every run and returned."""
     build_scenes(data_dir)
     records = build_pretraining_records(os.path.join(data_dir, 'pretrain'))
     rows = []
-    for backbone in backbones:
-        for seed in seeds:
+    for seed in seeds:
+        for backbone in backbones:
             save_dir = os.path.join(save_root, '%s-seed%d' % (backbone, seed))
             log('training %s, seed %d -> %s' % (backbone, seed, save_dir))
             tic = time.time()
@@ -139,15 +140,21 @@ def compare_backbones(data_dir, save_root, backbones=('resnest14_small', 'resnet
                              val_miou=max(h['val_miou'] for h in history),
                              test_miou=test['single_scale']['miou'],
                              img_per_s=history[-1]['img_per_s'], seconds=time.time() - tic))
+            result = dict(runs=rows, mean_std=_mean_std(rows, backbones), seeds=list(seeds))
+            _write_json(os.path.join(save_root, 'comparison.json'), result)
+    return result
+
+
+def _mean_std(rows, backbones):
     table = {}
     for backbone in backbones:
         mine = [r for r in rows if r['backbone'] == backbone]
-        table[backbone] = {key: [round(float(np.mean([r[key] for r in mine])), 2),
-                                 round(float(np.std([r[key] for r in mine])), 2)]
-                           for key in ('val_miou', 'test_miou', 'img_per_s')}
-    result = dict(runs=rows, mean_std=table, seeds=list(seeds))
-    _write_json(os.path.join(save_root, 'comparison.json'), result)
-    return result
+        if mine:
+            table[backbone] = {key: [round(float(np.mean([r[key] for r in mine])), 2),
+                                     round(float(np.std([r[key] for r in mine])), 2)]
+                               for key in ('val_miou', 'test_miou', 'img_per_s')}
+            table[backbone]['runs'] = len(mine)
+    return table
 
 
 def _write_json(path, data):
