@@ -340,3 +340,21 @@ def test_main_job_rejects_non_positive_sizes_naming_the_flag(flags, capsys):
         _main_job_script().parse_args(flags)
     assert "argument %s: must be a positive integer, got '%s'" % tuple(flags) \
         in capsys.readouterr().err
+
+
+def test_fresh_deletes_only_a_run_folder(tmp_path):
+    from gluon_resnest.training.checkpoint import remove_run
+    unrelated = tmp_path / 'photos'
+    os.makedirs(str(unrelated / 'album'))
+    (unrelated / 'album' / 'a.jpg').write_text('x')
+    with pytest.raises(SystemExit) as stop:
+        _main_job_script().main(['--fresh', '--save-dir', str(unrelated)])
+    assert 'does not look like a run folder' in str(stop.value.code)
+    assert (unrelated / 'album' / 'a.jpg').exists()  # untouched
+    run = tmp_path / 'run'
+    os.makedirs(str(run / 'epoch-0000'))
+    (run / 'metrics.jsonl').write_text('{}\n')
+    assert remove_run(str(run)) and not run.exists()
+    nested = tmp_path / 'compare'  # a folder of runs (the segmentation comparison)
+    os.makedirs(str(nested / 'resnest14_small-seed0' / 'best'))
+    assert remove_run(str(nested)) and not nested.exists()

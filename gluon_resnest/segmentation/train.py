@@ -264,7 +264,9 @@ def train_segmentation(cfg, comm=None, log=print):
             write_jsonl(metrics_path, history)
     if comm.rank == 0 and history:
         plot_curves(history, os.path.join(cfg.save_dir, 'curves.png'), metric='val_miou',
-                    metric_label='validation mIoU (%)')
+                    metric_label='validation mIoU (%)',
+                    loss_label='train (per pixel%s)' % (
+                        ' + %g x auxiliary' % cfg.aux_weight if cfg.aux else ''))
     summary = dict(backbone=cfg.backbone, epochs=cfg.epochs, history=history, best_miou=best,
                    final=history[-1] if history else None, save_dir=cfg.save_dir,
                    world_size=comm.size)

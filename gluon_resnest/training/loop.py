@@ -271,7 +271,8 @@ def progress_bar(cfg, comm, iters, epoch):
     return tqdm(total=iters, desc='epoch %d/%d' % (epoch + 1, cfg.epochs), leave=True)
 
 
-def plot_curves(history, path, metric='val_top1', metric_label='validation top-1 (%)'):
+def plot_curves(history, path, metric='val_top1', metric_label='validation top-1 (%)',
+                loss_label='train (smoothed/mixed targets)'):
     """Training loss (and validation loss, where recorded) and a validation ``metric`` by
     epoch, as a PNG."""
     import matplotlib
@@ -279,8 +280,7 @@ def plot_curves(history, path, metric='val_top1', metric_label='validation top-1
     import matplotlib.pyplot as plt
     epochs = [h['epoch'] for h in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.plot(epochs, [h['train_loss'] for h in history], 'o-',
-             label='train (smoothed/mixed targets)')
+    ax1.plot(epochs, [h['train_loss'] for h in history], 'o-', label=loss_label)
     if all('val_loss' in h for h in history):
         ax1.plot(epochs, [h['val_loss'] for h in history], 's-', label='validation')
     ax1.set_xlabel('epoch')
