@@ -3,7 +3,7 @@ import os
 import sys
 
 __all__ = ['launcher_env', 'cpu_threads_per_process', 'configure_cpu_threads',
-           'configure_horovod_cycle']
+           'configure_horovod_cycle', 'cpu_supports_bfloat16', 'BF16_CPU_FLAGS']
 
 LOCAL_SIZE_VARS = ('HOROVOD_LOCAL_SIZE', 'OMPI_COMM_WORLD_LOCAL_SIZE', 'MPI_LOCALNRANKS')
 
@@ -54,3 +54,20 @@ def configure_horovod_cycle(num_gpus, environ=None):
     if num_gpus == 0:
         environ.setdefault('HOROVOD_CYCLE_TIME', CPU_CYCLE_TIME_MS)
     return environ.get('HOROVOD_CYCLE_TIME')
+
+
+# oneDNN (MXNet 1.9) runs bfloat16 convolutions on AVX-512 cores (natively with AVX512-BF16);
+# elsewhere it cannot build the primitives ("could not create a primitive descriptor")
+BF16_CPU_FLAGS = ('avx512f', 'avx512bw')
+
+
+def cpu_supports_bfloat16(cpuinfo='/proc/cpuinfo'):
+    """Whether this CPU has the AVX-512 instructions MXNet's bfloat16 kernels need (True where
+    the flags cannot be read, e.g. not Linux: MXNet will say so itself)."""
+    try:
+        with open(cpuinfo) as f:
+            flags = next((line.split(':', 1)[1].split() for line in f
+                          if line.startswith('flags')), None)
+    except OSError:
+        return True
+    return flags is None or all(flag in flags for flag in BF16_CPU_FLAGS)

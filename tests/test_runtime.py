@@ -44,3 +44,13 @@ def test_horovod_cycle_is_relaxed_on_cpu_ranks_only_and_an_explicit_value_is_kep
     assert configure_horovod_cycle(2, env) is None and env == {}
     env = {'HOROVOD_CYCLE_TIME': '3.5'}
     assert configure_horovod_cycle(0, env) == '3.5'
+
+
+def test_bfloat16_support_is_read_from_the_cpu_flags(tmp_path):
+    from gluon_resnest.runtime import cpu_supports_bfloat16
+    with_avx512 = tmp_path / 'a'
+    with_avx512.write_text('processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw avx512_bf16\n')
+    without = tmp_path / 'b'
+    without.write_text('processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n')
+    assert cpu_supports_bfloat16(str(with_avx512))
+    assert not cpu_supports_bfloat16(str(without))

@@ -4,9 +4,17 @@ import mxnet as mx
 
 from ..layers.dropblock import deploy_mode
 
-__all__ = ['BACKENDS', 'optimize_for_cpu']
+__all__ = ['BACKENDS', 'optimize_for_cpu', 'require_bfloat16_cpu']
 
 BACKENDS = ('fp32', 'onednn', 'int8', 'bf16')
+
+
+def require_bfloat16_cpu():
+    """Raise ValueError unless this CPU can run MXNet's bfloat16 kernels."""
+    from ..runtime import BF16_CPU_FLAGS, cpu_supports_bfloat16
+    if not cpu_supports_bfloat16():
+        raise ValueError('bfloat16 on the CPU needs AVX-512 (%s), which this CPU lacks; use '
+                         'fp32, onednn or int8' % ', '.join(BF16_CPU_FLAGS))
 
 
 def optimize_for_cpu(net, backend, input_shape, calib_images=None):
@@ -23,6 +31,8 @@ def optimize_for_cpu(net, backend, input_shape, calib_images=None):
         raise ValueError('unknown backend %r; choose one of %s' % (backend, ', '.join(BACKENDS)))
     if len(input_shape) != 4:
         raise ValueError('input_shape must be (N, C, H, W), got %r' % (input_shape,))
+    if backend == 'bf16':
+        require_bfloat16_cpu()
     example = mx.nd.zeros(input_shape)
     with deploy_mode(net), mx.autograd.predict_mode():
         net.hybridize(static_alloc=True, static_shape=True)

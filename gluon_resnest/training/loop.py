@@ -102,6 +102,9 @@ def _setup_amp(cfg, ctx):
         return 'float32'
     from mxnet.contrib import amp
     target = 'float16' if ctx.device_type == 'gpu' else 'bfloat16'
+    if target == 'bfloat16':
+        from ..deploy.optimize import require_bfloat16_cpu
+        require_bfloat16_cpu()  # --amp on a CPU without AVX-512: a clear error, not oneDNN's
     amp.init(target_dtype=target)
     return target
 
@@ -115,9 +118,9 @@ def train(cfg, comm=None, log=print):
     info = get_model_info(cfg.model)
     size = cfg.input_size or info.input_size
     crop_ratio = cfg.crop_ratio or info.crop_ratio
+    amp_dtype = _setup_amp(cfg, ctx)
     if comm.rank == 0:
         check_writable(cfg.save_dir)
-    amp_dtype = _setup_amp(cfg, ctx)
 
     train_set = RecordDataset(cfg.rec_train, classes=cfg.classes)
     val_set = RecordDataset(cfg.rec_val, classes=cfg.classes)
