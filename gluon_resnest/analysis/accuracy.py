@@ -5,6 +5,7 @@ import os
 import mxnet as mx
 
 from ..zoo.registry import get_model, get_model_info
+from ..training.checkpoint import read_meta
 from ..training.data import RecordDataset, eval_transform, make_loader
 from ..training.distributed import Comm, device
 from ..training.loop import evaluate
@@ -21,11 +22,7 @@ def load_network(model=None, params=None, symbol=None, checkpoint=None, classes=
     """
     ctx = ctx or mx.cpu()
     if checkpoint:
-        meta_path = os.path.join(checkpoint, 'meta.json')
-        if not os.path.isfile(meta_path):
-            raise FileNotFoundError('%s is not a checkpoint folder (no meta.json)' % checkpoint)
-        with open(meta_path) as f:
-            config = json.load(f)['config']
+        config = read_meta(checkpoint)['config']
         model, classes = config['model'], config['classes']
         params = os.path.join(checkpoint, 'model.params')
     if not model:

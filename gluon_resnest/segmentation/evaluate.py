@@ -1,10 +1,10 @@
 """Evaluation of a trained segmentation network (checkpoint or exported graph) on a dataset:
 pixel accuracy and mIoU, single-scale or multi-scale with flips, exact across Horovod ranks."""
-import json
 import os
 
 import mxnet as mx
 
+from ..training.checkpoint import read_meta
 from ..training.data import make_loader
 from ..training.distributed import Comm, device
 from ..zoo.registry import get_model_info
@@ -19,11 +19,7 @@ def load_segmentation(checkpoint=None, symbol=None, params=None, backbone=None, 
     from .train import SegTrainConfig, build_model
     ctx = ctx or mx.cpu()
     if checkpoint:
-        meta_path = os.path.join(checkpoint, 'meta.json')
-        if not os.path.isfile(meta_path):
-            raise FileNotFoundError('%s is not a checkpoint folder (no meta.json)' % checkpoint)
-        with open(meta_path) as f:
-            meta = json.load(f)
+        meta = read_meta(checkpoint)
         if meta.get('task') != 'segmentation':
             raise ValueError('%s is not a segmentation checkpoint' % checkpoint)
         cfg = SegTrainConfig(**meta['config'])

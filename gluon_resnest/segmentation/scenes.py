@@ -11,14 +11,13 @@ is a function of (seed, split, scene index): the same call writes the same files
 """
 import json
 import os
-import shutil
-import tempfile
 
 import cv2
 import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from ..training.checkpoint import atomic_folder
 from ..training.fashion_mnist import CLASSES as GARMENTS
 from ..training.fashion_mnist import DEFAULT_SOURCE, ensure_source, load_split, write_records
 
@@ -88,10 +87,7 @@ def build_scenes(out_dir, counts=(3000, 500, 1000), size=64, seed=0, source=DEFA
         raise FileExistsError('%s exists and is not a scenes folder (no scenes.json): choose '
                               'another folder' % out_dir)
     source = ensure_source(source, install)
-    parent = os.path.dirname(os.path.abspath(out_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix='.tmp-scenes-', dir=parent)
-    try:
+    with atomic_folder(out_dir) as tmp:
         for sub in ('JPEGImages', 'SegmentationClass', os.path.join('ImageSets', 'Segmentation')):
             os.makedirs(os.path.join(tmp, sub))
         loaded = {}
@@ -115,12 +111,6 @@ def build_scenes(out_dir, counts=(3000, 500, 1000), size=64, seed=0, source=DEFA
                 f.write('\n'.join(ids) + '\n')
         with open(os.path.join(tmp, 'scenes.json'), 'w') as f:
             json.dump(spec, f)
-        if os.path.isdir(out_dir):
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 

@@ -1,12 +1,13 @@
 """Atomic checkpoints: each one is a folder written under a temporary name and renamed into place,
 so a run killed at any moment leaves only complete checkpoints behind."""
+import contextlib
 import json
 import os
 import shutil
 import tempfile
 
 __all__ = ['save_checkpoint', 'latest_checkpoint', 'load_checkpoint', 'check_writable',
-           'write_jsonl', 'remove_run']
+           'write_jsonl', 'remove_run', 'read_meta', 'atomic_folder']
 
 PREFIX = 'epoch-'
 
@@ -27,22 +28,32 @@ def _complete(folder):
             and os.path.isfile(os.path.join(folder, d, 'meta.json'))]
 
 
-def save_checkpoint(folder, epoch, net, trainer, meta, keep=3, best_metric=None):
-    """Write ``epoch-NNNN/`` (params, trainer states, meta.json), keep the last ``keep`` and the
-    one with the best ``meta[best_metric]`` (copied to ``best/``). Returns the folder."""
-    final = os.path.join(folder, '%s%04d' % (PREFIX, epoch))
-    tmp = tempfile.mkdtemp(prefix='.tmp-', dir=folder)
+@contextlib.contextmanager
+def atomic_folder(final):
+    """Yields a temporary folder beside ``final`` to fill; on success it replaces ``final``
+    (removed first if present), on any error it is deleted: ``final`` is never half-written."""
+    parent = os.path.dirname(os.path.abspath(final))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix='.tmp-', dir=parent)
     try:
-        net.save_parameters(os.path.join(tmp, 'model.params'))
-        trainer.save_states(os.path.join(tmp, 'trainer.states'))
-        with open(os.path.join(tmp, 'meta.json'), 'w') as f:  # written last: marks completion
-            json.dump(dict(meta, epoch=epoch), f, indent=1, sort_keys=True)
+        yield tmp
         if os.path.exists(final):
             shutil.rmtree(final)
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def save_checkpoint(folder, epoch, net, trainer, meta, keep=3, best_metric=None):
+    """Write ``epoch-NNNN/`` (params, trainer states, meta.json), keep the last ``keep`` and the
+    one with the best ``meta[best_metric]`` (copied to ``best/``). Returns the folder."""
+    final = os.path.join(folder, '%s%04d' % (PREFIX, epoch))
+    with atomic_folder(final) as tmp:
+        net.save_parameters(os.path.join(tmp, 'model.params'))
+        trainer.save_states(os.path.join(tmp, 'trainer.states'))
+        with open(os.path.join(tmp, 'meta.json'), 'w') as f:  # written last: marks completion
+            json.dump(dict(meta, epoch=epoch), f, indent=1, sort_keys=True)
     if best_metric is not None:
         _update_best(folder, final, meta.get(best_metric))
     for old in _complete(folder)[:-keep] if keep > 0 else []:
@@ -81,6 +92,15 @@ def latest_checkpoint(folder):
         return None
     done = _complete(folder)
     return os.path.join(folder, done[-1]) if done else None
+
+
+def read_meta(path):
+    """The meta.json of a checkpoint folder, or FileNotFoundError naming the folder."""
+    meta_path = os.path.join(path, 'meta.json')
+    if not os.path.isfile(meta_path):
+        raise FileNotFoundError('%s is not a checkpoint folder (no meta.json)' % path)
+    with open(meta_path) as f:
+        return json.load(f)
 
 
 def load_checkpoint(path, net, trainer, ctx):
