@@ -1,7 +1,8 @@
 """argparse value types shared by the command lines in train/ and eval/."""
 import argparse
+import math
 
-__all__ = ['positive_int']
+__all__ = ['positive_int', 'check_number']
 
 
 def positive_int(text):
@@ -13,4 +14,21 @@ def positive_int(text):
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError('must be a positive integer, got %r' % text)
+    return value
+
+
+def check_number(name, value, low=None, high=None, low_open=False, high_open=False):
+    """``value`` if it is a finite number in the interval, else ValueError naming the flag
+    (``--name``) and the allowed interval."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        interval = '%s%s, %s%s' % ('(' if low_open else '[', '-inf' if low is None else '%g' % low,
+                                   'inf' if high is None else '%g' % high,
+                                   ')' if high_open or high is None else ']')
+        raise ValueError('--%s must be a finite number in %s, got %r'
+                         % (name.replace('_', '-'), interval, value))
     return value

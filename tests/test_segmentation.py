@@ -438,7 +438,7 @@ def test_two_process_segmentation_training_resumes_and_evaluates_exactly(tiny_sc
     (['--backbone', 'resnest5O'], "unknown model 'resnest5O'"),
     (['--norm', 'group'], "--norm 'group': allowed bn, sync, frozen"),
     (['--aspp-rates', '1,2'], '--aspp-rates must be 3 positive integers'),
-    (['--base-lr', 'nan'], '--base-lr must be a finite number'),
+    (['--base-lr', 'nan'], '--base-lr must be a finite number in (0, inf), got nan'),
     (['--ignore-label', '3'], '--ignore-label 3 must be >= --classes')])
 def test_training_flags_are_checked_before_anything_runs(tiny_scenes, tmp_path, flags, message):
     import subprocess

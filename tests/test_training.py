@@ -376,3 +376,21 @@ def test_fresh_deletes_only_a_run_folder(tmp_path):
     nested = tmp_path / 'compare'  # a folder of runs (the segmentation comparison)
     os.makedirs(str(nested / 'resnest14_small-seed0' / 'best'))
     assert remove_run(str(nested)) and not nested.exists()
+
+
+@pytest.mark.parametrize('field, value, message', [
+    ('wd', -1e-4, '--wd must be a finite number in [0, inf), got -0.0001'),
+    ('label_smoothing', 2.0, '--label-smoothing must be a finite number in [0, 1), got 2.0'),
+    ('mixup_alpha', -0.2, '--mixup-alpha must be a finite number in [0, inf)'),
+    ('min_scale', 0.0, '--min-scale must be a finite number in (0, 1], got 0.0'),
+    ('base_lr', float('nan'), '--base-lr must be a finite number in (0, inf), got nan'),
+    ('base_lr', -0.1, '--base-lr must be a finite number in (0, inf), got -0.1'),
+    ('momentum', 1.5, '--momentum must be a finite number in [0, 1)'),
+    ('warmup_epochs', -1, '--warmup-epochs, --mixup-off-epochs and --max-iters must be >= 0')])
+def test_out_of_range_values_are_refused_up_front(field, value, message):
+    cfg = TrainConfig(model='resnest14_small', rec_train='t.rec', rec_val='v.rec')
+    cfg.validate()
+    setattr(cfg, field, value)
+    with pytest.raises(ValueError) as err:
+        cfg.validate()
+    assert message in str(err.value)

@@ -1,7 +1,6 @@
 """Training and evaluation of DeepLabV3 on a segmentation dataset, on one process or under
 horovodrun. Reuses the classification trainer's pieces: Comm (ranks, exact sums, broadcast),
 sharded seeded loaders, atomic checkpoints, weight-decay groups and the curves plot."""
-import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -11,6 +10,7 @@ import numpy as np
 from mxnet import autograd
 from mxnet.gluon import nn
 
+from ..argtypes import check_number
 from ..layers.sync_batchnorm import HorovodSyncBatchNorm
 from ..training import recipe
 from ..training.checkpoint import check_writable, save_checkpoint, write_jsonl
@@ -76,16 +76,12 @@ class SegTrainConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError('--%s must be a positive integer, got %r'
                                  % (name.replace('_', '-'), value))
-        for name in ('base_lr', 'momentum', 'wd', 'aux_weight', 'head_lr_mult'):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ValueError('--%s must be a finite number >= 0, got %r'
-                                 % (name.replace('_', '-'), value))
-        if not 0 < self.min_scale <= self.max_scale:
-            raise ValueError('--min-scale and --max-scale need 0 < min <= max, got %r, %r'
-                             % (self.min_scale, self.max_scale))
-        if self.base_lr <= 0:
-            raise ValueError('--base-lr must be > 0, got %r' % self.base_lr)
+        check_number('base_lr', self.base_lr, 0, low_open=True)
+        check_number('momentum', self.momentum, 0, 1, high_open=True)
+        for name in ('wd', 'aux_weight', 'head_lr_mult'):
+            check_number(name, getattr(self, name), 0)
+        check_number('min_scale', self.min_scale, 0, low_open=True)
+        check_number('max_scale', self.max_scale, self.min_scale)
         if self.workers < 0 or self.warmup_epochs < 0 or self.max_iters < 0:
             raise ValueError('--workers, --warmup-epochs and --max-iters must be >= 0')
         if self.dataset not in DATASETS:

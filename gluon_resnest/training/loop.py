@@ -8,6 +8,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd
 
+from ..argtypes import check_number
 from ..layers.dropblock import set_drop_prob
 from ..zoo.registry import get_model, get_model_info
 from . import recipe
@@ -66,8 +67,17 @@ class TrainConfig:
         for flag in ('rec_train', 'rec_val'):
             if not getattr(self, flag):
                 raise ValueError('--%s is required' % flag.replace('_', '-'))
-        if not 0 <= self.dropblock_prob < 1:
-            raise ValueError('dropblock_prob must be in [0, 1), got %r' % self.dropblock_prob)
+        for name, low, high, low_open, high_open in (
+                ('dropblock_prob', 0, 1, False, True), ('base_lr', 0, None, True, False),
+                ('momentum', 0, 1, False, True), ('wd', 0, None, False, False),
+                ('label_smoothing', 0, 1, False, True), ('mixup_alpha', 0, None, False, False),
+                ('min_scale', 0, 1, True, False), ('jitter', 0, None, False, False),
+                ('lighting', 0, None, False, False)):
+            check_number(name, getattr(self, name), low, high, low_open, high_open)
+        if self.final_drop is not None:
+            check_number('final_drop', self.final_drop, 0, 1, high_open=True)
+        if self.warmup_epochs < 0 or self.mixup_off_epochs < 0 or self.max_iters < 0:
+            raise ValueError('--warmup-epochs, --mixup-off-epochs and --max-iters must be >= 0')
 
 
 def count_correct(logits, labels, k=5):
