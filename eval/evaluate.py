@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'
 from gluon_resnest.analysis import time_inference  # noqa: E402
 from gluon_resnest.analysis.accuracy import (calibration_images, evaluate_records,  # noqa: E402
                                              load_network)
-from gluon_resnest.argtypes import positive_int  # noqa: E402
+from gluon_resnest.argtypes import non_negative_int, positive_int  # noqa: E402
 from gluon_resnest.deploy import BACKENDS, optimize_for_cpu  # noqa: E402
 from gluon_resnest.training.data import RecordError  # noqa: E402
 from gluon_resnest.training.distributed import Comm, device  # noqa: E402
@@ -34,7 +34,7 @@ def main(argv=None):
     parser.add_argument('--crop', type=positive_int, default=None,
                         help="default: the model's eval crop")
     parser.add_argument('--batch-size', type=positive_int, default=64)
-    parser.add_argument('--workers', type=int, default=2)
+    parser.add_argument('--workers', type=non_negative_int, default=2)
     parser.add_argument('--backend', default='fp32', choices=BACKENDS,
                         help='CPU inference backend: oneDNN fusion, INT8, bfloat16')
     parser.add_argument('--rec-calib', help='RecordIO images for INT8 calibration (use training '

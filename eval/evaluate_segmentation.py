@@ -12,7 +12,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
 import gluon_resnest  # noqa: E402,F401  (CPU threads, before MXNet loads)
-from gluon_resnest.argtypes import positive_int  # noqa: E402
+from gluon_resnest.argtypes import non_negative_int, positive_int  # noqa: E402
 from gluon_resnest.segmentation.data import DATASETS, SegmentationDataError  # noqa: E402
 from gluon_resnest.segmentation.evaluate import evaluate_split, load_segmentation  # noqa: E402
 from gluon_resnest.segmentation.predict import MULTI_SCALES  # noqa: E402
@@ -32,8 +32,7 @@ def main(argv=None):
                         help='scales %s with flips' % ', '.join(map(str, MULTI_SCALES)))
     parser.add_argument('--batch-size', type=positive_int, default=1,
                         help='images of one size only (above 1)')
-    parser.add_argument('--workers', type=int, default=0, choices=range(0, 17),
-                        metavar='0..16')
+    parser.add_argument('--workers', type=non_negative_int, default=0)
     args = parser.parse_args(argv)
     try:
         net, config = load_segmentation(args.checkpoint, args.symbol, args.params,

@@ -2,7 +2,7 @@
 import argparse
 import math
 
-__all__ = ['positive_int', 'check_number']
+__all__ = ['positive_int', 'non_negative_int', 'check_number']
 
 
 def positive_int(text):
@@ -14,6 +14,17 @@ def positive_int(text):
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError('must be a positive integer, got %r' % text)
+    return value
+
+
+def non_negative_int(text):
+    """An integer >= 0 (counts such as data-loader workers)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError('must be an integer >= 0, got %r' % text)
     return value
 
 

@@ -79,3 +79,17 @@ def test_bad_evaluation_inputs(oracle_data, tmp_path):
     net.save_parameters(other)
     with pytest.raises(ValueError, match='does not fit resnest14_small with 10 classes'):
         load_network('resnest14_small', other)
+
+
+def test_evaluate_refuses_negative_workers_and_a_class_count_against_the_checkpoint(tmp_path):
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
+    proc = subprocess.run([sys.executable, os.path.join(root, 'eval', 'evaluate.py'),
+                           '--rec-val', 'x.rec', '--model', 'resnest14_small', '--workers', '-1'],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "--workers: must be an integer >= 0, got '-1'" in proc.stderr
+    folder = tmp_path / 'ckpt'
+    os.makedirs(str(folder))
+    (folder / 'meta.json').write_text(json.dumps({'config': {'model': 'resnest14_small',
+                                                             'classes': 10}}))
+    with pytest.raises(ValueError, match='--classes 4, but the checkpoint .* has 10 classes'):
+        load_network(checkpoint=str(folder), classes=4)

@@ -23,6 +23,9 @@ def load_network(model=None, params=None, symbol=None, checkpoint=None, classes=
     ctx = ctx or mx.cpu()
     if checkpoint:
         config = read_meta(checkpoint)['config']
+        if classes and classes != config['classes']:
+            raise ValueError('--classes %d, but the checkpoint %s has %d classes (leave --classes '
+                             'out)' % (classes, checkpoint, config['classes']))
         model, classes = config['model'], config['classes']
         params = os.path.join(checkpoint, 'model.params')
     if not model:
