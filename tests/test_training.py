@@ -394,3 +394,55 @@ def test_out_of_range_values_are_refused_up_front(field, value, message):
     with pytest.raises(ValueError) as err:
         cfg.validate()
     assert message in str(err.value)
+
+
+class _Net(object):
+    """Stands in for a network and a trainer: writes a file of known content."""
+
+    def __init__(self, text):
+        self.text = text
+
+    def save_parameters(self, path):
+        with open(path, 'w') as f:
+            f.write(self.text)
+
+    save_states = save_parameters
+
+
+def test_a_kill_inside_the_best_update_leaves_a_run_the_next_start_repairs(tmp_path,
+                                                                          monkeypatch):
+    from gluon_resnest.training import checkpoint
+    folder = str(tmp_path / 'run')
+    os.makedirs(folder)
+    checkpoint.save_checkpoint(folder, 0, _Net('w0'), _Net('s0'), dict(val=1.0),
+                               best_metric='val')
+    best = os.path.join(folder, 'best')
+    assert open(os.path.join(best, 'model.params')).read() == 'w0'
+    assert not os.path.exists(os.path.join(best, 'trainer.states'))  # weights only
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert os.stat(best).st_mode & 0o777 == 0o777 & ~mask  # readable by others, not 0700
+    # the process is killed between moving the old best aside and moving the new one in
+    real_replace, calls = os.replace, []
+
+    def killed_at_the_second_rename(src, dst):
+        calls.append(dst)
+        if dst == best:
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(checkpoint.os, 'replace', killed_at_the_second_rename)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save_checkpoint(folder, 1, _Net('w1'), _Net('s1'), dict(val=2.0),
+                                   best_metric='val')
+    monkeypatch.setattr(checkpoint.os, 'replace', real_replace)
+    assert not os.path.exists(best) and os.path.isdir(best + '.old')
+    os.makedirs(os.path.join(folder, '.tmp-stale'))  # e.g. a copy a full disk interrupted
+    checkpoint.repair_run(folder)
+    assert open(os.path.join(best, 'model.params')).read() == 'w0'
+    assert sorted(os.listdir(folder)) == ['best', 'epoch-0000', 'epoch-0001']
+    # and the next improvement replaces it normally
+    checkpoint.save_checkpoint(folder, 2, _Net('w2'), _Net('s2'), dict(val=3.0),
+                               best_metric='val')
+    assert open(os.path.join(best, 'model.params')).read() == 'w2'
+    assert checkpoint.read_meta(best)['best_value'] == 3.0

@@ -13,7 +13,7 @@ from mxnet.gluon import nn
 from ..argtypes import check_number
 from ..layers.sync_batchnorm import HorovodSyncBatchNorm
 from ..training import recipe
-from ..training.checkpoint import check_writable, save_checkpoint, write_jsonl
+from ..training.checkpoint import check_writable, repair_run, save_checkpoint, write_jsonl
 from ..training.data import make_loader
 from ..training.distributed import Comm, device
 from ..training.loop import (check_finite, iterations_per_epoch, plot_curves, progress_bar,
@@ -190,6 +190,7 @@ def train_segmentation(cfg, comm=None, log=print):
     info = get_model_info(cfg.backbone)
     if comm.rank == 0:
         check_writable(cfg.save_dir)
+        repair_run(cfg.save_dir)  # what a kill inside a checkpoint update left behind
     train_loader, sampler, val_loader = _loaders(cfg, comm, info)
     comm.start()  # after the loaders have forked their workers
     iters = iterations_per_epoch(sampler, cfg.batch_size, cfg.max_iters)

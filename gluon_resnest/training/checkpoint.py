@@ -7,7 +7,7 @@ import shutil
 import tempfile
 
 __all__ = ['save_checkpoint', 'latest_checkpoint', 'load_checkpoint', 'check_writable',
-           'write_jsonl', 'remove_run', 'read_meta', 'atomic_folder']
+           'write_jsonl', 'remove_run', 'read_meta', 'atomic_folder', 'repair_run']
 
 PREFIX = 'epoch-'
 
@@ -30,19 +30,49 @@ def _complete(folder):
 
 @contextlib.contextmanager
 def atomic_folder(final):
-    """Yields a temporary folder beside ``final`` to fill; on success it replaces ``final``
-    (removed first if present), on any error it is deleted: ``final`` is never half-written."""
+    """Yields a temporary folder beside ``final`` to fill; on success it takes ``final``'s
+    place, on any error it is deleted: ``final`` is never half-written. A previous ``final`` is
+    renamed ``final.old`` until the new one is in place, so a kill between the two renames
+    leaves it there for :func:`repair_run` to put back."""
     parent = os.path.dirname(os.path.abspath(final))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix='.tmp-', dir=parent)
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would hide the results from others
+    old = final + '.old'
     try:
         yield tmp
         if os.path.exists(final):
-            shutil.rmtree(final)
+            if os.path.exists(old):
+                shutil.rmtree(old)
+            os.replace(final, old)
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def repair_run(folder):
+    """Undo what a kill inside :func:`atomic_folder` can leave in ``folder``: a ``X.old``
+    whose ``X`` is missing is put back, other ``X.old`` and every ``.tmp-*`` are removed.
+    Call it before writing, with no other writer running (rank 0 at start)."""
+    if not os.path.isdir(folder):
+        return
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if name.startswith('.tmp-'):
+            shutil.rmtree(path, ignore_errors=True)
+        elif name.endswith('.old') and os.path.isdir(path):
+            if os.path.exists(path[:-4]):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.replace(path, path[:-4])
 
 
 def save_checkpoint(folder, epoch, net, trainer, meta, keep=3, best_metric=None):
@@ -62,28 +92,20 @@ def save_checkpoint(folder, epoch, net, trainer, meta, keep=3, best_metric=None)
 
 
 def _update_best(folder, candidate, value):
+    """Copy ``candidate``'s weights and meta (not its optimizer states: best/ is for
+    evaluation and deployment) to ``best/`` when ``value`` beats the recorded best."""
     best = os.path.join(folder, 'best')
-    meta = os.path.join(best, 'meta.json')
     if value is None:
         return
-    if os.path.isfile(meta):
-        with open(meta) as f:
-            previous = json.load(f).get('best_value')
+    if os.path.isfile(os.path.join(best, 'meta.json')):
+        previous = read_meta(best).get('best_value')
         if previous is not None and previous >= value:
             return
-    tmp = tempfile.mkdtemp(prefix='.tmp-best-', dir=folder)
-    os.rmdir(tmp)
-    shutil.copytree(candidate, tmp)
-    with open(os.path.join(tmp, 'meta.json')) as f:
-        data = json.load(f)
-    data['best_value'] = value
-    with open(os.path.join(tmp, 'meta.json'), 'w') as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-    old = best + '.old'
-    if os.path.exists(best):
-        os.replace(best, old)
-    os.replace(tmp, best)
-    shutil.rmtree(old, ignore_errors=True)
+    with atomic_folder(best) as tmp:
+        shutil.copy2(os.path.join(candidate, 'model.params'), tmp)
+        data = dict(read_meta(candidate), best_value=value)
+        with open(os.path.join(tmp, 'meta.json'), 'w') as f:
+            json.dump(data, f, indent=1, sort_keys=True)
 
 
 def latest_checkpoint(folder):

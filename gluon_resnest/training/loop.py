@@ -12,8 +12,8 @@ from ..argtypes import check_number
 from ..layers.dropblock import set_drop_prob
 from ..zoo.registry import get_model, get_model_info
 from . import recipe
-from .checkpoint import (check_writable, latest_checkpoint, load_checkpoint, save_checkpoint,
-                         write_jsonl)
+from .checkpoint import (check_writable, latest_checkpoint, load_checkpoint, repair_run,
+                         save_checkpoint, write_jsonl)
 from .data import RecordDataset, eval_transform, make_loader, train_transform
 from .distributed import Comm, device
 
@@ -131,6 +131,7 @@ def train(cfg, comm=None, log=print):
     amp_dtype = _setup_amp(cfg, ctx)
     if comm.rank == 0:
         check_writable(cfg.save_dir)
+        repair_run(cfg.save_dir)  # what a kill inside a checkpoint update left behind
 
     train_set = RecordDataset(cfg.rec_train, classes=cfg.classes)
     val_set = RecordDataset(cfg.rec_val, classes=cfg.classes)
