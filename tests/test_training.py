@@ -446,3 +446,22 @@ def test_a_kill_inside_the_best_update_leaves_a_run_the_next_start_repairs(tmp_p
                                best_metric='val')
     assert open(os.path.join(best, 'model.params')).read() == 'w2'
     assert checkpoint.read_meta(best)['best_value'] == 3.0
+
+
+def test_resume_follows_a_longer_schedule_and_refuses_another_model(tiny_rec, tmp_path):
+    quick = dict(mixup_alpha=0.0, dropblock_prob=0.0, autoaugment=False, warmup_epochs=0,
+                 max_iters=2)
+    train(_config(tiny_rec, tmp_path / 'run', epochs=1, **quick), log=lambda *_: None)
+    # 1 -> 3 epochs: the schedule is rebuilt for 3 (the saved one ended at learning rate 0)
+    _, summary = train(_config(tiny_rec, tmp_path / 'run', epochs=3, resume=True, **quick),
+                       log=lambda *_: None)
+    assert [h['epoch'] for h in summary['history']] == [1, 2, 3]
+    assert summary['history'][0]['lr'] == pytest.approx(0, abs=1e-6)
+    # after 4 of 6 updates of a cosine from 0.1 * 8 / 256: lr (1 + cos(2 pi / 3)) / 2
+    assert summary['history'][1]['lr'] == pytest.approx(0.1 * 8 / 256 * 0.25, rel=1e-4)
+    for change, message in ((dict(model='resnest14_small_s1'), '--model resnest14_small, this '
+                             'command has --model resnest14_small_s1'),
+                            (dict(classes=3), '--classes 4, this command has --classes 3')):
+        with pytest.raises(ValueError, match=message):
+            train(_config(tiny_rec, tmp_path / 'run', epochs=4, resume=True,
+                          **dict(quick, **change)), log=lambda *_: None)

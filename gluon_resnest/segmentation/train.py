@@ -203,12 +203,12 @@ def train_segmentation(cfg, comm=None, log=print):
     for param in net.head_params().values():
         param.lr_mult = cfg.head_lr_mult
     lr = cfg.base_lr * cfg.batch_size * comm.size / 16.0
+    schedule = recipe.poly_schedule(lr, cfg.epochs, iters, cfg.warmup_epochs)
     trainer = comm.trainer(net.collect_params(), 'sgd', {
-        'learning_rate': lr, 'momentum': cfg.momentum, 'wd': cfg.wd,
-        'lr_scheduler': recipe.poly_schedule(lr, cfg.epochs, iters, cfg.warmup_epochs)})
+        'learning_rate': lr, 'momentum': cfg.momentum, 'wd': cfg.wd, 'lr_scheduler': schedule})
 
     start_epoch, history, best = resume_and_broadcast(cfg, comm, net, trainer, ctx, 'best_miou',
-                                                      log)
+                                                      log, schedule)
     net.hybridize(static_alloc=True, static_shape=True)
 
     min_size = net.trunk.output_stride

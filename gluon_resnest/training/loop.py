@@ -12,8 +12,8 @@ from ..argtypes import check_number
 from ..layers.dropblock import set_drop_prob
 from ..zoo.registry import get_model, get_model_info
 from . import recipe
-from .checkpoint import (check_writable, latest_checkpoint, load_checkpoint, repair_run,
-                         save_checkpoint, write_jsonl)
+from .checkpoint import (check_writable, latest_checkpoint, load_checkpoint, read_meta,
+                         repair_run, save_checkpoint, write_jsonl)
 from .data import RecordDataset, eval_transform, make_loader, train_transform
 from .distributed import Comm, device
 
@@ -156,15 +156,15 @@ def train(cfg, comm=None, log=print):
     net.initialize(mx.init.MSRAPrelu(), ctx=ctx)
     recipe.exclude_from_weight_decay(net)
     lr = recipe.scaled_lr(cfg.base_lr, cfg.batch_size * comm.size)
+    schedule = recipe.lr_schedule(lr, cfg.epochs, iters, cfg.warmup_epochs)
     trainer = comm.trainer(net.collect_params(), 'nag', {
-        'learning_rate': lr, 'momentum': cfg.momentum, 'wd': cfg.wd,
-        'lr_scheduler': recipe.lr_schedule(lr, cfg.epochs, iters, cfg.warmup_epochs)})
+        'learning_rate': lr, 'momentum': cfg.momentum, 'wd': cfg.wd, 'lr_scheduler': schedule})
     if amp_dtype == 'float16':
         from mxnet.contrib import amp
         amp.init_trainer(trainer)
 
     start_epoch, history, best = resume_and_broadcast(cfg, comm, net, trainer, ctx, 'best_top1',
-                                                      log)
+                                                      log, schedule)
     net.hybridize(static_alloc=True, static_shape=True)
 
     loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=False)
@@ -248,19 +248,36 @@ def iterations_per_epoch(sampler, batch_size, max_iters=0):
     return iters
 
 
-def resume_and_broadcast(cfg, comm, net, trainer, ctx, best_key, log=print):
+# what a checkpoint's run and the resuming command must share; the rest (epochs, learning rate,
+# ...) follows the new command
+RUN_IDENTITY = ('model', 'backbone', 'classes', 'dataset')
+
+
+def resume_and_broadcast(cfg, comm, net, trainer, ctx, best_key, log=print, lr_scheduler=None):
     """With ``cfg.resume``, load the newest checkpoint of ``cfg.save_dir``; then give every rank
-    rank 0's parameters (and optimizer states after a resume). Returns (first epoch to run,
-    history, best value of ``best_key``)."""
+    rank 0's parameters (and optimizer states after a resume). A checkpoint of another model or
+    class count is refused; ``lr_scheduler`` (the new command's schedule) replaces the one saved
+    with the optimizer, so a longer ``--epochs`` trains its added epochs. Returns (first epoch
+    to run, history, best value of ``best_key``)."""
     start_epoch, history, best = 0, [], None
-    if cfg.resume:
-        ckpt = latest_checkpoint(cfg.save_dir)
-        if ckpt:
-            meta = load_checkpoint(ckpt, net, trainer, ctx)
-            start_epoch, history = meta['epoch'] + 1, meta.get('history', [])
-            best = meta.get(best_key)
-            if comm.rank == 0:
-                log('resumed from %s (epoch %d done)' % (ckpt, meta['epoch'] + 1))
+    ckpt = latest_checkpoint(cfg.save_dir) if cfg.resume else None
+    if ckpt:
+        saved = read_meta(ckpt).get('config', {})
+        for key in RUN_IDENTITY:
+            if key in saved and hasattr(cfg, key) and saved[key] != getattr(cfg, key):
+                raise ValueError(
+                    '--resume: %s holds a run with --%s %s, this command has --%s %s; pass '
+                    'the same value or another --save-dir'
+                    % (cfg.save_dir, key, saved[key], key, getattr(cfg, key)))
+        meta = load_checkpoint(ckpt, net, trainer, ctx)
+        if lr_scheduler is not None:
+            for updater in trainer._updaters:  # load_states restored the pickled optimizer
+                updater.optimizer.lr_scheduler = lr_scheduler
+            trainer._optimizer.lr_scheduler = lr_scheduler
+        start_epoch, history = meta['epoch'] + 1, meta.get('history', [])
+        best = meta.get(best_key)
+        if comm.rank == 0:
+            log('resumed from %s (epoch %d done)' % (ckpt, meta['epoch'] + 1))
     comm.broadcast_parameters(net)
     if start_epoch:
         comm.broadcast_trainer_states(trainer)
