@@ -465,3 +465,17 @@ def test_resume_follows_a_longer_schedule_and_refuses_another_model(tiny_rec, tm
         with pytest.raises(ValueError, match=message):
             train(_config(tiny_rec, tmp_path / 'run', epochs=4, resume=True,
                           **dict(quick, **change)), log=lambda *_: None)
+
+
+def test_loader_workers_run_on_one_thread_each():
+    import cv2
+    from mxnet.gluon.data import SimpleDataset
+    from gluon_resnest.training.data import make_loader
+    data = SimpleDataset([(np.zeros((2, 2, 3), np.uint8), 0)] * 4)
+    threads = cv2.getNumThreads()
+    # the transform reports the thread count OpenCV has in the process that runs it
+    loader, _ = make_loader(data, lambda image: np.float32([cv2.getNumThreads()]), 2,
+                            train=False, workers=1)
+    seen = [batch[0].asnumpy().ravel().tolist() for batch in loader]
+    assert seen == [[1.0, 1.0], [1.0, 1.0]]
+    assert cv2.getNumThreads() == threads  # the training process keeps its own

@@ -92,11 +92,15 @@ class _Transformed(Dataset):
 
     def __init__(self, dataset, transform, seed, joint=False):
         self.dataset, self.transform, self.seed, self.joint = dataset, transform, seed, joint
+        self._owner, self._configured = os.getpid(), os.getpid()
 
     def __len__(self):
         return len(self.dataset)
 
     def __getitem__(self, item):
+        if self._configured != os.getpid():
+            self._configured = os.getpid()
+            _one_thread_per_worker()
         epoch, i = item
         image, label = self.dataset[i]
         if self.seed is not None:
@@ -106,6 +110,15 @@ class _Transformed(Dataset):
         if self.joint:  # the transform takes and returns the pair (segmentation)
             return self.transform(image, label)
         return self.transform(image), np.float32(label)
+
+
+def _one_thread_per_worker():
+    """In a DataLoader worker process: MXNet and OpenCV on one thread. A worker is forked with
+    its parent's thread count (all cores), so N workers beside the training process would run
+    N + 1 times the cores' worth of threads and slow each other down."""
+    import ctypes
+    mx.base._LIB.MXSetNumOMPThreads(ctypes.c_int(1))
+    cv2.setNumThreads(1)
 
 
 class ShardSampler(Sampler):
