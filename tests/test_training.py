@@ -479,3 +479,15 @@ def test_loader_workers_run_on_one_thread_each():
     seen = [batch[0].asnumpy().ravel().tolist() for batch in loader]
     assert seen == [[1.0, 1.0], [1.0, 1.0]]
     assert cv2.getNumThreads() == threads  # the training process keeps its own
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--wd', '-1'], '--wd must be a finite number in [0, inf), got -1.0'),
+    (['--label-smoothing', '2'], '--label-smoothing must be a finite number in [0, 1)')])
+def test_main_job_checks_passed_through_flags_before_launching(flags, message, monkeypatch):
+    job = _main_job_script()
+    monkeypatch.setattr(job.subprocess, 'run', lambda *a, **k: pytest.fail('launched'))
+    monkeypatch.setattr(job, 'build_fashion_mnist', lambda *a, **k: pytest.fail('converted'))
+    with pytest.raises(SystemExit) as stop:
+        job.main(flags)
+    assert message in str(stop.value.code)

@@ -20,6 +20,7 @@ from gluon_resnest import export_model, list_models  # noqa: E402
 from gluon_resnest.analysis.accuracy import evaluate_records, load_network  # noqa: E402
 from gluon_resnest.argtypes import positive_int  # noqa: E402
 from gluon_resnest.training.checkpoint import remove_run  # noqa: E402
+from gluon_resnest.training.cli import config_from_args, config_parser  # noqa: E402
 from gluon_resnest.runtime import cpu_threads_per_process  # noqa: E402
 from gluon_resnest.training.distributed import launch_command  # noqa: E402
 from gluon_resnest.training.fashion_mnist import DEFAULT_SOURCE, build_fashion_mnist  # noqa: E402
@@ -32,17 +33,33 @@ LONGER = dict(model='resnest14_small_s1', epochs=60, wd=5e-4,
               save_dir=os.path.join(ROOT, 'runs', 'fashion-mnist-longer'))
 
 
-def training_command(args, rec, extra):
-    flags = ['--model', args.model, '--classes', '10', '--rec-train', rec['train'],
+def training_flags(args, rec, extra):
+    """train/train.py flags of the main job."""
+    return ['--model', args.model, '--classes', '10', '--rec-train', rec['train'],
              '--rec-val', rec['test'], '--save-dir', args.save_dir, '--epochs', str(args.epochs),
              '--batch-size', str(args.batch_size), '--base-lr', str(args.base_lr),
              '--wd', str(args.wd),
              '--warmup-epochs', '1', '--mixup-alpha', str(args.mixup_alpha),
              '--min-scale', str(args.min_scale), '--jitter', str(args.jitter), '--lighting',
              str(args.lighting), '--workers', '2', '--resume'] + extra
+
+
+def training_command(args, rec, extra):
     try:
-        return launch_command(os.path.join(ROOT, 'train', 'train.py'), flags, args.np)
+        return launch_command(os.path.join(ROOT, 'train', 'train.py'),
+                              training_flags(args, rec, extra), args.np)
     except FileNotFoundError as err:
+        sys.exit('error: %s' % err)
+
+
+def check_training_flags(args, extra):
+    """Every flag the ranks will get, checked here first: a bad value is one line from this
+    process, not a traceback from inside horovodrun."""
+    rec = {split: os.path.join(args.data_dir, split + '.rec') for split in ('train', 'test')}
+    parser = config_parser('train/train.py flags passed through by the main job')
+    try:
+        config_from_args(parser.parse_args(training_flags(args, rec, extra))).validate()
+    except ValueError as err:
         sys.exit('error: %s' % err)
 
 
@@ -85,6 +102,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args, extra = parse_args(argv)
+    check_training_flags(args, extra)
     start = time.time()
     if args.fresh:
         try:
