@@ -2,6 +2,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 PRINT_THREADS = 'import os; %s; print(os.environ.get("OMP_NUM_THREADS"))'
 
@@ -54,3 +56,36 @@ def test_bfloat16_support_is_read_from_the_cpu_flags(tmp_path):
     without.write_text('processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n')
     assert cpu_supports_bfloat16(str(with_avx512))
     assert not cpu_supports_bfloat16(str(without))
+
+
+def test_rank_output_shows_rank_zero_with_one_updating_bar():
+    import io
+    from gluon_resnest.training.distributed import RankOutput
+    raw = ('[1]<stderr>:[10:00:00] mkldnn_pooling.cc:58: MKLDNN Pooling: training with prop_kind '
+           'is forward_scoring\n'
+           '[0]<stderr>:epoch 1/2:   0%|          | 0/3 [00:00<?, ?it/s]'
+           '[0]<stderr>:epoch 1/2:  33%|###       | 1/3 [00:01<00:02, 1.0it/s]'
+           '[1]<stderr>:epoch 1/2:  33%|###       | 1/3 [00:01<00:02, 1.0it/s]'
+           '[0]<stderr>:epoch 1/2: 100%|##########| 3/3 [00:03<00:00, 1.0it/s]\n'
+           '[0]<stdout>:epoch 1: train loss 1.0, val top-1 50.00%\n'
+           '[1]<stdout>:best val top-1 50.00%\n'
+           '[0]<stdout>:best val top-1 50.00%\n')
+    out, log = io.StringIO(), io.StringIO()
+    view = RankOutput(terminal=out, log=log)
+    for i in range(0, len(raw), 37):  # arbitrary pipe chunks
+        view.feed(raw[i:i + 37])
+    view.close()
+    assert log.getvalue() == raw  # nothing lost
+    lines = out.getvalue().split('\n')
+    assert lines[0].count('\r') == 3 and lines[0].endswith('3/3 [00:03<00:00, 1.0it/s]')
+    assert lines[1:] == ['epoch 1: train loss 1.0, val top-1 50.00%', 'best val top-1 50.00%', '']
+
+
+def test_failed_ranks_show_the_end_of_their_log(tmp_path, capsys):
+    from gluon_resnest.training.distributed import run_ranks
+    command = [sys.executable, '-c', "print('[1]<stderr>:ValueError: bad record 7'); exit(3)"]
+    with pytest.raises(subprocess.CalledProcessError):
+        run_ranks(command, None, str(tmp_path / 'ranks.log'), processes=2)
+    err = capsys.readouterr().err
+    assert 'exit status 3' in err and 'ValueError: bad record 7' in err
+    assert 'bad record 7' in (tmp_path / 'ranks.log').read_text()

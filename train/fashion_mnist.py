@@ -22,7 +22,7 @@ from gluon_resnest.argtypes import positive_int  # noqa: E402
 from gluon_resnest.training.checkpoint import remove_run  # noqa: E402
 from gluon_resnest.training.cli import config_from_args, config_parser  # noqa: E402
 from gluon_resnest.runtime import cpu_threads_per_process  # noqa: E402
-from gluon_resnest.training.distributed import launch_command  # noqa: E402
+from gluon_resnest.training.distributed import launch_command, run_ranks  # noqa: E402
 from gluon_resnest.training.fashion_mnist import DEFAULT_SOURCE, build_fashion_mnist  # noqa: E402
 
 # model, epochs, weight decay and save dir of the default run and of the longer setting
@@ -117,7 +117,11 @@ def main(argv=None):
           flush=True)
     # explicit: this process's own setting (all cores) must not pass to every rank
     env = dict(os.environ, OMP_NUM_THREADS=str(cpu_threads_per_process(args.np)))
-    subprocess.run(training_command(args, rec, extra), check=True, env=env)
+    try:
+        run_ranks(training_command(args, rec, extra), env,
+                  os.path.join(args.save_dir, 'ranks.log'), args.np)
+    except subprocess.CalledProcessError as err:
+        sys.exit('error: training failed (exit status %d)' % err.returncode)
     train_seconds = time.time() - start
 
     print('[3/4] evaluating the best checkpoint on the test set', flush=True)

@@ -5,13 +5,12 @@ the test scenes (single- and multi-scale), export it, and summarize; and the Res
 comparison over seeds."""
 import json
 import os
-import subprocess
 import time
 
 import numpy as np
 
 from ..runtime import cpu_threads_per_process
-from ..training.distributed import launch_command
+from ..training.distributed import launch_command, run_ranks
 from .predict import MULTI_SCALES
 from .scenes import SCENE_CLASSES, build_pretraining_records, build_scenes
 
@@ -39,12 +38,12 @@ def demo_training_flags(data_root, save_dir, seed=0, **overrides):
     return flags
 
 
-def _run(script, flags, processes, progress):
+def _run(script, flags, processes, progress, log_path):
     if not progress:
         flags = flags + ['--no-progress']
     env = dict(os.environ, OMP_NUM_THREADS=str(cpu_threads_per_process(processes)))
-    subprocess.run(launch_command(os.path.join(ROOT, 'train', script), flags, processes),
-                   check=True, env=env)
+    run_ranks(launch_command(os.path.join(ROOT, 'train', script), flags, processes), env,
+              log_path, processes)
 
 
 def _pretrain(records, save_dir, backbone, processes, seed, progress):
@@ -55,7 +54,7 @@ def _pretrain(records, save_dir, backbone, processes, seed, progress):
              '--workers', '2', '--resume']
     for key, value in sorted(PRETRAIN.items()):
         flags += ['--' + key.replace('_', '-'), str(value)]
-    _run('train.py', flags, processes, progress)
+    _run('train.py', flags, processes, progress, os.path.join(save_dir, 'ranks.log'))
     return os.path.join(save_dir, 'best')
 
 
@@ -64,7 +63,8 @@ def _train(data_root, records, save_dir, processes, seed, progress, overrides):
     base = _pretrain(records, os.path.join(save_dir, 'pretrain'), backbone, processes, seed,
                      progress)
     flags = demo_training_flags(data_root, save_dir, seed, pretrained_base=base, **overrides)
-    _run('train_segmentation.py', flags, processes, progress)
+    _run('train_segmentation.py', flags, processes, progress,
+         os.path.join(save_dir, 'ranks.log'))
 
 
 def _test(save_dir, data_root, multi_scale=True):

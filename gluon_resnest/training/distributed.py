@@ -1,13 +1,15 @@
 """Horovod when it is there and launched; a single process otherwise, with the same interface."""
 import os
+import re
 import shutil
+import subprocess
 import sys
 
 import mxnet as mx
 
 from ..runtime import configure_horovod_cycle, launcher_env
 
-__all__ = ['Comm', 'device', 'horovodrun', 'launch_command']
+__all__ = ['Comm', 'device', 'horovodrun', 'launch_command', 'run_ranks', 'RankOutput']
 
 
 def horovodrun():
@@ -28,6 +30,94 @@ def launch_command(script, flags, processes=1):
         raise FileNotFoundError('horovodrun not found; run `make setup` (or use one process)')
     return [launcher, '--gloo', '-np', str(processes), '-H', 'localhost:%d' % processes] \
         + command
+
+
+class RankOutput(object):
+    """Renders what horovodrun prints for a terminal: horovodrun prefixes every chunk with
+    ``[rank]<stream>:`` and drops tqdm's carriage returns, so a progress bar becomes hundreds of
+    lines. Shown: rank 0's lines, its progress bar as one updating line; dropped: the other
+    ranks' copies and oneDNN's per-start notices. Everything goes to ``log`` unchanged."""
+
+    MARK = re.compile(r'\[(\d+)\]<(stdout|stderr)>:')
+    NOISE = ('MKLDNN Pooling: training with prop_kind', 'UserWarning', 'v.initialize(',
+             'warnings.warn(', 'out = self.forward(')
+
+    def __init__(self, terminal=None, log=None):
+        self.terminal = terminal or sys.stdout
+        self.log = log
+        self.pending = ''
+        self.bar_open = False
+
+    def feed(self, text):
+        if self.log is not None:
+            self.log.write(text)
+        self.pending += text
+        marks = list(self.MARK.finditer(self.pending))
+        # the last chunk may still be growing: keep it unless it ends a line
+        for mark, after in zip(marks, marks[1:] + [None]):
+            end = after.start() if after else len(self.pending)
+            if after is None and not self.pending.endswith('\n'):
+                self.pending = self.pending[mark.start():]
+                return
+            self._chunk(int(mark.group(1)), self.pending[mark.end():end])
+        if marks:
+            self.pending = ''
+        elif '\n' in self.pending:  # horovodrun's own lines, unprefixed
+            lines, self.pending = self.pending.rsplit('\n', 1)
+            for line in lines.split('\n'):
+                self._line(line)
+
+    def _chunk(self, rank, chunk):
+        if rank != 0:
+            return
+        for piece in chunk.replace('\r', '\n').split('\n'):
+            if '%|' in piece and '/' in piece:  # a tqdm bar: redraw in place
+                self.terminal.write('\r' + piece.rstrip())
+                self.terminal.flush()
+                self.bar_open = True
+            else:
+                self._line(piece)
+
+    def _line(self, line):
+        line = line.rstrip()
+        if not line or any(noise in line for noise in self.NOISE):
+            return
+        if self.bar_open:
+            self.terminal.write('\n')
+            self.bar_open = False
+        self.terminal.write(line + '\n')
+        self.terminal.flush()
+
+    def close(self):
+        if self.pending:
+            self.feed('\n')
+        if self.bar_open:
+            self.terminal.write('\n')
+            self.bar_open = False
+
+
+def run_ranks(command, env, log_path, processes):
+    """Run ``command`` (from :func:`launch_command`); with several processes, render their
+    output with :class:`RankOutput` and keep it all in ``log_path``. A failure prints the log's
+    last lines. Raises CalledProcessError like ``subprocess.run(check=True)``."""
+    if processes == 1:
+        return subprocess.run(command, check=True, env=env)
+    os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
+    with open(log_path, 'a') as log:
+        view = RankOutput(log=log)
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT)
+        for data in iter(lambda: proc.stdout.read1(65536), b''):
+            view.feed(data.decode('utf-8', 'replace'))
+        view.close()
+        code = proc.wait()
+    if code:
+        with open(log_path) as f:
+            tail = f.read().splitlines()[-30:]
+        sys.stderr.write('the ranks failed (exit status %d); last lines of %s:\n%s\n'
+                         % (code, log_path, '\n'.join(tail)))
+        raise subprocess.CalledProcessError(code, command)
+    return proc
 
 
 def device(local_rank=0):
