@@ -34,7 +34,9 @@ setup(
     install_requires=[MXNET_BUILDS[variant], 'tqdm'] + PINNED,
     extras_require={
         'cu112': [MXNET_BUILDS['cu112']],
-        # GluonCV is the reference the tests compare against, never a library dependency
+        # GluonCV: the reference the classification tests compare against, and the heads,
+        # dataset readers and label mappings the segmentation part builds on
+        'segmentation': ['gluoncv==0.10.5.post0'],
         'dev': ['gluoncv==0.10.5.post0', 'pytest'],
         # MXNet's ONNX exporter; onnxruntime 1.16.3 (to check exports) declares numpy>=1.24.2
         # but runs with 1.23.5, so tools/install.sh adds it with --no-deps

@@ -104,8 +104,9 @@ class GluonCVLayout(_Checked):
         base, subdirs, self.classes = self.LAYOUTS[name]
         for sub in subdirs:
             _require_dir(os.path.join(root, base, sub), name)
-        from gluoncv.data import ADE20KSegmentation, CitySegmentation
-        cls = ADE20KSegmentation if name == 'ade20k' else CitySegmentation
+        from .model import gluoncv_part
+        cls = gluoncv_part('data', 'ADE20KSegmentation' if name == 'ade20k'
+                           else 'CitySegmentation')
         try:
             self.base = cls(root=root, split=split, mode='testval')
         except (AssertionError, RuntimeError) as err:

@@ -26,6 +26,16 @@ ASPP_RATES = {8: (12, 24, 36), 16: (6, 12, 18)}
 TRUNK_PARTS = ('conv1', 'bn1', 'maxpool', 'layer1', 'layer2', 'layer3', 'layer4')
 
 
+def gluoncv_part(module, name):
+    """``gluoncv.<module>.<name>``, or ImportError saying how to install GluonCV."""
+    import importlib
+    try:
+        return getattr(importlib.import_module('gluoncv.' + module), name)
+    except ImportError:
+        raise ImportError('the segmentation part needs GluonCV: pip install '
+                          '"gluon-resnest[segmentation]" (gluoncv==0.10.5.post0)') from None
+
+
 def _published(backbone, sha1, miou):
     return ModelInfo(name='deeplab_%s_ade' % backbone, arch={}, eval_crop=480, sha1=sha1,
                      weights_from='gluoncv',
@@ -131,7 +141,7 @@ class DeepLabV3(HybridBlock):
         super(DeepLabV3, self).__init__(**kwargs)
         if not trunk.features_only:
             raise ValueError('DeepLabV3 needs a trunk built with features_only=True')
-        from gluoncv.model_zoo.fcn import _FCNHead
+        _FCNHead = gluoncv_part('model_zoo.fcn', '_FCNHead')
         rates = tuple(rates)
         if len(rates) != 3 or any(not isinstance(r, int) or r < 1 for r in rates):
             raise ValueError('ASPP rates must be 3 positive integers, got %r' % (rates,))
