@@ -491,3 +491,28 @@ def test_main_job_checks_passed_through_flags_before_launching(flags, message, m
     with pytest.raises(SystemExit) as stop:
         job.main(flags)
     assert message in str(stop.value.code)
+
+
+def test_ctrl_c_gives_one_line_and_the_same_command_resumes(tiny_rec, tmp_path):
+    import signal
+    import time
+    save_dir = str(tmp_path / 'run')
+    cmd = [sys.executable, os.path.join(ROOT, 'train', 'train.py'), '--model', 'resnest14_small',
+           '--classes', '4', '--rec-train', tiny_rec[0], '--rec-val', tiny_rec[1],
+           '--input-size', '32', '--crop-ratio', '1', '--epochs', '200', '--batch-size', '8',
+           '--workers', '0', '--save-dir', save_dir, '--no-progress', '--resume']
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS='1'))
+    deadline = time.time() + 120
+    while not os.path.isdir(os.path.join(save_dir, 'epoch-0000')) and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and 'Traceback' not in err, err[-3000:]
+    assert 'interrupted: completed epochs are kept in %s' % save_dir in err
+    # what was kept is complete, and the same command continues from it
+    again = subprocess.run(cmd[:cmd.index('200')] + ['2'] + cmd[cmd.index('200') + 1:],
+                           capture_output=True, text=True, timeout=300,
+                           env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert 'resumed from' in again.stdout

@@ -20,7 +20,8 @@ from gluon_resnest import export_model, list_models  # noqa: E402
 from gluon_resnest.analysis.accuracy import evaluate_records, load_network  # noqa: E402
 from gluon_resnest.argtypes import positive_int  # noqa: E402
 from gluon_resnest.training.checkpoint import remove_run  # noqa: E402
-from gluon_resnest.training.cli import config_from_args, config_parser  # noqa: E402
+from gluon_resnest.training.cli import (INTERRUPTED, config_from_args,  # noqa: E402
+                                        config_parser)
 from gluon_resnest.runtime import cpu_threads_per_process  # noqa: E402
 from gluon_resnest.training.distributed import launch_command, run_ranks  # noqa: E402
 from gluon_resnest.training.fashion_mnist import DEFAULT_SOURCE, build_fashion_mnist  # noqa: E402
@@ -122,6 +123,8 @@ def main(argv=None):
                   os.path.join(args.save_dir, 'ranks.log'), args.np)
     except subprocess.CalledProcessError as err:
         sys.exit('error: training failed (exit status %d)' % err.returncode)
+    except KeyboardInterrupt:
+        sys.exit(INTERRUPTED % args.save_dir)
     train_seconds = time.time() - start
 
     print('[3/4] evaluating the best checkpoint on the test set', flush=True)

@@ -19,6 +19,7 @@ sys.path.insert(0, ROOT)
 from gluon_resnest import list_models  # noqa: E402
 from gluon_resnest.argtypes import positive_int  # noqa: E402
 from gluon_resnest.training.checkpoint import remove_run  # noqa: E402
+from gluon_resnest.training.cli import INTERRUPTED  # noqa: E402
 from gluon_resnest.segmentation.demo import DEMO, compare_backbones, run_demo  # noqa: E402
 
 
@@ -66,6 +67,8 @@ def main(argv=None):
             summary = run_demo(args.data_dir, args.save_dir, args.np, args.seed,
                                backbone=args.backbone, epochs=args.epochs)
             print(json.dumps(summary, indent=1))
+    except KeyboardInterrupt:
+        sys.exit(INTERRUPTED % args.save_dir)
     except subprocess.CalledProcessError as err:
         sys.exit('error: training failed (exit status %d); its output is above'
                  % err.returncode)

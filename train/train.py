@@ -9,13 +9,16 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
 from gluon_resnest.training import train  # noqa: E402
-from gluon_resnest.training.cli import config_from_args, config_parser  # noqa: E402
+from gluon_resnest.training.cli import (INTERRUPTED, config_from_args,  # noqa: E402
+                                        config_parser)
 
 
 def main(argv=None):
     args = config_parser(__doc__.split('\n\n')[0]).parse_args(argv)
     try:
         _, summary = train(config_from_args(args))
+    except KeyboardInterrupt:
+        sys.exit(INTERRUPTED % args.save_dir)
     except (ValueError, FileNotFoundError, PermissionError, FloatingPointError) as err:
         sys.exit('error: %s' % err)
     if summary['final']:

@@ -11,13 +11,16 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'
 
 from gluon_resnest.segmentation.data import SegmentationDataError  # noqa: E402
 from gluon_resnest.segmentation.train import SegTrainConfig, train_segmentation  # noqa: E402
-from gluon_resnest.training.cli import config_from_args, config_parser  # noqa: E402
+from gluon_resnest.training.cli import (INTERRUPTED, config_from_args,  # noqa: E402
+                                        config_parser)
 
 
 def main(argv=None):
     args = config_parser(__doc__.split('\n\n')[0], config=SegTrainConfig).parse_args(argv)
     try:
         _, summary = train_segmentation(config_from_args(args, SegTrainConfig))
+    except KeyboardInterrupt:
+        sys.exit(INTERRUPTED % args.save_dir)
     except (ValueError, FileNotFoundError, FileExistsError, PermissionError, FloatingPointError,
             SegmentationDataError) as err:
         sys.exit('error: %s' % err)

@@ -5,7 +5,7 @@ import dataclasses
 
 from .loop import TrainConfig
 
-__all__ = ['config_parser', 'config_from_args']
+__all__ = ['config_parser', 'config_from_args', 'INTERRUPTED']
 
 
 def config_parser(description=None, defaults=None, config=TrainConfig):
@@ -23,3 +23,8 @@ def config_parser(description=None, defaults=None, config=TrainConfig):
 
 def config_from_args(args, config=TrainConfig):
     return config(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config)})
+
+
+# what a command says on Ctrl-C instead of a traceback (checkpoints are written atomically)
+INTERRUPTED = ('interrupted: completed epochs are kept in %s; run the same command (with '
+               '--resume) to continue')

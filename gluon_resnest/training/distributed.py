@@ -107,8 +107,15 @@ def run_ranks(command, env, log_path, processes):
         view = RankOutput(log=log)
         proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT)
-        for data in iter(lambda: proc.stdout.read1(65536), b''):
-            view.feed(data.decode('utf-8', 'replace'))
+        try:
+            for data in iter(lambda: proc.stdout.read1(65536), b''):
+                view.feed(data.decode('utf-8', 'replace'))
+        except KeyboardInterrupt:  # the ranks got the same Ctrl-C: let them stop, then say so
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            raise
         view.close()
         code = proc.wait()
     if code:
