@@ -93,3 +93,27 @@ def test_evaluate_refuses_negative_workers_and_a_class_count_against_the_checkpo
                                                              'classes': 10}}))
     with pytest.raises(ValueError, match='--classes 4, but the checkpoint .* has 10 classes'):
         load_network(checkpoint=str(folder), classes=4)
+
+
+def test_truncated_or_mismatched_files_are_named(tmp_path):
+    import gluon_resnest as gr
+    from gluon_resnest.analysis.accuracy import import_symbol
+    net = gr.get_model('resnest14_small', classes=10)
+    net.initialize()
+    sym, params = gr.export_model(net, str(tmp_path / 'm'), (1, 3, 28, 28))
+    data = open(params, 'rb').read()
+    truncated = str(tmp_path / 'cut.params')
+    open(truncated, 'wb').write(data[:len(data) // 2])
+    with pytest.raises(ValueError, match='cut.params is not a readable .params file'):
+        load_network(model='resnest14_small', params=truncated)
+    with pytest.raises(ValueError, match='cut.params is not a readable .params file'):
+        import_symbol(sym, truncated)
+    corrupt = str(tmp_path / 'bad-symbol.json')
+    open(corrupt, 'w').write(open(sym).read()[:200])
+    with pytest.raises(ValueError, match='bad-symbol.json with .*m-0000.params: not a readable'):
+        import_symbol(corrupt, params)
+    other = gr.get_model('resnest14_small', classes=3)
+    other.initialize()
+    _, other_params = gr.export_model(other, str(tmp_path / 'o'), (1, 3, 28, 28))
+    with pytest.raises(ValueError, match='do not fit it'):
+        import_symbol(sym, other_params)

@@ -1,5 +1,4 @@
 """Top-1/top-5 of a zoo model, a training checkpoint or an exported symbol on RecordIO data."""
-import json
 import os
 
 import mxnet as mx
@@ -10,7 +9,7 @@ from ..training.data import RecordDataset, eval_transform, make_loader
 from ..training.distributed import Comm, device
 from ..training.loop import evaluate
 
-__all__ = ['load_network', 'evaluate_records', 'calibration_images']
+__all__ = ['load_network', 'import_symbol', 'evaluate_records', 'calibration_images']
 
 
 def load_network(model=None, params=None, symbol=None, checkpoint=None, classes=None, ctx=None):
@@ -37,8 +36,7 @@ def load_network(model=None, params=None, symbol=None, checkpoint=None, classes=
     if symbol:
         if not params:
             raise ValueError('an exported symbol needs its .params file')
-        net = mx.gluon.SymbolBlock.imports(symbol, ['data'], params, ctx=ctx)
-        return net, info, classes
+        return import_symbol(symbol, params, ctx), info, classes
     if not params:
         raise ValueError('pass --params (a .params file for %s) or --checkpoint' % model)
     classes = classes or _classes_in(params)
@@ -51,8 +49,27 @@ def load_network(model=None, params=None, symbol=None, checkpoint=None, classes=
     return net, info, classes
 
 
+def import_symbol(symbol, params, ctx=None):
+    """An exported graph, or ValueError naming the file that is corrupt or does not fit."""
+    try:
+        mx.nd.load(params)
+    except mx.base.MXNetError:
+        raise ValueError('%s is not a readable .params file (truncated or corrupt)'
+                         % params) from None
+    try:
+        return mx.gluon.SymbolBlock.imports(symbol, ['data'], params, ctx=ctx or mx.cpu())
+    except (mx.base.MXNetError, ValueError, AssertionError) as err:
+        raise ValueError('%s with %s: not a readable graph, or the parameters do not fit it '
+                         '(%s)' % (symbol, params, str(err).strip().split('\n')[0][:200])) \
+            from None
+
+
 def _classes_in(params):
-    arrays = mx.nd.load(params)
+    try:
+        arrays = mx.nd.load(params)
+    except mx.base.MXNetError:
+        raise ValueError('%s is not a readable .params file (truncated or corrupt)'
+                         % params) from None
     weight = arrays.get('fc.weight')
     return int(weight.shape[0]) if weight is not None else 1000
 

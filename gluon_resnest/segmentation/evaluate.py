@@ -34,8 +34,8 @@ def load_segmentation(checkpoint=None, symbol=None, params=None, backbone=None, 
         if not os.path.isfile(path):
             raise FileNotFoundError('%s not found' % path)
     get_model_info(backbone)
-    net = mx.gluon.SymbolBlock.imports(symbol, ['data'], params, ctx=ctx)
-    return net, dict(backbone=backbone)
+    from ..analysis.accuracy import import_symbol
+    return import_symbol(symbol, params, ctx), dict(backbone=backbone)
 
 
 def evaluate_split(net, dataset, root, split, classes, backbone, scales=(1.0,), flip=False,
