@@ -56,7 +56,8 @@ def main(argv=None):
         sym, params = export_model(net, args.out, shape, preprocess=preprocess)
         onnx_path = export_onnx(net, args.out + '.onnx', shape, preprocess=preprocess) \
             if args.onnx else None
-    except (ValueError, FileNotFoundError, PretrainedWeightsError, ImportError) as err:
+    except (ValueError, FileNotFoundError, PermissionError, PretrainedWeightsError,
+            ImportError) as err:
         sys.exit('error: %s' % err)
     pixels, normalized = _reference_input(info, shape, args.preprocess)
     expected = net(mx.nd.array(normalized)).asnumpy()

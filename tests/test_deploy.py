@@ -117,3 +117,34 @@ def test_optimization_bad_input():
         optimize_for_cpu(net, 'tensorrt', (1, 3, 28, 28))
     with pytest.raises(ValueError, match='int8 needs at least one batch'):
         optimize_for_cpu(net, 'int8', (4, 3, 28, 28))
+
+
+def test_export_to_a_folder_it_cannot_write_says_so_and_leaves_nothing(tmp_path):
+    params = _saved(tmp_path)
+    if os.geteuid() == 0:
+        # root writes anywhere: a path below a regular file cannot be written by anyone
+        blocker = tmp_path / 'file'
+        blocker.write_text('x')
+        out = str(blocker / 'deploy' / 'm')
+    else:
+        os.chmod(str(tmp_path), 0o500)
+        out = str(tmp_path / 'm')
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'eval', 'export.py'), '--model',
+                           'resnest14_small', '--params', params, '--out', out],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and 'error: cannot write' in proc.stderr, proc.stderr[-2000:]
+    assert 'Traceback' not in proc.stderr
+
+
+def _saved(tmp_path):
+    path = str(tmp_path / 'w.params')
+    _net('resnest14_small').save_parameters(path)
+    return path
+
+
+def test_export_leaves_no_partial_files_when_writing_fails(tmp_path, monkeypatch):
+    net = _net('resnest14_small')
+    monkeypatch.setattr(os, 'replace', lambda *a: (_ for _ in ()).throw(OSError(28, 'No space')))
+    with pytest.raises(PermissionError, match='cannot write .*m-\\* \\(No space\\)'):
+        gr.export_model(net, str(tmp_path / 'm'), (1, 3, 28, 28))
+    assert os.listdir(str(tmp_path)) == []

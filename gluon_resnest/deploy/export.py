@@ -47,16 +47,27 @@ def export_model(net, prefix, input_shape=(1, 3, 224, 224), epoch=0, ctx=None,
     """
     _check_shape(input_shape, preprocess)
     ctx = ctx or mx.cpu()
-    os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
-    with deploy_mode(net):
-        block = Preprocessed(net, preprocess.mean, preprocess.std) if preprocess else net
-        if preprocess:
-            block.collect_params().initialize(ctx=ctx)  # the two constants
-        block.hybridize()
-        with mx.autograd.predict_mode():
-            block(mx.nd.zeros(input_shape, ctx=ctx))
-        block.export(prefix, epoch=epoch)
-    return '%s-symbol.json' % prefix, '%s-%04d.params' % (prefix, epoch)
+    folder = os.path.dirname(os.path.abspath(prefix))
+    files = ('%s-symbol.json' % prefix, '%s-%04d.params' % (prefix, epoch))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        # written beside the targets, then renamed: a full disk or a kill leaves no half file
+        with tempfile.TemporaryDirectory(prefix='.tmp-export-', dir=folder) as tmp:
+            with deploy_mode(net):
+                block = Preprocessed(net, preprocess.mean, preprocess.std) if preprocess else net
+                if preprocess:
+                    block.collect_params().initialize(ctx=ctx)  # the two constants
+                block.hybridize()
+                with mx.autograd.predict_mode():
+                    block(mx.nd.zeros(input_shape, ctx=ctx))
+                staged = os.path.join(tmp, os.path.basename(prefix))
+                block.export(staged, epoch=epoch)
+            for path in files:
+                os.replace(os.path.join(tmp, os.path.basename(path)), path)
+    except OSError as err:
+        raise PermissionError('cannot write %s (%s)' % (files[0].rsplit('-', 1)[0] + '-*',
+                                                        err.strerror or err)) from None
+    return files
 
 
 def export_onnx(net, path, input_shape=(1, 3, 224, 224), dynamic_batch=True, preprocess=None):
