@@ -516,3 +516,20 @@ def test_ctrl_c_gives_one_line_and_the_same_command_resumes(tiny_rec, tmp_path):
                            env=dict(os.environ, OMP_NUM_THREADS='1'))
     assert again.returncode == 0, again.stderr[-3000:]
     assert 'resumed from' in again.stdout
+
+
+def test_a_checkpoint_that_cannot_be_written_names_its_folder_and_leaves_nothing(tmp_path):
+    import mxnet as mx
+    from gluon_resnest.training import checkpoint
+
+    class FullDisk(_Net):
+        def save_parameters(self, path):
+            raise mx.base.MXNetError('[12:00:00] src/io/local_filesys.cc:209: Check failed: '
+                                     'FileStream.Write incomplete')
+
+    folder = str(tmp_path / 'run')
+    os.makedirs(folder)
+    with pytest.raises(OSError, match='cannot write the checkpoint .*epoch-0000 .*FileStream'):
+        checkpoint.save_checkpoint(folder, 0, FullDisk('w'), _Net('s'), dict(val=1.0),
+                                   best_metric='val')
+    assert os.listdir(folder) == []

@@ -19,7 +19,7 @@ def main(argv=None):
         _, summary = train(config_from_args(args))
     except KeyboardInterrupt:
         sys.exit(INTERRUPTED % args.save_dir)
-    except (ValueError, FileNotFoundError, PermissionError, FloatingPointError) as err:
+    except (ValueError, OSError, FloatingPointError) as err:  # OSError: files, disk, access
         sys.exit('error: %s' % err)
     if summary['final']:
         print('best val top-1 %.2f%%, checkpoints in %s' % (summary['best_top1'],

@@ -9,7 +9,6 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from gluon_resnest.segmentation.data import SegmentationDataError  # noqa: E402
 from gluon_resnest.segmentation.train import SegTrainConfig, train_segmentation  # noqa: E402
 from gluon_resnest.training.cli import (INTERRUPTED, config_from_args,  # noqa: E402
                                         config_parser)
@@ -21,8 +20,7 @@ def main(argv=None):
         _, summary = train_segmentation(config_from_args(args, SegTrainConfig))
     except KeyboardInterrupt:
         sys.exit(INTERRUPTED % args.save_dir)
-    except (ValueError, FileNotFoundError, FileExistsError, PermissionError, FloatingPointError,
-            SegmentationDataError) as err:
+    except (ValueError, OSError, FloatingPointError) as err:  # data errors are ValueErrors
         sys.exit('error: %s' % err)
     if summary['final']:
         print('best val mIoU %.2f%%, checkpoints in %s' % (summary['best_miou'],

@@ -6,6 +6,8 @@ import os
 import shutil
 import tempfile
 
+import mxnet as mx
+
 __all__ = ['save_checkpoint', 'latest_checkpoint', 'load_checkpoint', 'check_writable',
            'write_jsonl', 'remove_run', 'read_meta', 'atomic_folder', 'repair_run']
 
@@ -80,8 +82,12 @@ def save_checkpoint(folder, epoch, net, trainer, meta, keep=3, best_metric=None)
     one with the best ``meta[best_metric]`` (copied to ``best/``). Returns the folder."""
     final = os.path.join(folder, '%s%04d' % (PREFIX, epoch))
     with atomic_folder(final) as tmp:
-        net.save_parameters(os.path.join(tmp, 'model.params'))
-        trainer.save_states(os.path.join(tmp, 'trainer.states'))
+        try:
+            net.save_parameters(os.path.join(tmp, 'model.params'))
+            trainer.save_states(os.path.join(tmp, 'trainer.states'))
+        except mx.base.MXNetError as err:  # e.g. a full disk: "FileStream.Write incomplete"
+            raise OSError('cannot write the checkpoint %s (%s); nothing of it was kept'
+                          % (final, str(err).strip().split('\n')[0][:200])) from None
         with open(os.path.join(tmp, 'meta.json'), 'w') as f:  # written last: marks completion
             json.dump(dict(meta, epoch=epoch), f, indent=1, sort_keys=True)
     if best_metric is not None:
