@@ -41,6 +41,8 @@ class RankOutput(object):
     MARK = re.compile(r'\[(\d+)\]<(stdout|stderr)>:')
     NOISE = ('MKLDNN Pooling: training with prop_kind', 'UserWarning', 'v.initialize(',
              'warnings.warn(', 'out = self.forward(')
+    # an MXNet log line that landed in the middle of a progress-bar chunk
+    LOG_IN_BAR = re.compile(r'\[\d\d:\d\d:\d\d\] \S+\.cc:\d+: .*')
 
     def __init__(self, terminal=None, log=None):
         self.terminal = terminal or sys.stdout
@@ -72,7 +74,7 @@ class RankOutput(object):
             return
         for piece in chunk.replace('\r', '\n').split('\n'):
             if '%|' in piece and '/' in piece:  # a tqdm bar: redraw in place
-                self.terminal.write('\r' + piece.rstrip())
+                self.terminal.write('\r' + self.LOG_IN_BAR.sub('', piece).rstrip())
                 self.terminal.flush()
                 self.bar_open = True
             else:
