@@ -2,7 +2,7 @@
 import argparse
 import math
 
-__all__ = ['positive_int', 'non_negative_int', 'check_number']
+__all__ = ['positive_int', 'non_negative_int', 'check_number', 'check_positive_ints']
 
 
 def positive_int(text):
@@ -43,3 +43,13 @@ def check_number(name, value, low=None, high=None, low_open=False, high_open=Fal
         raise ValueError('--%s must be a finite number in %s, got %r'
                          % (name.replace('_', '-'), interval, value))
     return value
+
+
+def check_positive_ints(config, names, as_flags=True):
+    """ValueError naming the first of ``config``'s fields ``names`` that is not an integer
+    >= 1 (as ``--flag-name``, or as the field's own name)."""
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError('%s must be a positive integer, got %r'
+                             % ('--' + name.replace('_', '-') if as_flags else name, value))

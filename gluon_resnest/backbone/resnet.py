@@ -10,7 +10,7 @@ from mxnet.gluon.block import HybridBlock
 from ..layers.dropblock import DropBlock, Dropout
 from ..layers.splat import SplitAttentionConv, global_avg_pool
 
-__all__ = ['ResNeSt', 'Bottleneck', 'OUTPUT_STRIDES']
+__all__ = ['ResNeSt', 'Bottleneck', 'OUTPUT_STRIDES', 'trunk_stride']
 
 # output stride -> (stride, dilation) of stages 3 and 4
 OUTPUT_STRIDES = {32: ((2, 1), (2, 1)), 16: ((2, 1), (1, 2)), 8: ((1, 2), (1, 4))}
@@ -150,7 +150,7 @@ class ResNeSt(HybridBlock):
         if stem_stride not in (1, 2):
             raise ValueError('stem_stride must be 1 or 2, got %r' % (stem_stride,))
         # how much the trunk downsamples: the smallest input it accepts
-        self.output_stride = output_stride // (2 // stem_stride) // (1 if stem_pool else 2)
+        self.output_stride = trunk_stride(output_stride, stem_stride, stem_pool)
         self.features_only = features_only
         block_args = dict(radix=radix, cardinality=cardinality, bottleneck_width=bottleneck_width,
                           avd=avd, avd_first=avd_first, last_gamma=last_gamma,
@@ -244,6 +244,12 @@ class ResNeSt(HybridBlock):
         if self.drop is not None:
             x = self.drop(x)
         return self.fc(x)
+
+
+def trunk_stride(output_stride, stem_stride=2, stem_pool=True):
+    """How much a trunk downsamples (its smallest input): ``output_stride`` assumes a stride-2
+    stem with its max pool; a stride-1 stem or no pool each halve it."""
+    return output_stride // (2 // stem_stride) // (1 if stem_pool else 2)
 
 
 def check_input(net, x):

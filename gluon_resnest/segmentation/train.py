@@ -10,7 +10,8 @@ import numpy as np
 from mxnet import autograd
 from mxnet.gluon import nn
 
-from ..argtypes import check_number
+from ..argtypes import check_number, check_positive_ints
+from ..backbone.resnet import trunk_stride
 from ..layers.sync_batchnorm import HorovodSyncBatchNorm
 from ..training import recipe
 from ..training.checkpoint import check_writable, repair_run, save_checkpoint, write_jsonl
@@ -70,12 +71,8 @@ class SegTrainConfig:
     max_iters: int = 0                # stop each epoch after this many iterations (tests)
 
     def validate(self):
-        for name in ('epochs', 'batch_size', 'classes', 'crop_size', 'base_size',
-                     'head_channels'):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError('--%s must be a positive integer, got %r'
-                                 % (name.replace('_', '-'), value))
+        check_positive_ints(self, ('epochs', 'batch_size', 'classes', 'crop_size', 'base_size',
+                                   'head_channels'))
         check_number('base_lr', self.base_lr, 0, low_open=True)
         check_number('momentum', self.momentum, 0, 1, high_open=True)
         for name in ('wd', 'aux_weight', 'head_lr_mult'):
@@ -100,9 +97,8 @@ class SegTrainConfig:
                              'outside every class' % (self.ignore_label, self.classes))
         self.rates()
         arch = get_model_info(self.backbone).arch  # unknown backbone: names close matches
-        # what the trunk downsamples by (its smallest input), as ResNeSt computes it
-        minimum = self.output_stride // (2 // arch.get('stem_stride', 2)) // (
-            1 if arch.get('stem_pool', True) else 2)
+        minimum = trunk_stride(self.output_stride, arch.get('stem_stride', 2),
+                               arch.get('stem_pool', True))
         if self.crop_size < minimum:
             raise ValueError('--crop-size %d is too small for %s at output stride %d: at least '
                              '%d px' % (self.crop_size, self.backbone, self.output_stride,
@@ -123,7 +119,7 @@ class SegTrainConfig:
 
 def build_model(cfg, ctx):
     """The network of a config (uninitialized heads unless ``pretrained_base``)."""
-    norm_layer, norm_kwargs, trunk_kwargs = nn.BatchNorm, None, {}
+    norm_layer, trunk_kwargs = nn.BatchNorm, {}
     if cfg.norm == 'sync':  # statistics of the global batch across Horovod processes
         norm_layer = HorovodSyncBatchNorm
     elif cfg.norm == 'frozen':
@@ -132,7 +128,7 @@ def build_model(cfg, ctx):
                                   aux=cfg.aux, output_stride=cfg.output_stride,
                                   pretrained_base=True if cfg.pretrained_base == 'imagenet'
                                   else cfg.pretrained_base, norm_layer=norm_layer,
-                                  norm_kwargs=norm_kwargs, rates=cfg.rates(),
+                                  rates=cfg.rates(),
                                   head_channels=cfg.head_channels, **trunk_kwargs)
 
 

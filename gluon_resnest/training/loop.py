@@ -8,7 +8,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd
 
-from ..argtypes import check_number
+from ..argtypes import check_number, check_positive_ints
 from ..layers.dropblock import set_drop_prob
 from ..zoo.registry import get_model, get_model_info
 from . import recipe
@@ -57,10 +57,7 @@ class TrainConfig:
     max_iters: int = 0                # stop each epoch after this many iterations (tests)
 
     def validate(self):
-        for name in ('epochs', 'batch_size', 'classes'):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError('%s must be a positive integer, got %r' % (name, value))
+        check_positive_ints(self, ('epochs', 'batch_size', 'classes'), as_flags=False)
         if self.workers < 0:
             raise ValueError('workers must be >= 0, got %d' % self.workers)
         get_model_info(self.model)  # unknown model: ValueError with close matches
