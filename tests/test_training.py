@@ -116,13 +116,16 @@ def test_the_training_command_under_horovodrun(tiny_rec, tmp_path):
     assert os.path.isfile(str(tmp_path / 'run' / 'curves.png'))
 
 
-def test_resume_equals_an_uninterrupted_run(tiny_rec, tmp_path):
-    full, _ = train(_config(tiny_rec, tmp_path / 'full'), log=lambda *_: None)
-    _stop_after_one_epoch(_config(tiny_rec, tmp_path / 'split'))
+@pytest.mark.parametrize('pipeline', ['workers', 'memory'])
+def test_resume_equals_an_uninterrupted_run(tiny_rec, tmp_path, pipeline):
+    # per image with AutoAugment; in memory with the batch jitter and lighting
+    options = dict(pipeline=pipeline, autoaugment=pipeline == 'workers')
+    full, _ = train(_config(tiny_rec, tmp_path / 'full', **options), log=lambda *_: None)
+    _stop_after_one_epoch(_config(tiny_rec, tmp_path / 'split', **options))
     # what a kill during the next checkpoint would leave behind must be ignored
     os.makedirs(str(tmp_path / 'split' / '.tmp-partial'))
     os.makedirs(str(tmp_path / 'split' / 'epoch-0007'))  # no meta.json: incomplete
-    resumed, summary = train(_config(tiny_rec, tmp_path / 'split', resume=True),
+    resumed, summary = train(_config(tiny_rec, tmp_path / 'split', resume=True, **options),
                              log=lambda *_: None)
     assert [h['epoch'] for h in summary['history']] == [1, 2]
     a, b = _trainable(full), _trainable(resumed)
@@ -198,6 +201,10 @@ def test_top_k_counts():
     (dict(epochs=-1), ValueError, 'epochs must be a positive integer'),
     (dict(model='resnest5O'), ValueError, 'unknown model'),
     (dict(classes=2), RecordError, 'labels must lie in 0..1'),
+    (dict(classes=2, autoaugment=False, pipeline='memory'), RecordError,
+     'labels must lie in 0..1'),
+    (dict(pipeline='gpu'), ValueError, "--pipeline 'gpu': allowed auto, memory, workers"),
+    (dict(pipeline='memory'), ValueError, '--autoaugment runs per image'),
     (dict(rec_train='/nonexistent/train.rec'), FileNotFoundError, 'RecordIO file'),
 ])
 def test_bad_configuration(tiny_rec, tmp_path, change, error, message):
@@ -308,7 +315,8 @@ def test_every_flag_reaches_the_trainer():
     import inspect
     from gluon_resnest.training import loop
     source = ''.join(inspect.getsource(f) for f in (
-        loop.train, loop._setup_amp, loop.resume_and_broadcast, loop.progress_bar))
+        loop.train, loop._loaders, loop._setup_amp, loop.resume_and_broadcast,
+        loop.progress_bar))
     for name in TrainConfig.__dataclass_fields__:  # each field is read where training happens
         assert 'cfg.' + name in source, name
 

@@ -17,8 +17,9 @@ from ..training import recipe
 from ..training.checkpoint import check_writable, repair_run, save_checkpoint, write_jsonl
 from ..training.data import make_loader
 from ..training.distributed import Comm, device
-from ..training.loop import (check_finite, iterations_per_epoch, plot_curves, progress_bar,
-                             resume_and_broadcast)
+from ..training.memory_data import DecodedPairs, fits_in_memory
+from ..training.loop import (PIPELINES, check_finite, iterations_per_epoch, plot_curves,
+                             progress_bar, resume_and_broadcast)
 from ..zoo.registry import get_model_info
 from .data import (DATASETS, SegmentationEvalTransform, SegmentationTrainTransform,
                    open_dataset)
@@ -63,6 +64,7 @@ class SegTrainConfig:
     momentum: float = 0.9
     wd: float = 1e-4
     head_lr_mult: float = 10.0
+    pipeline: str = 'auto'            # memory (small images read once, no workers) | workers
     workers: int = 2
     seed: int = 0
     keep: int = 2
@@ -86,6 +88,8 @@ class SegTrainConfig:
         if self.model not in SEGMENTATION_HEADS:
             raise ValueError('--model %r: allowed %s' % (self.model,
                                                          ', '.join(SEGMENTATION_HEADS)))
+        if self.pipeline not in PIPELINES:
+            raise ValueError('--pipeline %r: allowed %s' % (self.pipeline, ', '.join(PIPELINES)))
         if self.norm not in NORMS:
             raise ValueError('--norm %r: allowed %s' % (self.norm, ', '.join(NORMS)))
         if self.output_stride not in ASPP_RATES:
@@ -165,15 +169,20 @@ def _loaders(cfg, comm, info):
         if data.classes != cfg.classes:
             raise ValueError('--classes %d, but %s split %s has %d classes'
                              % (cfg.classes, cfg.dataset, split, data.classes))
+    workers = cfg.workers
+    if cfg.pipeline == 'memory' or (cfg.pipeline == 'auto' and all(
+            fits_in_memory(data, data[0][0]) for data in (train_set, val_set))):
+        # read once; the per-image transform then costs less than a worker process's transfer
+        train_set, val_set, workers = DecodedPairs(train_set), DecodedPairs(val_set), 0
     train_loader, sampler = make_loader(
         train_set, SegmentationTrainTransform(cfg.crop_size, cfg.base_size, info.mean, info.std,
                                               cfg.ignore_label, (cfg.min_scale, cfg.max_scale)),
-        cfg.batch_size, comm.rank, comm.size, train=True, seed=cfg.seed, workers=cfg.workers,
+        cfg.batch_size, comm.rank, comm.size, train=True, seed=cfg.seed, workers=workers,
         joint=True)
     # full images, one per batch unless they all have one size (the demo's scenes)
     val_loader, _ = make_loader(val_set, SegmentationEvalTransform(info.mean, info.std),
                                 cfg.batch_size, comm.rank, comm.size, train=False,
-                                workers=cfg.workers, joint=True)
+                                workers=workers, joint=True)
     return train_loader, sampler, val_loader
 
 

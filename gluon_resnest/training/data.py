@@ -11,8 +11,8 @@ from mxnet.gluon.data.vision import transforms as T
 
 from .autoaugment import ImageNetPolicy
 
-__all__ = ['RecordDataset', 'ShardSampler', 'train_transform', 'eval_transform', 'make_loader',
-           'RecordError']
+__all__ = ['RecordDataset', 'ShardSampler', 'train_transform', 'eval_transform',
+           'eval_resize_crop', 'make_loader', 'RecordError']
 
 # OpenCV interpolation codes, as mxnet.image and the Gluon transforms take them
 INTERPOLATION = {'bilinear': 1, 'bicubic': 3}
@@ -60,6 +60,11 @@ class RecordDataset(Dataset):
 
     def read(self, i):
         """(HWC uint8 image NDArray, int label) of record number ``i``."""
+        image, label = self.read_numpy(i)
+        return mx.nd.array(image, dtype='uint8'), label
+
+    def read_numpy(self, i):
+        """(HWC uint8 NumPy image, int label) of record number ``i``."""
         key = self.keys[i]
         try:
             header, payload = mx.recordio.unpack(self._record(key))
@@ -68,8 +73,7 @@ class RecordDataset(Dataset):
                                  cv2.IMREAD_COLOR if self.flag else cv2.IMREAD_GRAYSCALE)
             if image is None:
                 raise ValueError('not a decodable image')
-            image = mx.nd.array(image[:, :, ::-1] if self.flag else image[:, :, None],
-                                dtype='uint8')
+            image = np.ascontiguousarray(image[:, :, ::-1]) if self.flag else image[:, :, None]
         except Exception as err:
             raise RecordError('record %d of %s is corrupt (%s: %s)' % (
                 key, self.rec_path, type(err).__name__, err)) from None
@@ -223,13 +227,18 @@ def train_transform(size, mean, std, min_scale=0.08, jitter=0.4, lighting=0.1,
     return T.Compose(steps)
 
 
-def eval_transform(crop, mean, std, crop_ratio=0.875):
-    """Resize the short side to crop / crop_ratio (bicubic above 256 px), center crop."""
+def eval_resize_crop(crop, crop_ratio=0.875):
+    """The evaluation geometry: resize the short side to crop / crop_ratio (bicubic above
+    256 px), centre crop; a list of transforms on HWC uint8 images."""
     interpolation = INTERPOLATION['bicubic' if crop > 256 else 'bilinear']
-    return T.Compose([T.Resize(int(round(crop / crop_ratio)), keep_ratio=True,
-                               interpolation=interpolation),
-                      T.CenterCrop(crop, interpolation=interpolation),
-                      T.ToTensor(), T.Normalize(mean, std)])
+    return [T.Resize(int(round(crop / crop_ratio)), keep_ratio=True,
+                     interpolation=interpolation),
+            T.CenterCrop(crop, interpolation=interpolation)]
+
+
+def eval_transform(crop, mean, std, crop_ratio=0.875):
+    """``eval_resize_crop``, then ToTensor and normalization."""
+    return T.Compose(eval_resize_crop(crop, crop_ratio) + [T.ToTensor(), T.Normalize(mean, std)])
 
 
 def make_loader(dataset, transform, batch_size, rank=0, size=1, train=True, seed=0,

@@ -14,11 +14,15 @@ from ..zoo.registry import get_model, get_model_info
 from . import recipe
 from .checkpoint import (check_writable, latest_checkpoint, load_checkpoint, read_meta,
                          repair_run, save_checkpoint, write_jsonl)
-from .data import RecordDataset, eval_transform, make_loader, train_transform
+from .data import RecordDataset, ShardSampler, eval_transform, make_loader, train_transform
+from .memory_data import BatchAugment, MemoryLoader, decode_all, fits_in_memory
 from .distributed import Comm, device
 
 __all__ = ['TrainConfig', 'train', 'evaluate', 'count_correct', 'iterations_per_epoch',
            'resume_and_broadcast', 'check_finite', 'progress_bar']
+
+
+PIPELINES = ('auto', 'memory', 'workers')
 
 
 @dataclass
@@ -48,6 +52,7 @@ class TrainConfig:
     lighting: float = 0.1
     autoaugment: bool = False
     amp: bool = False
+    pipeline: str = 'auto'            # memory (small images, batch augmentation) | workers | auto
     workers: int = 2
     seed: int = 0
     keep: int = 3
@@ -75,6 +80,10 @@ class TrainConfig:
             check_number('final_drop', self.final_drop, 0, 1, high_open=True)
         if self.warmup_epochs < 0 or self.mixup_off_epochs < 0 or self.max_iters < 0:
             raise ValueError('--warmup-epochs, --mixup-off-epochs and --max-iters must be >= 0')
+        if self.pipeline not in PIPELINES:
+            raise ValueError('--pipeline %r: allowed %s' % (self.pipeline, ', '.join(PIPELINES)))
+        if self.pipeline == 'memory' and self.autoaugment:
+            raise ValueError('--autoaugment runs per image: use --pipeline workers or auto')
 
 
 def count_correct(logits, labels, k=5):
@@ -130,15 +139,7 @@ def train(cfg, comm=None, log=print):
         check_writable(cfg.save_dir)
         repair_run(cfg.save_dir)  # what a kill inside a checkpoint update left behind
 
-    train_set = RecordDataset(cfg.rec_train, classes=cfg.classes)
-    val_set = RecordDataset(cfg.rec_val, classes=cfg.classes)
-    train_loader, sampler = make_loader(
-        train_set, train_transform(size, info.mean, info.std, cfg.min_scale, cfg.jitter,
-                                   cfg.lighting, cfg.autoaugment, info.interpolation),
-        cfg.batch_size, comm.rank, comm.size, train=True, seed=cfg.seed, workers=cfg.workers)
-    val_loader, _ = make_loader(val_set, eval_transform(size, info.mean, info.std, crop_ratio),
-                                cfg.batch_size, comm.rank, comm.size, train=False,
-                                workers=cfg.workers)
+    train_loader, sampler, val_loader = _loaders(cfg, comm, info, size, crop_ratio)
     comm.start()  # after the loaders have forked their workers
     iters = iterations_per_epoch(sampler, cfg.batch_size, cfg.max_iters)
 
@@ -232,6 +233,34 @@ def train(cfg, comm=None, log=print):
     if comm.rank == 0 and history:
         plot_curves(history, os.path.join(cfg.save_dir, 'curves.png'))
     return net, summary
+
+
+def _loaders(cfg, comm, info, size, crop_ratio):
+    """(train loader, its sampler, validation loader): in-memory batches for small images
+    (``--pipeline memory``, or ``auto`` when they fit), else per-image DataLoader workers."""
+    train_set = RecordDataset(cfg.rec_train, classes=cfg.classes)
+    val_set = RecordDataset(cfg.rec_val, classes=cfg.classes)
+    memory = cfg.pipeline == 'memory' or (
+        cfg.pipeline == 'auto' and not cfg.autoaugment and fits_in_memory(train_set)
+        and fits_in_memory(val_set))
+    if memory:
+        sampler = ShardSampler(len(train_set), comm.rank, comm.size, shuffle=True,
+                               seed=cfg.seed, pad=True)
+        augment = BatchAugment(size, cfg.min_scale, cfg.jitter, cfg.lighting, info.interpolation)
+        train_loader = MemoryLoader(*decode_all(train_set), sampler, cfg.batch_size, info.mean,
+                                    info.std, augment, cfg.seed)
+        val_sampler = ShardSampler(len(val_set), comm.rank, comm.size, shuffle=False, pad=False)
+        val_loader = MemoryLoader(*decode_all(val_set), val_sampler, cfg.batch_size, info.mean,
+                                  info.std, eval_size=size, crop_ratio=crop_ratio)
+        return train_loader, sampler, val_loader
+    train_loader, sampler = make_loader(
+        train_set, train_transform(size, info.mean, info.std, cfg.min_scale, cfg.jitter,
+                                   cfg.lighting, cfg.autoaugment, info.interpolation),
+        cfg.batch_size, comm.rank, comm.size, train=True, seed=cfg.seed, workers=cfg.workers)
+    val_loader, _ = make_loader(val_set, eval_transform(size, info.mean, info.std, crop_ratio),
+                                cfg.batch_size, comm.rank, comm.size, train=False,
+                                workers=cfg.workers)
+    return train_loader, sampler, val_loader
 
 
 def iterations_per_epoch(sampler, batch_size, max_iters=0):
