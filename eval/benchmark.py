@@ -1,12 +1,15 @@
 """Speed, memory, parameters and FLOPs of a zoo model, optionally against GluonCV's model of the
-same name measured the same way in the same process. Prints one JSON line per measurement.
+same name, or against the model's own ONNX export in ONNX Runtime (inference), measured the same
+way in the same process. Prints one JSON line per measurement.
 
     python eval/benchmark.py --model resnest50 --compare gluoncv
+    python eval/benchmark.py --model resnest50 --mode inference --compare onnxruntime
 """
 import argparse
 import json
 import os
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 import gluon_resnest  # noqa: E402,F401  (first: sets MXNet's CPU threads before it loads)
@@ -16,6 +19,8 @@ import mxnet as mx  # noqa: E402
 from gluon_resnest.analysis import (INFERENCE_BATCH, TRAINING_BATCH, TRAINING_SIZE,  # noqa: E402
                                     count_flops, count_params, peak_rss_mb, time_inference,
                                     time_training)
+from gluon_resnest.analysis.benchmark import time_onnxruntime  # noqa: E402
+from gluon_resnest.deploy import export_onnx  # noqa: E402
 from gluon_resnest.argtypes import positive_int  # noqa: E402
 
 
@@ -33,9 +38,17 @@ def build(impl, name, mode, size, dropblock_prob):
 
 
 def measure(impl, args, mode):
+    if impl == 'onnxruntime' and mode != 'inference':
+        return None  # ONNX Runtime's CPU provider does not train
     size = args.size if mode == 'inference' else args.train_size
-    net = build(impl, args.model, mode, size, args.dropblock_prob)
-    if mode == 'inference':
+    net = build('gluon_resnest' if impl == 'onnxruntime' else impl, args.model, mode, size,
+                args.dropblock_prob)
+    if impl == 'onnxruntime':
+        with tempfile.TemporaryDirectory() as tmp:
+            path = export_onnx(net, os.path.join(tmp, 'model.onnx'), (1, 3, size, size))
+            result = time_onnxruntime(path, args.batch_size, size, repeats=args.repeats)
+        batch = args.batch_size
+    elif mode == 'inference':
         result = time_inference(net, args.batch_size, size, repeats=args.repeats)
         batch = args.batch_size
     else:
@@ -65,8 +78,10 @@ def main(argv=None):
     parser.add_argument('--train-repeats', type=positive_int, default=5)
     parser.add_argument('--dropblock-prob', type=float, default=0.1,
                         help='DropBlock rate while training (GluonCV builds 0.1 in)')
-    parser.add_argument('--compare', choices=['gluoncv'], default=None,
-                        help="also measure GluonCV's model of the same name and print the ratio")
+    parser.add_argument('--compare', choices=['gluoncv', 'onnxruntime'], default=None,
+                        help="also measure GluonCV's model of the same name, or this model "
+                             "exported to ONNX in ONNX Runtime (inference only), and print "
+                             "the ratio")
     args = parser.parse_args(argv)
     if args.size is None:
         args.size = gluon_resnest.get_model_info(args.model).eval_crop
@@ -74,9 +89,10 @@ def main(argv=None):
     impls = ['gluon_resnest'] + ([args.compare] if args.compare else [])
     for mode in modes:
         results = {impl: measure(impl, args, mode) for impl in impls}
+        results = {impl: record for impl, record in results.items() if record is not None}
         for record in results.values():
             print(json.dumps(record), flush=True)
-        if args.compare:
+        if args.compare in results:
             ratio = results['gluon_resnest']['img_per_s'] / results[args.compare]['img_per_s']
             print(json.dumps(dict(model=args.model, mode=mode, compare=args.compare,
                                   speedup=round(ratio, 2))), flush=True)

@@ -52,3 +52,24 @@ def require_horovodrun():
             pytest.fail('horovodrun is missing under CI: tools/install.sh should have built it')
         pytest.skip('horovodrun is not installed (make setup builds it)')
     return path
+
+
+def write_raw_fashion_mnist(folder, train_images, train_labels, test_images=None,
+                            test_labels=None):
+    """The four Fashion-MNIST idx files (images gzipped, labels not) in ``folder``; the test
+    split defaults to the training one."""
+    import gzip
+    import os
+
+    def idx(arr):
+        header = bytes([0, 0, 8, arr.ndim]) + b''.join(d.to_bytes(4, 'big') for d in arr.shape)
+        return header + arr.tobytes()
+    os.makedirs(folder, exist_ok=True)
+    for split, images, labels in (('train', train_images, train_labels),
+                                  ('t10k', train_images if test_images is None else test_images,
+                                   train_labels if test_labels is None else test_labels)):
+        with gzip.open(os.path.join(folder, '%s-images-idx3-ubyte.gz' % split), 'wb') as f:
+            f.write(idx(np.asarray(images, np.uint8)))
+        with open(os.path.join(folder, '%s-labels-idx1-ubyte' % split), 'wb') as f:
+            f.write(idx(np.asarray(labels, np.uint8)))
+    return folder

@@ -404,10 +404,11 @@ def test_two_process_segmentation_training_resumes_and_evaluates_exactly(tiny_sc
     save_dir = str(tmp_path / 'run')
     env = dict(os.environ, OMP_NUM_THREADS='1')
     hvd = [launcher, '--gloo', '-np', '2', '-H', 'localhost:2', sys.executable]
-    for epochs in (1, 2):  # the second call resumes after the first epoch
-        # BN statistics of the global batch across the two processes
+    for epochs, pipeline in ((1, 'workers'), (2, 'auto')):  # the second call resumes
+        # BN statistics of the global batch across the two processes; the first epoch reads
+        # through worker processes, the second from memory (auto: small scenes)
         proc = subprocess.run(hvd + [script] + _seg_flags(tiny_scenes, save_dir, epochs)
-                              + ['--norm', 'sync'],
+                              + ['--norm', 'sync', '--pipeline', pipeline],
                               env=env, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert 'resumed from' in proc.stdout

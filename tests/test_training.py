@@ -16,7 +16,7 @@ from gluon_resnest.training import recipe
 from gluon_resnest.training.data import (RecordDataset, RecordError, ShardSampler, _Transformed,
                                          train_transform)
 from gluon_resnest.training.fashion_mnist import write_records
-from helpers import colored_images, require_horovodrun
+from helpers import colored_images, require_horovodrun, write_raw_fashion_mnist
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 
@@ -259,29 +259,91 @@ def test_im2rec_command_makes_records_the_dataset_reads(tmp_path):
 
 
 def test_fashion_mnist_conversion_from_raw_idx_files(tmp_path):
-    import gzip
     from gluon_resnest.training.fashion_mnist import build_fashion_mnist, read_idx
     rng = np.random.RandomState(0)
     images = rng.randint(0, 255, (5, 28, 28)).astype(np.uint8)
     labels = np.array([3, 1, 4, 1, 5], np.uint8)
-
-    def idx(arr):
-        header = bytes([0, 0, 8, arr.ndim]) + b''.join(d.to_bytes(4, 'big') for d in arr.shape)
-        return header + arr.tobytes()
-    src = tmp_path / 'raw'
-    src.mkdir()
-    for split in ('train', 't10k'):
-        with gzip.open(str(src / ('%s-images-idx3-ubyte.gz' % split)), 'wb') as f:
-            f.write(idx(images))
-        (src / ('%s-labels-idx1-ubyte' % split)).write_bytes(idx(labels))
-    np.testing.assert_array_equal(read_idx(str(src / 't10k-labels-idx1-ubyte')), labels)
-    paths = build_fashion_mnist(str(tmp_path / 'rec'), str(src), install=False)
+    src = write_raw_fashion_mnist(str(tmp_path / 'raw'), images, labels)
+    np.testing.assert_array_equal(read_idx(os.path.join(src, 't10k-labels-idx1-ubyte')), labels)
+    paths = build_fashion_mnist(str(tmp_path / 'rec'), src, install=False)
     data = RecordDataset(paths['test'], classes=10)
     image, label = data[2]
     assert label == 4 and image.shape == (28, 28, 3)
     np.testing.assert_array_equal(image.asnumpy()[..., 0], images[2])
     with pytest.raises(FileNotFoundError, match='--source DIR'):
         build_fashion_mnist(str(tmp_path / 'x'), str(tmp_path / 'empty'), install=False)
+
+
+def _garments(per_class, seed=0):
+    """Distinct 28 px images, ``per_class`` of each of the 10 classes, shuffled."""
+    rng = np.random.RandomState(seed)
+    labels = rng.permutation(np.repeat(np.arange(10), per_class)).astype(np.uint8)
+    images = rng.randint(0, 255, (len(labels), 28, 28)).astype(np.uint8)
+    images[:, 0, :4] = np.arange(len(labels))[:, None] // 256  # never two alike
+    images[:, 0, 4:8] = np.arange(len(labels))[:, None] % 256
+    return images, labels
+
+
+def _record_images(path):
+    data = RecordDataset(path)
+    return [(data.read_numpy(i)[0][..., 0].tobytes(), data.read_numpy(i)[1])
+            for i in range(len(data))]
+
+
+def test_validation_split_is_balanced_disjoint_from_training_and_fixed(tmp_path):
+    from gluon_resnest.training.fashion_mnist import build_fashion_mnist, validation_indices
+    # Fashion-MNIST's own counts: 6,000 per class -> 500 per class, 5,000 in all
+    full = np.repeat(np.arange(10), 6000)
+    val = validation_indices(full)
+    assert len(val) == 5000 and np.bincount(full[val]).tolist() == [500] * 10
+    np.testing.assert_array_equal(val, validation_indices(np.repeat(np.arange(10), 6000)))
+    # the files: 24 images per class -> 2 per class held out
+    images, labels = _garments(24)
+    src = write_raw_fashion_mnist(str(tmp_path / 'raw'), images, labels)
+    paths = build_fashion_mnist(str(tmp_path / 'rec'), src, install=False)
+    train_items, val_items = _record_images(paths['train']), _record_images(paths['val'])
+    assert (len(train_items), len(val_items)) == (220, 20)
+    assert sorted(label for _, label in val_items) == sorted(list(range(10)) * 2)
+    train_keys, val_keys = {k for k, _ in train_items}, {k for k, _ in val_items}
+    assert not train_keys & val_keys  # no validation image is trained on
+    assert train_keys | val_keys == {img.tobytes() for img in images}
+    split = json.load(open(str(tmp_path / 'rec' / 'split.json')))
+    assert {images[i].tobytes() for i in split['val_indices']} == val_keys
+    # an older folder without the split is rebuilt; a complete one is kept as it is
+    mtime = os.path.getmtime(paths['train'])
+    assert build_fashion_mnist(str(tmp_path / 'rec'), src, install=False) == paths
+    assert os.path.getmtime(paths['train']) == mtime
+
+
+def test_main_job_selects_on_validation_and_reads_the_test_set_once(tmp_path, monkeypatch):
+    job = _main_job_script()
+    images, labels = _garments(8)
+    test_images, test_labels = _garments(2, seed=1)
+    src = write_raw_fashion_mnist(str(tmp_path / 'raw'), images, labels, test_images,
+                                  test_labels)
+    launched, evaluated = [], []
+    real_run, real_evaluate = job.run_ranks, job.evaluate_records
+
+    def run_ranks(command, *args):
+        launched.append(command)
+        return real_run(command, *args)
+
+    def evaluate_records(net, info, rec, *args, **kwargs):
+        evaluated.append(rec)
+        return real_evaluate(net, info, rec, *args, **kwargs)
+    monkeypatch.setattr(job, 'run_ranks', run_ranks)
+    monkeypatch.setattr(job, 'evaluate_records', evaluate_records)
+    data_dir = str(tmp_path / 'data')
+    job.main(['--source', src, '--data-dir', data_dir, '--save-dir', str(tmp_path / 'run'),
+              '--np', '1', '--epochs', '2', '--batch-size', '16', '--no-progress'])
+    test_rec, val_rec = os.path.join(data_dir, 'test.rec'), os.path.join(data_dir, 'val.rec')
+    assert len(launched) == 1 and val_rec in launched[0]
+    assert not any('test' in os.path.basename(arg) for arg in launched[0])
+    assert evaluated == [test_rec]  # once, after training, on the chosen checkpoint
+    summary = json.load(open(str(tmp_path / 'run' / 'summary.json')))
+    history = [json.loads(line) for line in open(str(tmp_path / 'run' / 'metrics.jsonl'))]
+    assert summary['val_top1'] == round(max(h['val_top1'] for h in history), 2)
+    assert summary['selected_epoch'] in (1, 2) and summary['test_samples'] == 20
 
 
 def test_amp_trains_in_bfloat16_on_the_cpu(tiny_rec, tmp_path):
@@ -342,7 +404,7 @@ def _main_job_script():
 
 def test_main_job_longer_setting_switches_model_epochs_decay_and_run_folder():
     job = _main_job_script()
-    rec = {'train': 't.rec', 'test': 'v.rec'}
+    rec = {'train': 't.rec', 'val': 'v.rec', 'test': 'x.rec'}
     args, _ = job.parse_args([])
     assert (args.model, args.epochs, args.wd) == ('resnest14_small', 7, 1e-4)
     args, extra = job.parse_args(['--longer', '--np', '1', '--dropblock-prob', '0'])

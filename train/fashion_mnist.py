@@ -1,5 +1,7 @@
-"""The main job: Fashion-MNIST to RecordIO, 2-process Horovod training of a small ResNeSt,
-evaluation on the test set, export for deployment, and a summary.
+"""The main job: Fashion-MNIST to RecordIO (a class-balanced validation split held out of the
+training images), 2-process Horovod training of a small ResNeSt with the best epoch chosen on
+validation, one evaluation of that checkpoint on the test set, export for deployment, and a
+summary.
 
     python train/fashion_mnist.py                 # defaults: ~8 minutes on 2 CPU cores
     python train/fashion_mnist.py --longer        # the longer setting (see README)
@@ -19,7 +21,7 @@ sys.path.insert(0, ROOT)
 from gluon_resnest import export_model, list_models  # noqa: E402
 from gluon_resnest.analysis.accuracy import evaluate_records, load_network  # noqa: E402
 from gluon_resnest.argtypes import positive_int  # noqa: E402
-from gluon_resnest.training.checkpoint import remove_run  # noqa: E402
+from gluon_resnest.training.checkpoint import read_meta, remove_run  # noqa: E402
 from gluon_resnest.training.cli import (INTERRUPTED, config_from_args,  # noqa: E402
                                         config_parser)
 from gluon_resnest.runtime import cpu_threads_per_process  # noqa: E402
@@ -37,7 +39,7 @@ LONGER = dict(model='resnest14_small_s1', epochs=60, wd=5e-4,
 def training_flags(args, rec, extra):
     """train/train.py flags of the main job."""
     return ['--model', args.model, '--classes', '10', '--rec-train', rec['train'],
-             '--rec-val', rec['test'], '--save-dir', args.save_dir, '--epochs', str(args.epochs),
+             '--rec-val', rec['val'], '--save-dir', args.save_dir, '--epochs', str(args.epochs),
              '--batch-size', str(args.batch_size), '--base-lr', str(args.base_lr),
              '--wd', str(args.wd),
              '--warmup-epochs', '1', '--mixup-alpha', str(args.mixup_alpha),
@@ -56,7 +58,7 @@ def training_command(args, rec, extra):
 def check_training_flags(args, extra):
     """Every flag the ranks will get, checked here first: a bad value is one line from this
     process, not a traceback from inside horovodrun."""
-    rec = {split: os.path.join(args.data_dir, split + '.rec') for split in ('train', 'test')}
+    rec = {split: os.path.join(args.data_dir, split + '.rec') for split in ('train', 'val')}
     parser = config_parser('train/train.py flags passed through by the main job')
     try:
         config_from_args(parser.parse_args(training_flags(args, rec, extra))).validate()
@@ -111,11 +113,12 @@ def main(argv=None):
         except FileExistsError as err:
             sys.exit('error: %s' % err)
 
-    print('[1/4] Fashion-MNIST -> RecordIO in %s' % args.data_dir, flush=True)
+    print('[1/4] Fashion-MNIST -> RecordIO in %s (train / validation / test)' % args.data_dir,
+          flush=True)
     rec = build_fashion_mnist(args.data_dir, args.source)
 
-    print('[2/4] training %s on %d process(es), %d epochs' % (args.model, args.np, args.epochs),
-          flush=True)
+    print('[2/4] training %s on %d process(es), %d epochs; best epoch chosen on validation'
+          % (args.model, args.np, args.epochs), flush=True)
     # explicit: this process's own setting (all cores) must not pass to every rank
     env = dict(os.environ, OMP_NUM_THREADS=str(cpu_threads_per_process(args.np)))
     try:
@@ -127,7 +130,8 @@ def main(argv=None):
         sys.exit(INTERRUPTED % args.save_dir)
     train_seconds = time.time() - start
 
-    print('[3/4] evaluating the best checkpoint on the test set', flush=True)
+    print('[3/4] evaluating the checkpoint chosen on validation on the test set (its only '
+          'use)', flush=True)
     net, info, classes = load_network(checkpoint=os.path.join(args.save_dir, 'best'))
     test = evaluate_records(net, info, rec['test'], classes, batch_size=256)
 
@@ -135,7 +139,9 @@ def main(argv=None):
     prefix = os.path.join(args.save_dir, 'deploy', args.model)
     sym_file, params_file = export_model(net, prefix, (1, 3, 28, 28))
     history = [json.loads(line) for line in open(os.path.join(args.save_dir, 'metrics.jsonl'))]
-    summary = dict(test_top1=round(test['top1'], 2), test_top5=round(test['top5'], 2),
+    chosen = history[read_meta(os.path.join(args.save_dir, 'best'))['epoch']]
+    summary = dict(val_top1=round(chosen['val_top1'], 2), selected_epoch=chosen['epoch'],
+                   test_top1=round(test['top1'], 2), test_top5=round(test['top5'], 2),
                    test_samples=test['samples'], epochs=len(history),
                    train_img_per_s=round(history[-1]['img_per_s'], 1),
                    wall_seconds=round(time.time() - start, 1),

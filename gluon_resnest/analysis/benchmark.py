@@ -9,7 +9,8 @@ import time
 import mxnet as mx
 import numpy as np
 
-__all__ = ['inference_step', 'training_step', 'time_inference', 'time_training', 'rss_mb',
+__all__ = ['inference_step', 'training_step', 'time_inference', 'time_training',
+           'time_onnxruntime', 'rss_mb',
            'peak_rss_mb', 'INFERENCE_BATCH', 'TRAINING_BATCH', 'TRAINING_SIZE']
 
 # the speed issue's settings: inference batch 8 (at the model's eval crop), training batch 16
@@ -97,5 +98,26 @@ def time_training(net, batch_size=TRAINING_BATCH, size=TRAINING_SIZE, classes=10
     """Training images per second (forward, backward, NAG update) of an initialized ``net``."""
     step = training_step(net, batch_size, size, classes, ctx)
     result = _median_rate(step, batch_size, warmup, repeats)
+    result['rss_mb'] = rss_mb()
+    return result
+
+
+def time_onnxruntime(path, batch_size=INFERENCE_BATCH, size=224, threads=None, warmup=3,
+                     repeats=10):
+    """Inference images per second of an ONNX file (NCHW float32 input) in ONNX Runtime's CPU
+    provider, on ``threads`` intra-op threads (default: MXNet's OMP_NUM_THREADS, else all
+    cores), timed like :func:`time_inference`."""
+    import os
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or int(os.environ.get('OMP_NUM_THREADS', 0)) or \
+        len(os.sched_getaffinity(0))
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+    name = session.get_inputs()[0].name
+    x = np.random.uniform(size=(batch_size, 3, size, size)).astype(np.float32)
+    result = _median_rate(lambda: session.run(None, {name: x}), batch_size, warmup, repeats)
+    result['threads'] = options.intra_op_num_threads
     result['rss_mb'] = rss_mb()
     return result

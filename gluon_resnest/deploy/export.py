@@ -8,7 +8,7 @@ from mxnet.gluon.block import HybridBlock
 
 from ..layers.dropblock import deploy_mode
 
-__all__ = ['export_model', 'export_onnx', 'Preprocessed']
+__all__ = ['export_model', 'export_onnx', 'clean_onnx', 'Preprocessed']
 
 
 class Preprocessed(HybridBlock):
@@ -72,18 +72,38 @@ def export_model(net, prefix, input_shape=(1, 3, 224, 224), epoch=0, ctx=None,
 
 def export_onnx(net, path, input_shape=(1, 3, 224, 224), dynamic_batch=True, preprocess=None):
     """Write ``net`` as an ONNX model with MXNet's exporter (batch dimension dynamic by
-    default). Returns the path."""
+    default), cleaned so runtimes can optimize it (:func:`clean_onnx`) and checked with
+    ``onnx.checker``. Returns the path; the file appears only when complete."""
     try:
         import onnx  # noqa: F401  (mx.onnx needs it)
     except ImportError:
         raise ImportError('ONNX export needs the onnx package: pip install "onnx==1.14.1" '
                           '"protobuf<4.26"') from None
     _check_shape(input_shape, preprocess)
-    with tempfile.TemporaryDirectory() as tmp:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix='.tmp-onnx-', dir=folder) as tmp:
         sym, params = export_model(net, os.path.join(tmp, 'model'), input_shape,
                                    preprocess=preprocess)
         dynamic = [(None,) + tuple(input_shape[1:])] if dynamic_batch else None
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        return mx.onnx.export_model(sym, params, in_shapes=[tuple(input_shape)],
-                                    in_types=[np.float32], onnx_file_path=path,
-                                    dynamic=dynamic_batch, dynamic_input_shapes=dynamic)
+        staged = os.path.join(tmp, 'model.onnx')
+        mx.onnx.export_model(sym, params, in_shapes=[tuple(input_shape)], in_types=[np.float32],
+                             onnx_file_path=staged, dynamic=dynamic_batch,
+                             dynamic_input_shapes=dynamic)
+        model = clean_onnx(onnx.load(staged))
+        onnx.checker.check_model(model)
+        onnx.save(model, staged)
+        os.replace(staged, path)
+    return path
+
+
+def clean_onnx(model):
+    """MXNet's exporter lists every weight as a graph input as well as an initializer, so a
+    runtime must treat weights as values a caller may override: ONNX Runtime then neither folds
+    BatchNorm into convolutions nor folds constants. Weights are listed as initializers only."""
+    graph = model.graph
+    weights = {tensor.name for tensor in graph.initializer}
+    inputs = [value for value in graph.input if value.name not in weights]
+    del graph.input[:]
+    graph.input.extend(inputs)
+    return model

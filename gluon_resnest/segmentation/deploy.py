@@ -1,5 +1,8 @@
 """Deployment of a segmentation network: the main logits only (no auxiliary head), as a symbol
 graph that runs at any input size, or ONNX."""
+import contextlib
+import warnings
+
 from mxnet.gluon.block import HybridBlock
 
 from ..deploy.export import export_model, export_onnx
@@ -23,7 +26,8 @@ class MainOutput(HybridBlock):
 def export_segmentation(net, prefix, input_shape=(1, 3, 480, 480), preprocess=None):
     """``{prefix}-symbol.json`` + ``{prefix}-0000.params`` of the main logits; the graph takes any
     height and width (``input_shape`` only traces it). Returns the two paths."""
-    return export_model(MainOutput(net), prefix, input_shape, preprocess=preprocess)
+    with _aux_head_unused():
+        return export_model(MainOutput(net), prefix, input_shape, preprocess=preprocess)
 
 
 def export_segmentation_onnx(net, path, input_shape=(1, 3, 480, 480)):
@@ -32,6 +36,15 @@ def export_segmentation_onnx(net, path, input_shape=(1, 3, 480, 480)):
     (the batch stays dynamic). Returns the path."""
     net.fixed_output_size = tuple(input_shape[2:])
     try:
-        return export_onnx(MainOutput(net), path, input_shape)
+        with _aux_head_unused():
+            return export_onnx(MainOutput(net), path, input_shape)
     finally:
         net.fixed_output_size = None
+
+
+@contextlib.contextmanager
+def _aux_head_unused():
+    """The deployed graph leaves the auxiliary head out on purpose: no warning about it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='Parameter .* is not used by any computation')
+        yield

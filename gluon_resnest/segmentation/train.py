@@ -18,8 +18,9 @@ from ..training.checkpoint import check_writable, repair_run, save_checkpoint, w
 from ..training.data import make_loader
 from ..training.distributed import Comm, device
 from ..training.memory_data import DecodedPairs, fits_in_memory
-from ..training.loop import (PIPELINES, check_finite, iterations_per_epoch, plot_curves,
-                             progress_bar, resume_and_broadcast)
+from ..training.loop import (PIPELINES, check_finite, check_run_identity,
+                             iterations_per_epoch, plot_curves, progress_bar,
+                             resume_and_broadcast)
 from ..zoo.registry import get_model_info
 from .data import (DATASETS, SegmentationEvalTransform, SegmentationTrainTransform,
                    open_dataset)
@@ -196,6 +197,7 @@ def train_segmentation(cfg, comm=None, log=print):
     if comm.rank == 0:
         check_writable(cfg.save_dir)
         repair_run(cfg.save_dir)  # what a kill inside a checkpoint update left behind
+    check_run_identity(cfg)
     train_loader, sampler, val_loader = _loaders(cfg, comm, info)
     comm.start()  # after the loaders have forked their workers
     iters = iterations_per_epoch(sampler, cfg.batch_size, cfg.max_iters)

@@ -1,5 +1,8 @@
-"""Fashion-MNIST (Xiao et al., 2017) from its raw idx files to RecordIO train/test pairs."""
+"""Fashion-MNIST (Xiao et al., 2017) from its raw idx files to RecordIO: a class-balanced,
+seeded validation split held out of the training images (``val``), the rest for training
+(``train``), and the test images (``test``), which only a final evaluation should read."""
 import gzip
+import json
 import os
 import shutil
 import subprocess
@@ -9,11 +12,14 @@ import mxnet as mx
 import numpy as np
 
 __all__ = ['DEFAULT_SOURCE', 'CLASSES', 'ensure_source', 'read_idx', 'load_split',
-           'write_records', 'build_fashion_mnist']
+           'write_records', 'build_fashion_mnist', 'validation_indices', 'VAL_FRACTION']
 
 DEFAULT_SOURCE = '/usr/share/datasets/fashion-mnist'  # Debian's dataset-fashion-mnist
 CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker',
            'Bag', 'Ankle boot')
+# 1/12 of each class of the 60,000 training images: 5,000 validation images, 500 per class
+VAL_FRACTION = 1.0 / 12
+SPLIT_SEED = 0
 FILES = {'train': ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
          'test': ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')}
 
@@ -91,16 +97,42 @@ def write_records(prefix, images, labels):
     return prefix + '.rec'
 
 
+def validation_indices(labels, fraction=VAL_FRACTION, seed=SPLIT_SEED):
+    """Sorted indices of the validation split: ``fraction`` of each class (rounded), drawn with
+    a generator seeded by ``seed``; the same labels always give the same split."""
+    rng = np.random.RandomState(seed)
+    picked = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        picked.append(rng.choice(members, int(round(len(members) * fraction)), replace=False))
+    return np.sort(np.concatenate(picked))
+
+
 def build_fashion_mnist(out_dir, source=DEFAULT_SOURCE, install=True):
-    """``{out_dir}/train.rec`` and ``test.rec`` (+ .idx); returns their paths. Existing complete
-    files are kept."""
+    """``{out_dir}/train.rec`` (training images minus the validation split), ``val.rec`` and
+    ``test.rec`` (+ .idx, and ``split.json`` naming the validation images by their index in
+    the training file); returns {'train', 'val', 'test'} paths. A complete folder made with
+    this split is kept; an older train/test-only folder is rebuilt."""
     source = ensure_source(source, install)
     os.makedirs(out_dir, exist_ok=True)
-    paths = {}
-    for split in FILES:
-        prefix = os.path.join(out_dir, split)
-        paths[split] = prefix + '.rec'
-        if os.path.isfile(prefix + '.rec') and os.path.isfile(prefix + '.idx'):
-            continue
-        write_records(prefix, *load_split(source, split))
+    paths = {split: os.path.join(out_dir, split + '.rec') for split in ('train', 'val', 'test')}
+    split_file = os.path.join(out_dir, 'split.json')
+    spec = dict(val_fraction=VAL_FRACTION, seed=SPLIT_SEED)
+    complete = all(os.path.isfile(p) and os.path.isfile(p[:-4] + '.idx')
+                   for p in paths.values())
+    if complete and os.path.isfile(split_file):
+        with open(split_file) as f:
+            if {k: v for k, v in json.load(f).items() if k in spec} == spec:
+                return paths
+    images, labels = load_split(source, 'train')
+    val = validation_indices(labels)
+    train = np.setdiff1d(np.arange(len(labels)), val)
+    write_records(paths['train'][:-4], images[train], labels[train])
+    write_records(paths['val'][:-4], images[val], labels[val])
+    if not (os.path.isfile(paths['test']) and os.path.isfile(paths['test'][:-4] + '.idx')):
+        write_records(paths['test'][:-4], *load_split(source, 'test'))
+    tmp = split_file + '.tmp'
+    with open(tmp, 'w') as f:  # written last: its presence marks a complete folder
+        json.dump(dict(spec, val_indices=val.tolist(), train_count=int(len(train))), f)
+    os.replace(tmp, split_file)
     return paths

@@ -19,7 +19,7 @@ from .memory_data import BatchAugment, MemoryLoader, decode_all, fits_in_memory
 from .distributed import Comm, device
 
 __all__ = ['TrainConfig', 'train', 'evaluate', 'count_correct', 'iterations_per_epoch',
-           'resume_and_broadcast', 'check_finite', 'progress_bar']
+           'check_run_identity', 'resume_and_broadcast', 'check_finite', 'progress_bar']
 
 
 PIPELINES = ('auto', 'memory', 'workers')
@@ -138,7 +138,7 @@ def train(cfg, comm=None, log=print):
     if comm.rank == 0:
         check_writable(cfg.save_dir)
         repair_run(cfg.save_dir)  # what a kill inside a checkpoint update left behind
-
+    check_run_identity(cfg)
     train_loader, sampler, val_loader = _loaders(cfg, comm, info, size, crop_ratio)
     comm.start()  # after the loaders have forked their workers
     iters = iterations_per_epoch(sampler, cfg.batch_size, cfg.max_iters)
@@ -279,13 +279,10 @@ def iterations_per_epoch(sampler, batch_size, max_iters=0):
 RUN_IDENTITY = ('model', 'backbone', 'classes', 'dataset')
 
 
-def resume_and_broadcast(cfg, comm, net, trainer, ctx, best_key, log=print, lr_scheduler=None):
-    """With ``cfg.resume``, load the newest checkpoint of ``cfg.save_dir``; then give every rank
-    rank 0's parameters (and optimizer states after a resume). A checkpoint of another model or
-    class count is refused; ``lr_scheduler`` (the new command's schedule) replaces the one saved
-    with the optimizer, so a longer ``--epochs`` trains its added epochs. Returns (first epoch
-    to run, history, best value of ``best_key``)."""
-    start_epoch, history, best = 0, [], None
+def check_run_identity(cfg):
+    """With ``cfg.resume``: the newest checkpoint of ``cfg.save_dir`` (None if there is none),
+    after checking it holds the same model and classes as ``cfg`` (ValueError naming both
+    otherwise); called before the data are read, so a mismatch is named first."""
     ckpt = latest_checkpoint(cfg.save_dir) if cfg.resume else None
     if ckpt:
         saved = read_meta(ckpt).get('config', {})
@@ -295,6 +292,18 @@ def resume_and_broadcast(cfg, comm, net, trainer, ctx, best_key, log=print, lr_s
                     '--resume: %s holds a run with --%s %s, this command has --%s %s; pass '
                     'the same value or another --save-dir'
                     % (cfg.save_dir, key, saved[key], key, getattr(cfg, key)))
+    return ckpt
+
+
+def resume_and_broadcast(cfg, comm, net, trainer, ctx, best_key, log=print, lr_scheduler=None):
+    """With ``cfg.resume``, load the newest checkpoint of ``cfg.save_dir``; then give every rank
+    rank 0's parameters (and optimizer states after a resume). A checkpoint of another model or
+    class count is refused; ``lr_scheduler`` (the new command's schedule) replaces the one saved
+    with the optimizer, so a longer ``--epochs`` trains its added epochs. Returns (first epoch
+    to run, history, best value of ``best_key``)."""
+    start_epoch, history, best = 0, [], None
+    ckpt = check_run_identity(cfg)
+    if ckpt:
         meta = load_checkpoint(ckpt, net, trainer, ctx)
         if lr_scheduler is not None:
             for updater in trainer._updaters:  # load_states restored the pickled optimizer
