@@ -62,10 +62,13 @@ def main(argv=None):
     pixels, normalized = _reference_input(info, shape, args.preprocess)
     expected = net(mx.nd.array(normalized)).asnumpy()
     reloaded = mx.gluon.SymbolBlock.imports(sym, ['data'], params)
+    # differences also relative to the output scale: 1e-4 means little for logits of 1e3
+    scale = float(np.abs(expected).max())
+    symbol_diff = float(np.abs(reloaded(mx.nd.array(pixels)).asnumpy() - expected).max())
     report = dict(model=info.name, symbol=sym, params=params, input_shape=list(shape),
                   input='NHWC pixels 0..255' if args.preprocess else 'NCHW normalized',
-                  symbol_max_abs_diff=float(np.abs(reloaded(mx.nd.array(pixels)).asnumpy()
-                                                   - expected).max()))
+                  output_scale=scale, symbol_max_abs_diff=symbol_diff,
+                  symbol_max_rel_diff=symbol_diff / max(scale, 1e-30))
     if onnx_path:
         report['onnx'] = onnx_path
         try:
@@ -78,6 +81,7 @@ def main(argv=None):
             sess = ort.InferenceSession(onnx_path, options, providers=['CPUExecutionProvider'])
             out = sess.run(None, {sess.get_inputs()[0].name: pixels})[0]
             report['onnx_max_abs_diff'] = float(np.abs(out - expected).max())
+            report['onnx_max_rel_diff'] = report['onnx_max_abs_diff'] / max(scale, 1e-30)
     print(json.dumps(report))
 
 

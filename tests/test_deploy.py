@@ -44,6 +44,28 @@ def test_onnx_runtime_matches_mxnet_at_any_batch(name, tmp_path):
         assert np.abs(got - expected).max() <= 1e-4
 
 
+@pytest.mark.parametrize('name', ['resnest14_small', 'resnest50_fast_2s2x40d'])
+def test_onnx_graph_is_clean_so_onnx_runtime_folds_batchnorm(name, tmp_path):
+    """MXNet's exporter lists weights as graph inputs (so ONNX Runtime keeps every BatchNorm),
+    divides by a softmax temperature of 1 and computes shapes at run time around swapaxes; the
+    exported file has none of it, and ONNX Runtime's optimizer folds every BatchNorm."""
+    import onnx
+    path = gr.export_onnx(_net(name), str(tmp_path / 'm.onnx'), (1, 3, 32, 32))
+    model = onnx.load(path)
+    onnx.checker.check_model(model)
+    weights = {t.name for t in model.graph.initializer}
+    assert [i.name for i in model.graph.input] == ['data'] and weights
+    ops = [node.op_type for node in model.graph.node]
+    assert ops.count('BatchNormalization') > 10 and 'Softmax' in ops
+    assert not {'Div', 'Shape', 'ScatterND', 'GatherND', 'Pad'} & set(ops), sorted(set(ops))
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.optimized_model_filepath = str(tmp_path / 'optimized.onnx')
+    ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+    optimized = [node.op_type for node in onnx.load(str(tmp_path / 'optimized.onnx')).graph.node]
+    assert 'BatchNormalization' not in optimized and 'Conv' in optimized
+
+
 def test_preprocessing_folded_into_the_graph(tmp_path):
     net = _net('resnest14')
     info = gr.get_model_info('resnest14')
@@ -69,6 +91,9 @@ def test_export_command_checks_its_files(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report['symbol_max_abs_diff'] <= 1e-4 and report['onnx_max_abs_diff'] <= 1e-4
+    assert 0 <= report['onnx_max_rel_diff'] <= 1e-5 and report['output_scale'] > 0
+    assert report['onnx_max_rel_diff'] == pytest.approx(
+        report['onnx_max_abs_diff'] / report['output_scale'], rel=1e-3)
     assert report['input_shape'] == [2, 28, 28, 3]
 
 

@@ -5,7 +5,8 @@ import mxnet as mx
 
 from ..zoo.registry import get_model, get_model_info
 from ..training.checkpoint import read_meta
-from ..training.data import RecordDataset, eval_transform, make_loader
+from ..training.data import RecordDataset, ShardSampler, eval_transform, make_loader
+from ..training.memory_data import MemoryLoader, decode_all, fits_in_memory
 from ..training.distributed import Comm, device
 from ..training.loop import evaluate
 
@@ -81,9 +82,15 @@ def evaluate_records(net, info, rec, classes=None, batch_size=64, crop=None, wor
     keeps a graph that is already optimized."""
     comm = comm or Comm()
     crop = crop or info.eval_crop
-    loader, _ = make_loader(RecordDataset(rec, classes=classes),
-                            eval_transform(crop, info.mean, info.std, info.crop_ratio),
-                            batch_size, comm.rank, comm.size, train=False, workers=workers)
+    dataset = RecordDataset(rec, classes=classes)
+    if fits_in_memory(dataset):  # small images: decoded once, no worker processes
+        sampler = ShardSampler(len(dataset), comm.rank, comm.size, shuffle=False, pad=False)
+        loader = MemoryLoader(*decode_all(dataset), sampler, batch_size, info.mean, info.std,
+                              eval_size=crop, crop_ratio=info.crop_ratio)
+    else:
+        loader, _ = make_loader(dataset, eval_transform(crop, info.mean, info.std,
+                                                        info.crop_ratio),
+                                batch_size, comm.rank, comm.size, train=False, workers=workers)
     comm.start()
     if hybridize:
         net.hybridize(static_alloc=True)

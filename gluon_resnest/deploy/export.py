@@ -98,12 +98,36 @@ def export_onnx(net, path, input_shape=(1, 3, 224, 224), dynamic_batch=True, pre
 
 
 def clean_onnx(model):
-    """MXNet's exporter lists every weight as a graph input as well as an initializer, so a
-    runtime must treat weights as values a caller may override: ONNX Runtime then neither folds
-    BatchNorm into convolutions nor folds constants. Weights are listed as initializers only."""
+    """What MXNet's exporter writes that keeps runtimes from optimizing, removed with the
+    outputs unchanged:
+
+    - every weight listed as a graph input as well as an initializer, so a runtime must treat
+      weights as values a caller may override (ONNX Runtime then neither folds BatchNorm into
+      convolutions nor folds constants): weights become initializers only;
+    - a division by a constant 1 before every softmax (its ``temperature``): removed.
+    """
+    from onnx import numpy_helper
     graph = model.graph
-    weights = {tensor.name for tensor in graph.initializer}
+    weights = {tensor.name: tensor for tensor in graph.initializer}
     inputs = [value for value in graph.input if value.name not in weights]
     del graph.input[:]
     graph.input.extend(inputs)
+
+    def is_one(name):
+        return name in weights and bool(np.all(numpy_helper.to_array(weights[name]) == 1))
+    renamed, kept = {}, []
+    graph_outputs = {value.name for value in graph.output}
+    for node in graph.node:
+        node.input[:] = [renamed.get(name, name) for name in node.input]
+        if (node.op_type == 'Div' and len(node.input) == 2 and is_one(node.input[1])
+                and node.output[0] not in graph_outputs):
+            renamed[node.output[0]] = node.input[0]
+            continue
+        kept.append(node)
+    del graph.node[:]
+    graph.node.extend(kept)
+    used = {name for node in kept for name in node.input}
+    unused = [tensor for tensor in graph.initializer if tensor.name not in used]
+    for tensor in unused:
+        graph.initializer.remove(tensor)
     return model

@@ -154,7 +154,9 @@ class SplitAttentionConv(HybridBlock):
             # logits are (cardinality, radix, C/cardinality): softmax over radix, then reorder to
             # the radix-major layout of x
             att = F.softmax(logits.reshape((0, self.cardinality, self.radix, -1)), axis=2)
-            att = att.swapaxes(1, 2).reshape((0, -1, 1, 1))
+            # transpose, not swapaxes: the ONNX exporter writes swapaxes as a chain of shape
+            # computations (Shape, ScatterND, GatherND, Pad, ...) around the Transpose
+            att = F.transpose(att, axes=(0, 2, 1, 3)).reshape((0, -1, 1, 1))
         return _weighted_sum(F, x, att, self.radix, self.channels)
 
     def __repr__(self):
