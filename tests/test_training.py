@@ -571,8 +571,11 @@ def test_ctrl_c_gives_one_line_and_the_same_command_resumes(tiny_rec, tmp_path):
            '--classes', '4', '--rec-train', tiny_rec[0], '--rec-val', tiny_rec[1],
            '--input-size', '32', '--crop-ratio', '1', '--epochs', '200', '--batch-size', '8',
            '--workers', '0', '--save-dir', save_dir, '--no-progress', '--resume']
+    # SIGINT handled as in a terminal even when the suite itself runs in the background (a
+    # shell starts background jobs with SIGINT ignored, and children inherit that)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, OMP_NUM_THREADS='1'))
+                            env=dict(os.environ, OMP_NUM_THREADS='1'),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not os.path.isdir(os.path.join(save_dir, 'epoch-0000')) and time.time() < deadline:
         time.sleep(0.2)
