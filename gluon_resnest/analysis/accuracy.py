@@ -5,8 +5,8 @@ import mxnet as mx
 
 from ..zoo.registry import get_model, get_model_info
 from ..training.checkpoint import read_meta
-from ..training.data import RecordDataset, ShardSampler, eval_transform, make_loader
-from ..training.memory_data import MemoryLoader, decode_all, fits_in_memory
+from ..training.data import RecordDataset, eval_transform, make_loader
+from ..training.memory_data import fits_in_memory, memory_eval_loader
 from ..training.distributed import Comm, device
 from ..training.loop import evaluate
 
@@ -84,9 +84,8 @@ def evaluate_records(net, info, rec, classes=None, batch_size=64, crop=None, wor
     crop = crop or info.eval_crop
     dataset = RecordDataset(rec, classes=classes)
     if fits_in_memory(dataset):  # small images: decoded once, no worker processes
-        sampler = ShardSampler(len(dataset), comm.rank, comm.size, shuffle=False, pad=False)
-        loader = MemoryLoader(*decode_all(dataset), sampler, batch_size, info.mean, info.std,
-                              eval_size=crop, crop_ratio=info.crop_ratio)
+        loader = memory_eval_loader(dataset, batch_size, info.mean, info.std, crop,
+                                    info.crop_ratio, comm.rank, comm.size)
     else:
         loader, _ = make_loader(dataset, eval_transform(crop, info.mean, info.std,
                                                         info.crop_ratio),

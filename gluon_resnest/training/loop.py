@@ -15,7 +15,8 @@ from . import recipe
 from .checkpoint import (check_writable, latest_checkpoint, load_checkpoint, read_meta,
                          repair_run, save_checkpoint, write_jsonl)
 from .data import RecordDataset, ShardSampler, eval_transform, make_loader, train_transform
-from .memory_data import BatchAugment, MemoryLoader, decode_all, fits_in_memory
+from .memory_data import (BatchAugment, MemoryLoader, decode_all, fits_in_memory,
+                          memory_eval_loader)
 from .distributed import Comm, device
 
 __all__ = ['TrainConfig', 'train', 'evaluate', 'count_correct', 'iterations_per_epoch',
@@ -249,9 +250,8 @@ def _loaders(cfg, comm, info, size, crop_ratio):
         augment = BatchAugment(size, cfg.min_scale, cfg.jitter, cfg.lighting, info.interpolation)
         train_loader = MemoryLoader(*decode_all(train_set), sampler, cfg.batch_size, info.mean,
                                     info.std, augment, cfg.seed)
-        val_sampler = ShardSampler(len(val_set), comm.rank, comm.size, shuffle=False, pad=False)
-        val_loader = MemoryLoader(*decode_all(val_set), val_sampler, cfg.batch_size, info.mean,
-                                  info.std, eval_size=size, crop_ratio=crop_ratio)
+        val_loader = memory_eval_loader(val_set, cfg.batch_size, info.mean, info.std, size,
+                                        crop_ratio, comm.rank, comm.size)
         return train_loader, sampler, val_loader
     train_loader, sampler = make_loader(
         train_set, train_transform(size, info.mean, info.std, cfg.min_scale, cfg.jitter,

@@ -17,10 +17,10 @@ import mxnet as mx
 import numpy as np
 from mxnet.gluon.data import Dataset
 
-from .data import INTERPOLATION, PCA_EIGVAL, PCA_EIGVEC, eval_resize_crop
+from .data import INTERPOLATION, PCA_EIGVAL, PCA_EIGVEC, ShardSampler, eval_resize_crop
 
-__all__ = ['fits_in_memory', 'decode_all', 'DecodedPairs', 'BatchAugment', 'MemoryLoader', 'MAX_SIDE',
-           'MAX_BYTES']
+__all__ = ['fits_in_memory', 'decode_all', 'DecodedPairs', 'BatchAugment', 'MemoryLoader',
+           'memory_eval_loader', 'MAX_SIDE', 'MAX_BYTES']
 
 MAX_SIDE = 64          # images larger than this keep the per-image path
 MAX_BYTES = 1 << 30    # decoded size limit per process
@@ -179,18 +179,16 @@ class MemoryLoader(object):
         order = np.fromiter(iter(self.sampler), np.int64)
         rows = (self.augment.draws(self.seed, self.sampler.epoch, len(self.images))
                 if self.augment else None)
-        starts = range(0, len(self) * self.batch_size, self.batch_size)
+        batches = [order[start:start + self.batch_size]
+                   for start in range(0, len(self) * self.batch_size, self.batch_size)]
         # the next batch is made in a thread (OpenCV and NumPy release the GIL) while the
         # model computes this one: made in line, the model would wait for it every step
         with ThreadPoolExecutor(1) as pool:
-            pending = [pool.submit(self._batch, order[start:start + self.batch_size], rows)
-                       for start in starts[:1]]
-            for k in range(len(starts)):
-                pixels, labels = pending.pop().result()
-                if k + 1 < len(starts):
-                    start = starts[k + 1]
-                    pending.append(pool.submit(self._batch, order[start:start + self.batch_size],
-                                               rows))
+            future = pool.submit(self._batch, batches[0], rows) if batches else None
+            for k in range(len(batches)):
+                pixels, labels = future.result()
+                if k + 1 < len(batches):
+                    future = pool.submit(self._batch, batches[k + 1], rows)
                 yield mx.nd.array(pixels, dtype='float32'), mx.nd.array(labels, dtype='float32')
 
     def _batch(self, index, rows):
@@ -202,6 +200,14 @@ class MemoryLoader(object):
             pixels = self.images[index].astype(np.float32)
         pixels = ((pixels - self.mean) / self.std).transpose(0, 3, 1, 2)
         return np.ascontiguousarray(pixels), self.labels[index]
+
+
+def memory_eval_loader(dataset, batch_size, mean, std, size, crop_ratio, rank=0, ranks=1):
+    """A MemoryLoader evaluating this rank's share of ``dataset`` (a RecordDataset of small
+    images), every record exactly once across ranks."""
+    sampler = ShardSampler(len(dataset), rank, ranks, shuffle=False, pad=False)
+    return MemoryLoader(*decode_all(dataset), sampler, batch_size, mean, std, eval_size=size,
+                        crop_ratio=crop_ratio)
 
 
 def _eval_images(images, size, crop_ratio):
