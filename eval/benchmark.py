@@ -4,6 +4,7 @@ way in the same process. Prints one JSON line per measurement.
 
     python eval/benchmark.py --model resnest50 --compare gluoncv
     python eval/benchmark.py --model resnest50 --mode inference --compare onnxruntime
+    python eval/benchmark.py --model resnest50 --mode training --compare no-dropblock
 """
 import argparse
 import json
@@ -40,9 +41,11 @@ def build(impl, name, mode, size, dropblock_prob):
 def measure(impl, args, mode):
     if impl == 'onnxruntime' and mode != 'inference':
         return None  # ONNX Runtime's CPU provider does not train
+    if impl == 'no-dropblock' and mode != 'training':
+        return None  # DropBlock is an identity in inference
     size = args.size if mode == 'inference' else args.train_size
-    net = build('gluon_resnest' if impl == 'onnxruntime' else impl, args.model, mode, size,
-                args.dropblock_prob)
+    net = build('gluon_resnest' if impl in ('onnxruntime', 'no-dropblock') else impl, args.model,
+                mode, size, 0.0 if impl == 'no-dropblock' else args.dropblock_prob)
     if impl == 'onnxruntime':
         with tempfile.TemporaryDirectory() as tmp:
             path = export_onnx(net, os.path.join(tmp, 'model.onnx'), (1, 3, size, size))
@@ -78,10 +81,12 @@ def main(argv=None):
     parser.add_argument('--train-repeats', type=positive_int, default=5)
     parser.add_argument('--dropblock-prob', type=float, default=0.1,
                         help='DropBlock rate while training (GluonCV builds 0.1 in)')
-    parser.add_argument('--compare', choices=['gluoncv', 'onnxruntime'], default=None,
-                        help="also measure GluonCV's model of the same name, or this model "
-                             "exported to ONNX in ONNX Runtime (inference only), and print "
-                             "the ratio")
+    parser.add_argument('--compare', choices=['gluoncv', 'onnxruntime', 'no-dropblock'],
+                        default=None,
+                        help="also measure GluonCV's model of the same name, this model "
+                             "exported to ONNX in ONNX Runtime (inference only), or this model "
+                             "training without DropBlock (DropBlock's cost), and print the "
+                             "ratio")
     args = parser.parse_args(argv)
     if args.size is None:
         args.size = gluon_resnest.get_model_info(args.model).eval_crop

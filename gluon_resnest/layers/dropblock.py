@@ -11,7 +11,7 @@ Unlike GluonCV's DropBlock this one
 from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
-__all__ = ['DropBlock', 'Dropout', 'set_drop_prob', 'deploy_mode']
+__all__ = ['DropBlock', 'Dropout', 'set_drop_prob', 'deploy_mode', 'dilate']
 
 
 def _train_flag(F, ones):
@@ -21,6 +21,24 @@ def _train_flag(F, ones):
     are exactly 0 or 2 (|out - 1| == 1) and its inference output is exactly 1 (|out - 1| == 0).
     """
     return F.abs(F.Dropout(ones, p=0.5) - 1)
+
+
+def _band(F, x, axis, pad):
+    """(n, n) matrix of ones where |i - j| <= pad, n = x.shape[axis] (at run time)."""
+    index = F.contrib.arange_like(x, axis=axis)
+    return F.abs(F.broadcast_minus(index.reshape((-1, 1)), index.reshape((1, -1)))) <= pad
+
+
+def dilate(F, mask, pad):
+    """Max of a 0/1 (N, C, H, W) ``mask`` over (2 pad + 1)^2 windows, as a stride-1 max pooling
+    padded with ``pad`` would give it.
+
+    Written as two products with band matrices (counts of ones in the window, then > 0), exact
+    for 0/1 inputs: MXNet's stride-1 max Pooling is 3-14x slower on the small feature maps of
+    stages 3-4 (it took a fifth of a training step of the main job's model)."""
+    counts = F.dot(mask, _band(F, mask, 3, pad))  # along W
+    counts = F.dot(F.transpose(counts, axes=(0, 1, 3, 2)), _band(F, mask, 2, pad))  # along H
+    return F.transpose(counts, axes=(0, 1, 3, 2)) > 0
 
 
 class _Stochastic(object):
@@ -75,12 +93,10 @@ class DropBlock(_Stochastic, HybridBlock):
         gamma = F.broadcast_div(valid * _train_flag(F, ones), valid_fraction) * (
             self.drop_prob / (bs * bs))
         seeds = F.broadcast_lesser(F.random.uniform_like(x), gamma)
-        keep = 1 - F.Pooling(seeds, kernel=(bs, bs), stride=(1, 1), pad=(pad, pad),
-                             pool_type='max')
+        keep = 1 - dilate(F, seeds, pad)
         # rescale each sample by numel / kept so that it keeps its expected activation mass
         # (exactly 1 when nothing is dropped, so inference is an exact identity)
-        kept_fraction = F.mean(F.Pooling(keep, kernel=(1, 1), pool_type='avg', global_pool=True),
-                               axis=1, keepdims=True)
+        kept_fraction = F.mean(keep, axis=(1, 2, 3), keepdims=True)
         mask = F.broadcast_div(keep, F.maximum(kept_fraction, 1e-6))
         # the mask is a constant for autograd: no gradient flows into the sampling ops
         return x * F.stop_gradient(mask)
