@@ -6,7 +6,7 @@ import mxnet as mx
 from ..zoo.registry import get_model, get_model_info
 from ..training.checkpoint import read_meta
 from ..training.data import RecordDataset, eval_transform, make_loader
-from ..training.memory_data import fits_in_memory, memory_eval_loader
+from ..training.memory_data import evaluation_loader
 from ..training.distributed import Comm, device
 from ..training.loop import evaluate
 
@@ -82,14 +82,8 @@ def evaluate_records(net, info, rec, classes=None, batch_size=64, crop=None, wor
     keeps a graph that is already optimized."""
     comm = comm or Comm()
     crop = crop or info.eval_crop
-    dataset = RecordDataset(rec, classes=classes)
-    if fits_in_memory(dataset):  # small images: decoded once, no worker processes
-        loader = memory_eval_loader(dataset, batch_size, info.mean, info.std, crop,
-                                    info.crop_ratio, comm.rank, comm.size)
-    else:
-        loader, _ = make_loader(dataset, eval_transform(crop, info.mean, info.std,
-                                                        info.crop_ratio),
-                                batch_size, comm.rank, comm.size, train=False, workers=workers)
+    loader = evaluation_loader(RecordDataset(rec, classes=classes), batch_size, info.mean,
+                               info.std, crop, info.crop_ratio, comm.rank, comm.size, workers)
     comm.start()
     if hybridize:
         net.hybridize(static_alloc=True)

@@ -14,9 +14,9 @@ from ..zoo.registry import get_model, get_model_info
 from . import recipe
 from .checkpoint import (check_writable, latest_checkpoint, load_checkpoint, read_meta,
                          repair_run, save_checkpoint, write_jsonl)
-from .data import RecordDataset, ShardSampler, eval_transform, make_loader, train_transform
-from .memory_data import (BatchAugment, MemoryLoader, decode_all, fits_in_memory,
-                          memory_eval_loader)
+from .data import RecordDataset, ShardSampler, make_loader, train_transform
+from .memory_data import (BatchAugment, MemoryLoader, decode_all, evaluation_loader,
+                          fits_in_memory)
 from .distributed import Comm, device
 
 __all__ = ['TrainConfig', 'train', 'evaluate', 'count_correct', 'iterations_per_epoch',
@@ -250,16 +250,14 @@ def _loaders(cfg, comm, info, size, crop_ratio):
         augment = BatchAugment(size, cfg.min_scale, cfg.jitter, cfg.lighting, info.interpolation)
         train_loader = MemoryLoader(*decode_all(train_set), sampler, cfg.batch_size, info.mean,
                                     info.std, augment, cfg.seed)
-        val_loader = memory_eval_loader(val_set, cfg.batch_size, info.mean, info.std, size,
-                                        crop_ratio, comm.rank, comm.size)
-        return train_loader, sampler, val_loader
-    train_loader, sampler = make_loader(
-        train_set, train_transform(size, info.mean, info.std, cfg.min_scale, cfg.jitter,
-                                   cfg.lighting, cfg.autoaugment, info.interpolation),
-        cfg.batch_size, comm.rank, comm.size, train=True, seed=cfg.seed, workers=cfg.workers)
-    val_loader, _ = make_loader(val_set, eval_transform(size, info.mean, info.std, crop_ratio),
-                                cfg.batch_size, comm.rank, comm.size, train=False,
-                                workers=cfg.workers)
+    else:
+        train_loader, sampler = make_loader(
+            train_set, train_transform(size, info.mean, info.std, cfg.min_scale, cfg.jitter,
+                                       cfg.lighting, cfg.autoaugment, info.interpolation),
+            cfg.batch_size, comm.rank, comm.size, train=True, seed=cfg.seed,
+            workers=cfg.workers)
+    val_loader = evaluation_loader(val_set, cfg.batch_size, info.mean, info.std, size,
+                                   crop_ratio, comm.rank, comm.size, cfg.workers, memory)
     return train_loader, sampler, val_loader
 
 

@@ -17,10 +17,11 @@ import mxnet as mx
 import numpy as np
 from mxnet.gluon.data import Dataset
 
-from .data import INTERPOLATION, PCA_EIGVAL, PCA_EIGVEC, ShardSampler, eval_resize_crop
+from .data import (INTERPOLATION, PCA_EIGVAL, PCA_EIGVEC, ShardSampler, eval_resize_crop,
+                   eval_transform, make_loader)
 
 __all__ = ['fits_in_memory', 'decode_all', 'DecodedPairs', 'BatchAugment', 'MemoryLoader',
-           'memory_eval_loader', 'MAX_SIDE', 'MAX_BYTES']
+           'evaluation_loader', 'MAX_SIDE', 'MAX_BYTES']
 
 MAX_SIDE = 64          # images larger than this keep the per-image path
 MAX_BYTES = 1 << 30    # decoded size limit per process
@@ -202,9 +203,16 @@ class MemoryLoader(object):
         return np.ascontiguousarray(pixels), self.labels[index]
 
 
-def memory_eval_loader(dataset, batch_size, mean, std, size, crop_ratio, rank=0, ranks=1):
-    """A MemoryLoader evaluating this rank's share of ``dataset`` (a RecordDataset of small
-    images), every record exactly once across ranks."""
+def evaluation_loader(dataset, batch_size, mean, std, size, crop_ratio, rank=0, ranks=1,
+                      workers=2, memory=None):
+    """Batches of this rank's share of ``dataset`` (every record exactly once across ranks)
+    with the evaluation preprocessing: from memory (``memory=None``: when the images are small
+    enough), else through per-image DataLoader workers."""
+    if memory is None:
+        memory = fits_in_memory(dataset)
+    if not memory:
+        return make_loader(dataset, eval_transform(size, mean, std, crop_ratio), batch_size,
+                           rank, ranks, train=False, workers=workers)[0]
     sampler = ShardSampler(len(dataset), rank, ranks, shuffle=False, pad=False)
     return MemoryLoader(*decode_all(dataset), sampler, batch_size, mean, std, eval_size=size,
                         crop_ratio=crop_ratio)
