@@ -3,7 +3,7 @@ training images), 2-process Horovod training of a small ResNeSt with the best ep
 validation, one evaluation of that checkpoint on the test set, export for deployment, and a
 summary.
 
-    python train/fashion_mnist.py                 # defaults: ~8 minutes on 2 CPU cores
+    python train/fashion_mnist.py                 # defaults: 8-16 minutes on 2 CPU cores
     python train/fashion_mnist.py --longer        # the longer setting (see README)
 
 Any other train/train.py flag (e.g. --autoaugment, --dropblock-prob 0) is passed through.
