@@ -377,7 +377,7 @@ def test_every_flag_reaches_the_trainer():
     import inspect
     from gluon_resnest.training import loop
     source = ''.join(inspect.getsource(f) for f in (
-        loop.train, loop._loaders, loop._setup_amp, loop.resume_and_broadcast,
+        loop.train, loop._loaders, loop._setup_amp, loop.check_run_identity,
         loop.progress_bar))
     for name in TrainConfig.__dataclass_fields__:  # each field is read where training happens
         assert 'cfg.' + name in source, name
@@ -389,7 +389,7 @@ def test_every_segmentation_flag_reaches_the_trainer():
     from gluon_resnest.training import loop
     source = ''.join(inspect.getsource(f) for f in (
         seg.train_segmentation, seg.build_model, seg._loaders, seg.SegTrainConfig.rates,
-        seg.SegTrainConfig.validate, loop.resume_and_broadcast, loop.progress_bar))
+        seg.SegTrainConfig.validate, loop.check_run_identity, loop.progress_bar))
     for name in seg.SegTrainConfig.__dataclass_fields__:
         assert 'cfg.' + name in source or 'self.' + name in source, name
 

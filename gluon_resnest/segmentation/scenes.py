@@ -19,7 +19,8 @@ from scipy import ndimage
 
 from ..training.checkpoint import atomic_folder
 from ..training.fashion_mnist import CLASSES as GARMENTS
-from ..training.fashion_mnist import DEFAULT_SOURCE, ensure_source, load_split, write_records
+from ..training.fashion_mnist import (DEFAULT_SOURCE, ensure_source, load_split,
+                                      records_exist, write_records)
 
 __all__ = ['SCENE_CLASSES', 'SOURCE_SPLITS', 'compose_scene', 'build_scenes',
            'build_pretraining_records']
@@ -124,7 +125,7 @@ def build_pretraining_records(out_dir, source=DEFAULT_SOURCE, install=True):
     for split in ('train', 'val'):
         prefix = os.path.join(out_dir, split)
         paths[split] = prefix + '.rec'
-        if os.path.isfile(prefix + '.rec') and os.path.isfile(prefix + '.idx'):
+        if records_exist(paths[split]):
             continue
         if images is None:
             images, labels = load_split(ensure_source(source, install), 'train')

@@ -197,7 +197,7 @@ def train_segmentation(cfg, comm=None, log=print):
     if comm.rank == 0:
         check_writable(cfg.save_dir)
         repair_run(cfg.save_dir)  # what a kill inside a checkpoint update left behind
-    check_run_identity(cfg)
+    ckpt = check_run_identity(cfg)  # before the data: a mismatch is named first
     train_loader, sampler, val_loader = _loaders(cfg, comm, info)
     comm.start()  # after the loaders have forked their workers
     iters = iterations_per_epoch(sampler, cfg.batch_size, cfg.max_iters)
@@ -214,7 +214,7 @@ def train_segmentation(cfg, comm=None, log=print):
     trainer = comm.trainer(net.collect_params(), 'sgd', {
         'learning_rate': lr, 'momentum': cfg.momentum, 'wd': cfg.wd, 'lr_scheduler': schedule})
 
-    start_epoch, history, best = resume_and_broadcast(cfg, comm, net, trainer, ctx, 'best_miou',
+    start_epoch, history, best = resume_and_broadcast(ckpt, comm, net, trainer, ctx, 'best_miou',
                                                       log, schedule)
     net.hybridize(static_alloc=True, static_shape=True)
 

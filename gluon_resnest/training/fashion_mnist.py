@@ -12,7 +12,8 @@ import mxnet as mx
 import numpy as np
 
 __all__ = ['DEFAULT_SOURCE', 'CLASSES', 'ensure_source', 'read_idx', 'load_split',
-           'write_records', 'build_fashion_mnist', 'validation_indices', 'VAL_FRACTION']
+           'write_records', 'records_exist', 'build_fashion_mnist', 'validation_indices',
+           'VAL_FRACTION']
 
 DEFAULT_SOURCE = '/usr/share/datasets/fashion-mnist'  # Debian's dataset-fashion-mnist
 CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker',
@@ -97,6 +98,12 @@ def write_records(prefix, images, labels):
     return prefix + '.rec'
 
 
+def records_exist(rec_path):
+    """Whether ``x.rec`` and its ``x.idx`` are both there (write_records puts each in place
+    whole)."""
+    return os.path.isfile(rec_path) and os.path.isfile(os.path.splitext(rec_path)[0] + '.idx')
+
+
 def validation_indices(labels, fraction=VAL_FRACTION, seed=SPLIT_SEED):
     """Sorted indices of the validation split: ``fraction`` of each class (rounded), drawn with
     a generator seeded by ``seed``; the same labels always give the same split."""
@@ -118,9 +125,7 @@ def build_fashion_mnist(out_dir, source=DEFAULT_SOURCE, install=True):
     paths = {split: os.path.join(out_dir, split + '.rec') for split in ('train', 'val', 'test')}
     split_file = os.path.join(out_dir, 'split.json')
     spec = dict(val_fraction=VAL_FRACTION, seed=SPLIT_SEED)
-    complete = all(os.path.isfile(p) and os.path.isfile(p[:-4] + '.idx')
-                   for p in paths.values())
-    if complete and os.path.isfile(split_file):
+    if all(map(records_exist, paths.values())) and os.path.isfile(split_file):
         with open(split_file) as f:
             if {k: v for k, v in json.load(f).items() if k in spec} == spec:
                 return paths
@@ -129,7 +134,7 @@ def build_fashion_mnist(out_dir, source=DEFAULT_SOURCE, install=True):
     train = np.setdiff1d(np.arange(len(labels)), val)
     write_records(paths['train'][:-4], images[train], labels[train])
     write_records(paths['val'][:-4], images[val], labels[val])
-    if not (os.path.isfile(paths['test']) and os.path.isfile(paths['test'][:-4] + '.idx')):
+    if not records_exist(paths['test']):
         write_records(paths['test'][:-4], *load_split(source, 'test'))
     tmp = split_file + '.tmp'
     with open(tmp, 'w') as f:  # written last: its presence marks a complete folder

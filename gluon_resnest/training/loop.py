@@ -139,7 +139,7 @@ def train(cfg, comm=None, log=print):
     if comm.rank == 0:
         check_writable(cfg.save_dir)
         repair_run(cfg.save_dir)  # what a kill inside a checkpoint update left behind
-    check_run_identity(cfg)
+    ckpt = check_run_identity(cfg)  # before the data: a mismatch is named first
     train_loader, sampler, val_loader = _loaders(cfg, comm, info, size, crop_ratio)
     comm.start()  # after the loaders have forked their workers
     iters = iterations_per_epoch(sampler, cfg.batch_size, cfg.max_iters)
@@ -162,7 +162,7 @@ def train(cfg, comm=None, log=print):
         from mxnet.contrib import amp
         amp.init_trainer(trainer)
 
-    start_epoch, history, best = resume_and_broadcast(cfg, comm, net, trainer, ctx, 'best_top1',
+    start_epoch, history, best = resume_and_broadcast(ckpt, comm, net, trainer, ctx, 'best_top1',
                                                       log, schedule)
     net.hybridize(static_alloc=True, static_shape=True)
 
@@ -293,14 +293,13 @@ def check_run_identity(cfg):
     return ckpt
 
 
-def resume_and_broadcast(cfg, comm, net, trainer, ctx, best_key, log=print, lr_scheduler=None):
-    """With ``cfg.resume``, load the newest checkpoint of ``cfg.save_dir``; then give every rank
-    rank 0's parameters (and optimizer states after a resume). A checkpoint of another model or
-    class count is refused; ``lr_scheduler`` (the new command's schedule) replaces the one saved
-    with the optimizer, so a longer ``--epochs`` trains its added epochs. Returns (first epoch
-    to run, history, best value of ``best_key``)."""
+def resume_and_broadcast(ckpt, comm, net, trainer, ctx, best_key, log=print, lr_scheduler=None):
+    """Load checkpoint folder ``ckpt`` (from :func:`check_run_identity`; None: start afresh);
+    then give every rank rank 0's parameters (and optimizer states after a resume).
+    ``lr_scheduler`` (the new command's schedule) replaces the one saved with the optimizer, so
+    a longer ``--epochs`` trains its added epochs. Returns (first epoch to run, history, best
+    value of ``best_key``)."""
     start_epoch, history, best = 0, [], None
-    ckpt = check_run_identity(cfg)
     if ckpt:
         meta = load_checkpoint(ckpt, net, trainer, ctx)
         if lr_scheduler is not None:
