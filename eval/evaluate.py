@@ -19,6 +19,7 @@ from gluon_resnest.analysis.accuracy import (calibration_images, evaluate_record
                                              load_network)
 from gluon_resnest.argtypes import non_negative_int, positive_int  # noqa: E402
 from gluon_resnest.deploy import BACKENDS, optimize_for_cpu  # noqa: E402
+from gluon_resnest.deploy.optimize import CALIB_MODES, INT8_GRANULARITIES  # noqa: E402
 from gluon_resnest.training.data import RecordError  # noqa: E402
 from gluon_resnest.training.distributed import Comm, device  # noqa: E402
 
@@ -40,6 +41,12 @@ def main(argv=None):
     parser.add_argument('--rec-calib', help='RecordIO images for INT8 calibration (use training '
                         'data, not the evaluation set)')
     parser.add_argument('--calib-images', type=positive_int, default=512)
+    parser.add_argument('--calib-mode', default='naive', choices=CALIB_MODES,
+                        help='INT8 activation ranges: min/max, or minimal KL divergence')
+    parser.add_argument('--int8-granularity', default='tensor-wise', choices=INT8_GRANULARITIES,
+                        help='INT8 weight scales per tensor or per output channel')
+    parser.add_argument('--int8-fp32-ends', action='store_true',
+                        help='keep the first convolution and the classifier in float32')
     args = parser.parse_args(argv)
     comm = Comm()
     ctx = device(comm.local_rank)
@@ -53,7 +60,8 @@ def main(argv=None):
                 raise ValueError('--backend int8 needs --rec-calib (calibration images)')
             calib = calibration_images(info, args.rec_calib, args.calib_images, crop) \
                 if args.backend == 'int8' else None
-            net = optimize_for_cpu(net, args.backend, shape, calib)
+            net = optimize_for_cpu(net, args.backend, shape, calib, args.calib_mode,
+                                   args.int8_granularity, args.int8_fp32_ends)
         result = evaluate_records(net, info, args.rec_val, classes or args.classes,
                                   args.batch_size, args.crop, args.workers, comm, ctx,
                                   hybridize=args.backend == 'fp32')
@@ -61,7 +69,9 @@ def main(argv=None):
     except (ValueError, FileNotFoundError, RecordError) as err:
         sys.exit('error: %s' % err)
     if comm.rank == 0:
-        print(json.dumps(dict(model=info.name, rec=args.rec_val, backend=args.backend,
+        int8 = dict(calib_mode=args.calib_mode, int8_granularity=args.int8_granularity,
+                    int8_fp32_ends=args.int8_fp32_ends) if args.backend == 'int8' else {}
+        print(json.dumps(dict(model=info.name, rec=args.rec_val, backend=args.backend, **int8,
                               img_per_s=round(speed['img_per_s'], 1), **result)))
 
 

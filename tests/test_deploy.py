@@ -135,6 +135,26 @@ def test_optimized_cpu_backends_agree_with_fp32(backend, tolerance):
     assert (got.argmax(1) == expected.argmax(1)).mean() >= (1.0 if backend == 'onednn' else 0.75)
 
 
+@pytest.mark.parametrize('options', [dict(calib_mode='entropy'),
+                                     dict(granularity='channel-wise', fp32_ends=True)])
+def test_int8_options_agree_with_fp32_and_keep_the_ends_in_fp32(options):
+    from gluon_resnest.deploy import optimize_for_cpu
+    net = _net('resnest14_small')
+    x = mx.nd.array(np.random.RandomState(0).uniform(-2, 2, (8, 3, 28, 28)))
+    expected = net(x).asnumpy()
+    calib = mx.nd.array(np.random.RandomState(1).uniform(-2, 2, (32, 3, 28, 28)))
+    fast = optimize_for_cpu(net, 'int8', (8, 3, 28, 28), calib_images=calib, **options)
+    got = fast(x).asnumpy()
+    assert np.abs(got - expected).max() <= 0.25 * np.abs(expected).max()
+    # the quantized graph: which convolution / dense layers run in INT8
+    nodes = [n for n in json.loads(fast._cached_graph[1].tojson())['nodes']
+             if n['op'] in ('_sg_mkldnn_conv', '_sg_mkldnn_fully_connected')]
+    quantized = [str(n.get('attrs', {}).get('quantized', '')).lower() == 'true' for n in nodes]
+    ends = options.get('fp32_ends', False)
+    assert quantized[0] is not ends and quantized[-1] is not ends
+    assert all(quantized[1:-1])
+
+
 def test_optimization_bad_input():
     from gluon_resnest.deploy import optimize_for_cpu
     net = _net('resnest14_small')
@@ -142,6 +162,8 @@ def test_optimization_bad_input():
         optimize_for_cpu(net, 'tensorrt', (1, 3, 28, 28))
     with pytest.raises(ValueError, match='int8 needs at least one batch'):
         optimize_for_cpu(net, 'int8', (4, 3, 28, 28))
+    with pytest.raises(ValueError, match="unknown calib_mode 'kl'; choose one of naive, entropy"):
+        optimize_for_cpu(net, 'int8', (4, 3, 28, 28), calib_mode='kl')
 
 
 def test_export_to_a_folder_it_cannot_write_says_so_and_leaves_nothing(tmp_path):

@@ -4,9 +4,15 @@ import mxnet as mx
 
 from ..layers.dropblock import deploy_mode
 
-__all__ = ['BACKENDS', 'optimize_for_cpu', 'require_bfloat16_cpu']
+__all__ = ['BACKENDS', 'CALIB_MODES', 'INT8_GRANULARITIES', 'optimize_for_cpu',
+           'require_bfloat16_cpu', 'end_layers']
 
 BACKENDS = ('fp32', 'onednn', 'int8', 'bf16')
+# activation ranges from the calibration images: min/max, or the threshold that minimizes the
+# KL divergence between the fp32 and the quantized distributions (TensorRT's entropy method)
+CALIB_MODES = ('naive', 'entropy')
+# one weight scale per tensor, or per output channel
+INT8_GRANULARITIES = ('tensor-wise', 'channel-wise')
 
 
 def require_bfloat16_cpu():
@@ -17,18 +23,38 @@ def require_bfloat16_cpu():
                          'fp32, onednn or int8' % ', '.join(BF16_CPU_FLAGS))
 
 
-def optimize_for_cpu(net, backend, input_shape, calib_images=None):
+def end_layers(sym):
+    """Names of the first convolution and of the last layer with weights (the classifier) of a
+    traced graph: the two layers most sensitive to INT8 (raw pixels in, logits out)."""
+    import json
+    layers = [node['name'] for node in json.loads(sym.tojson())['nodes']
+              if node['op'] in ('Convolution', 'FullyConnected')]
+    if not layers:
+        raise ValueError('the network has no convolution or fully connected layer')
+    return [layers[0], layers[-1]] if len(layers) > 1 else layers
+
+
+def _check_choice(name, value, allowed):
+    if value not in allowed:
+        raise ValueError('unknown %s %r; choose one of %s' % (name, value, ', '.join(allowed)))
+
+
+def optimize_for_cpu(net, backend, input_shape, calib_images=None, calib_mode='naive',
+                     granularity='tensor-wise', fp32_ends=False):
     """A network for ``backend`` (one of BACKENDS) that takes float32 NCHW input.
 
     - ``fp32``: ``net`` hybridized with static memory;
     - ``onednn``: oneDNN subgraph fusion (conv + BN + ReLU + sum folded);
     - ``int8``: quantized convolutions, activation ranges calibrated on ``calib_images``
-      (preprocessed (N, C, H, W) images, N a multiple of the batch; 'naive' min/max);
+      (preprocessed (N, C, H, W) images, N a multiple of the batch) by ``calib_mode``
+      (CALIB_MODES), weights scaled per ``granularity`` (INT8_GRANULARITIES); ``fp32_ends``
+      keeps the first convolution and the classifier in float32;
     - ``bf16``: bfloat16 compute via AMP graph conversion (CPUs with AVX512-BF16).
     The network is traced without its stochastic layers first.
     """
-    if backend not in BACKENDS:
-        raise ValueError('unknown backend %r; choose one of %s' % (backend, ', '.join(BACKENDS)))
+    _check_choice('backend', backend, BACKENDS)
+    _check_choice('calib_mode', calib_mode, CALIB_MODES)
+    _check_choice('granularity', granularity, INT8_GRANULARITIES)
     if len(input_shape) != 4:
         raise ValueError('input_shape must be (N, C, H, W), got %r' % (input_shape,))
     if backend == 'bf16':
@@ -49,8 +75,10 @@ def optimize_for_cpu(net, backend, input_shape, calib_images=None):
             from mxnet.contrib.quantization import quantize_net_v2
             calib = mx.io.NDArrayIter(data={'data': calib_images}, batch_size=input_shape[0],
                                       last_batch_handle='discard')
+            exclude = end_layers(net._cached_graph[1]) if fp32_ends else None
             qnet = quantize_net_v2(net, quantized_dtype='auto', calib_data=calib,
-                                   calib_mode='naive',
+                                   calib_mode=calib_mode, quantize_granularity=granularity,
+                                   exclude_layers=exclude,
                                    data_shapes=[mx.io.DataDesc('data', input_shape)],
                                    ctx=mx.cpu())
             qnet.hybridize(static_alloc=True, static_shape=True)

@@ -141,7 +141,10 @@ def pixel_loss(F, logits, label, ignore_label=255):
     """Mean per-pixel softmax cross-entropy over the pixels whose label is not ignored."""
     valid = label != ignore_label
     target = F.where(valid, label, F.zeros_like(label))
-    picked = F.pick(F.log_softmax(logits, axis=1), target, axis=1)
+    # classes last: MXNet's log_softmax and pick over a middle axis take ~4x longer (a tenth
+    # of a small model's training step), the transpose costs less than that difference
+    log_probs = F.log_softmax(F.transpose(logits, axes=(0, 2, 3, 1)), axis=-1)
+    picked = F.pick(log_probs, target, axis=-1)
     return -(picked * valid).sum() / F.maximum(valid.sum(), 1)
 
 
