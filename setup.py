@@ -32,6 +32,12 @@ setup(
     packages=find_packages(include=['gluon_resnest', 'gluon_resnest.*']),
     python_requires='>=3.8',
     install_requires=[MXNET_BUILDS[variant], 'tqdm'] + PINNED,
+    # the same main() functions the scripts in train/ and eval/ call
+    entry_points={'console_scripts': [
+        'resnest-%s = gluon_resnest.commands.%s:main' % (name.replace('_', '-'), name)
+        for name in ('train', 'train_segmentation', 'fashion_mnist', 'segmentation_demo',
+                     'make_fashion_mnist', 'im2rec', 'evaluate', 'evaluate_segmentation',
+                     'export', 'benchmark', 'profile')]},
     extras_require={
         'cu112': [MXNET_BUILDS['cu112']],
         # GluonCV: the reference the classification tests compare against, and the heads,

@@ -1,89 +1,10 @@
-"""Export a model for deployment as an MXNet symbol (and optionally ONNX), then reload the files
-and check they give the network's outputs.
-
-    python eval/export.py --checkpoint runs/fashion-mnist/best --out deploy/fmnist --onnx
-    python eval/export.py --model resnest50 --pretrained --out deploy/resnest50 --preprocess
-"""
-import argparse
-import json
+"""`resnest-export` from a clone (gluon_resnest/commands/export.py)."""
 import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-import gluon_resnest  # noqa: E402,F401  (first: sets MXNet's CPU threads before it loads)
 
-import mxnet as mx  # noqa: E402
-import numpy as np  # noqa: E402
-
-from gluon_resnest import PretrainedWeightsError, export_model, export_onnx, get_model  # noqa
-from gluon_resnest.analysis.accuracy import load_network  # noqa: E402
-from gluon_resnest.argtypes import positive_int  # noqa: E402
-from gluon_resnest.zoo import get_model_info  # noqa: E402
-
-
-def _reference_input(info, shape, preprocess):
-    pixels = np.random.RandomState(0).uniform(0, 255, shape).astype('float32')
-    if not preprocess:
-        return pixels, pixels
-    mean, std = np.array(info.mean) * 255, np.array(info.std) * 255
-    return pixels, ((pixels - mean) / std).transpose(0, 3, 1, 2).astype('float32')
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--out', required=True, help='output prefix')
-    parser.add_argument('--model', help='zoo name')
-    parser.add_argument('--params', help='.params file for --model')
-    parser.add_argument('--pretrained', action='store_true', help="the zoo's published weights")
-    parser.add_argument('--checkpoint', help='a checkpoint folder written by train/train.py')
-    parser.add_argument('--input-size', type=positive_int, default=None, help="default: eval crop")
-    parser.add_argument('--batch-size', type=positive_int, default=1)
-    parser.add_argument('--preprocess', action='store_true',
-                        help='fold mean/std in: the graph takes (N, H, W, 3) pixels in 0..255')
-    parser.add_argument('--onnx', action='store_true', help='also write PREFIX.onnx')
-    args = parser.parse_args(argv)
-    try:
-        if args.pretrained:
-            if not args.model:
-                parser.error('--pretrained needs --model')
-            net, info = get_model(args.model, pretrained=True), get_model_info(args.model)
-        else:
-            net, info, _ = load_network(args.model, args.params, None, args.checkpoint)
-        size = args.input_size or info.eval_crop
-        shape = ((args.batch_size, size, size, 3) if args.preprocess
-                 else (args.batch_size, 3, size, size))
-        preprocess = info if args.preprocess else None
-        sym, params = export_model(net, args.out, shape, preprocess=preprocess)
-        onnx_path = export_onnx(net, args.out + '.onnx', shape, preprocess=preprocess) \
-            if args.onnx else None
-    except (ValueError, FileNotFoundError, PermissionError, PretrainedWeightsError,
-            ImportError) as err:
-        sys.exit('error: %s' % err)
-    pixels, normalized = _reference_input(info, shape, args.preprocess)
-    expected = net(mx.nd.array(normalized)).asnumpy()
-    reloaded = mx.gluon.SymbolBlock.imports(sym, ['data'], params)
-    # differences also relative to the output scale: 1e-4 means little for logits of 1e3
-    scale = float(np.abs(expected).max())
-    symbol_diff = float(np.abs(reloaded(mx.nd.array(pixels)).asnumpy() - expected).max())
-    report = dict(model=info.name, symbol=sym, params=params, input_shape=list(shape),
-                  input='NHWC pixels 0..255' if args.preprocess else 'NCHW normalized',
-                  output_scale=scale, symbol_max_abs_diff=symbol_diff,
-                  symbol_max_rel_diff=symbol_diff / max(scale, 1e-30))
-    if onnx_path:
-        report['onnx'] = onnx_path
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            report['onnx_check'] = 'skipped: onnxruntime not installed'
-        else:
-            options = ort.SessionOptions()
-            options.log_severity_level = 3
-            sess = ort.InferenceSession(onnx_path, options, providers=['CPUExecutionProvider'])
-            out = sess.run(None, {sess.get_inputs()[0].name: pixels})[0]
-            report['onnx_max_abs_diff'] = float(np.abs(out - expected).max())
-            report['onnx_max_rel_diff'] = report['onnx_max_abs_diff'] / max(scale, 1e-30)
-    print(json.dumps(report))
-
+from gluon_resnest.commands.export import main  # noqa: E402
 
 if __name__ == '__main__':
     main()

@@ -1,58 +1,10 @@
-"""Per-operator time of a zoo model's inference or training step (MXNet profiler, bulk execution
-off so every operator is timed on its own). Prints a table, slowest first.
-
-    python eval/profile.py --model resnest50 --mode training
-"""
-import argparse
+"""`resnest-profile` from a clone (gluon_resnest/commands/profile.py)."""
 import os
 import sys
 
-# must precede the first graph: bulked segments would hide the per-operator times
-os.environ.setdefault('MXNET_EXEC_BULK_EXEC_INFERENCE', '0')
-os.environ.setdefault('MXNET_EXEC_BULK_EXEC_TRAIN', '0')
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-import gluon_resnest  # noqa: E402,F401  (first: sets MXNet's CPU threads before it loads)
 
-import mxnet as mx  # noqa: E402
-
-from gluon_resnest.analysis import (INFERENCE_BATCH, TRAINING_BATCH, TRAINING_SIZE,  # noqa: E402
-                                    inference_step, training_step)
-from gluon_resnest.analysis.profile import profile_operators  # noqa: E402
-from gluon_resnest.argtypes import positive_int  # noqa: E402
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--model', default='resnest50', choices=gluon_resnest.list_models(),
-                        metavar='NAME')
-    parser.add_argument('--mode', choices=['inference', 'training'], default='inference')
-    parser.add_argument('--batch-size', type=positive_int, default=None,
-                        help='default: %d for inference, %d for training (as eval/benchmark.py)'
-                        % (INFERENCE_BATCH, TRAINING_BATCH))
-    parser.add_argument('--size', type=positive_int, default=None,
-                        help="default: the model's eval crop for inference, %d for training"
-                        % TRAINING_SIZE)
-    parser.add_argument('--iterations', type=positive_int, default=3)
-    parser.add_argument('--dropblock-prob', type=float, default=0.1,
-                        help='DropBlock rate while training')
-    parser.add_argument('--top', type=positive_int, default=25, help='operators to list')
-    args = parser.parse_args(argv)
-    training = args.mode == 'training'
-    batch = args.batch_size or (TRAINING_BATCH if training else INFERENCE_BATCH)
-    size = args.size or (TRAINING_SIZE if training
-                         else gluon_resnest.get_model_info(args.model).eval_crop)
-    net = gluon_resnest.get_model(args.model, dropblock_prob=args.dropblock_prob if training
-                                  else 0.0)
-    net.initialize(mx.init.MSRAPrelu())
-    step = training_step(net, batch, size) if training else inference_step(net, batch, size)
-    rows = profile_operators(step, args.iterations)
-    total = sum(ms for _, _, ms in rows)
-    print('%s %s, batch %d at %d px: %.1f ms of operators per iteration'
-          % (args.model, args.mode, batch, size, total))
-    print('%-42s %8s %10s %6s' % ('operator', 'calls', 'ms/iter', '%'))
-    for name, calls, ms in rows[:args.top]:
-        print('%-42s %8.0f %10.2f %6.1f' % (name, calls, ms, 100.0 * ms / total))
-
+from gluon_resnest.commands.profile import main  # noqa: E402
 
 if __name__ == '__main__':
     main()

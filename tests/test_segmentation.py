@@ -448,7 +448,7 @@ def test_training_flags_are_checked_before_anything_runs(tiny_scenes, tmp_path, 
                           'train_segmentation.py')
     proc = subprocess.run([sys.executable, script] + _seg_flags(tiny_scenes, str(tmp_path / 'r'),
                                                                 1) + flags,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
     assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-2000:]
     assert 'Traceback' not in proc.stderr
     assert not os.path.exists(str(tmp_path / 'r'))  # nothing half-written

@@ -1,4 +1,4 @@
-import importlib.util
+import importlib
 import json
 import math
 import os
@@ -395,11 +395,30 @@ def test_every_segmentation_flag_reaches_the_trainer():
 
 
 def _main_job_script():
-    spec = importlib.util.spec_from_file_location(
-        'fashion_mnist_job', os.path.join(ROOT, 'train', 'fashion_mnist.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module('gluon_resnest.commands.fashion_mnist')
+
+
+def test_every_command_is_a_console_script_and_a_clone_script():
+    """setup.py's console scripts and the scripts in train/ and eval/ name the same
+    ``main`` functions, and each one answers --help."""
+    import ast
+    setup = ast.parse(open(os.path.join(ROOT, 'setup.py')).read())
+    names = next(node.elts for node in ast.walk(setup) if isinstance(node, ast.Tuple)
+                 and any(getattr(e, 'value', None) == 'train_segmentation' for e in node.elts))
+    commands = sorted(e.value for e in names)
+    scripts = {}
+    for folder in ('train', 'eval'):
+        for name in os.listdir(os.path.join(ROOT, folder)):
+            if name.endswith('.py'):
+                text = open(os.path.join(ROOT, folder, name)).read()
+                scripts[name[:-3]] = text
+                assert 'from gluon_resnest.commands.%s import main' % name[:-3] in text
+    assert sorted(scripts) == commands
+    for command in commands:
+        module = importlib.import_module('gluon_resnest.commands.' + command)
+        with pytest.raises(SystemExit) as stop:
+            module.main(['--help'])
+        assert stop.value.code == 0
 
 
 def test_main_job_longer_setting_switches_model_epochs_decay_and_run_folder():

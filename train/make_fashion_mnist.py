@@ -1,31 +1,10 @@
-"""Fashion-MNIST idx files -> RecordIO train.rec/test.rec (+ .idx).
-
-    python train/make_fashion_mnist.py --out data/fashion-mnist [--source DIR]
-"""
-import argparse
+"""`resnest-make-fashion-mnist` from a clone (gluon_resnest/commands/make_fashion_mnist.py)."""
 import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from gluon_resnest.training.fashion_mnist import DEFAULT_SOURCE, build_fashion_mnist  # noqa: E402
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--out', default='data/fashion-mnist')
-    parser.add_argument('--source', default=DEFAULT_SOURCE,
-                        help="folder of the raw idx files (default: Debian's package, installed "
-                             "with apt-get when missing and running as root)")
-    parser.add_argument('--no-install', action='store_true', help='never call apt-get')
-    args = parser.parse_args(argv)
-    try:
-        paths = build_fashion_mnist(args.out, args.source, install=not args.no_install)
-    except (FileNotFoundError, ValueError) as err:
-        sys.exit('error: %s' % err)
-    for split, path in sorted(paths.items()):
-        print('%s: %s' % (split, path))
-
+from gluon_resnest.commands.make_fashion_mnist import main  # noqa: E402
 
 if __name__ == '__main__':
     main()

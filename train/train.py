@@ -1,30 +1,10 @@
-"""Train a ResNeSt on RecordIO data with the paper's recipe, on one process or many:
-
-    python train/train.py --model resnest50 --rec-train train.rec --rec-val val.rec
-    horovodrun -np 8 -H localhost:8 python train/train.py --model resnest50 ...
-"""
+"""`resnest-train` from a clone (gluon_resnest/commands/train.py)."""
 import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from gluon_resnest.training import train  # noqa: E402
-from gluon_resnest.training.cli import (INTERRUPTED, config_from_args,  # noqa: E402
-                                        config_parser)
-
-
-def main(argv=None):
-    args = config_parser(__doc__.split('\n\n')[0]).parse_args(argv)
-    try:
-        _, summary = train(config_from_args(args))
-    except KeyboardInterrupt:
-        sys.exit(INTERRUPTED % args.save_dir)
-    except (ValueError, OSError, FloatingPointError) as err:  # OSError: files, disk, access
-        sys.exit('error: %s' % err)
-    if summary['final']:
-        print('best val top-1 %.2f%%, checkpoints in %s' % (summary['best_top1'],
-                                                            summary['save_dir']))
-
+from gluon_resnest.commands.train import main  # noqa: E402
 
 if __name__ == '__main__':
     main()

@@ -1,31 +1,10 @@
-"""Train DeepLabV3 on a ResNeSt (or any zoo) backbone, on one process or many:
-
-    python train/train_segmentation.py --dataset ade20k --data-root ~/data/ade --classes 150 \
-        --backbone resnest50 --pretrained-base --norm frozen
-    horovodrun -np 8 -H localhost:8 python train/train_segmentation.py ...
-"""
+"""`resnest-train-segmentation` from a clone (gluon_resnest/commands/train_segmentation.py)."""
 import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from gluon_resnest.segmentation.train import SegTrainConfig, train_segmentation  # noqa: E402
-from gluon_resnest.training.cli import (INTERRUPTED, config_from_args,  # noqa: E402
-                                        config_parser)
-
-
-def main(argv=None):
-    args = config_parser(__doc__.split('\n\n')[0], config=SegTrainConfig).parse_args(argv)
-    try:
-        _, summary = train_segmentation(config_from_args(args, SegTrainConfig))
-    except KeyboardInterrupt:
-        sys.exit(INTERRUPTED % args.save_dir)
-    except (ValueError, OSError, FloatingPointError) as err:  # data errors are ValueErrors
-        sys.exit('error: %s' % err)
-    if summary['final']:
-        print('best val mIoU %.2f%%, checkpoints in %s' % (summary['best_miou'],
-                                                           summary['save_dir']))
-
+from gluon_resnest.commands.train_segmentation import main  # noqa: E402
 
 if __name__ == '__main__':
     main()

@@ -16,7 +16,6 @@ from .scenes import SCENE_CLASSES, build_pretraining_records, build_scenes
 
 __all__ = ['DEMO', 'demo_training_flags', 'run_demo', 'compare_backbones']
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # the demo's recipe: 64 px scenes, a small trunk at output stride 16 (8 px features with its
 # stride-2 stem), a 48-channel head with small ASPP rates (12/24/36 would look past an 8 px map)
 DEMO = dict(backbone='resnest14_small', output_stride=16, aspp_rates='2,4,6', head_channels=48,
@@ -39,11 +38,11 @@ def demo_training_flags(data_root, save_dir, seed=0, **overrides):
     return flags
 
 
-def _run(script, flags, processes, progress, log_path):
+def _run(command, flags, processes, progress, log_path):
     if not progress:
         flags = flags + ['--no-progress']
     env = dict(os.environ, OMP_NUM_THREADS=str(cpu_threads_per_process(processes)))
-    run_ranks(launch_command(os.path.join(ROOT, 'train', script), flags, processes), env,
+    run_ranks(launch_command(command, flags, processes), env,
               log_path, processes)
 
 
@@ -55,7 +54,7 @@ def _pretrain(records, save_dir, backbone, processes, seed, progress):
              '--workers', '2', '--resume']
     for key, value in sorted(PRETRAIN.items()):
         flags += ['--' + key.replace('_', '-'), str(value)]
-    _run('train.py', flags, processes, progress, os.path.join(save_dir, 'ranks.log'))
+    _run('train', flags, processes, progress, os.path.join(save_dir, 'ranks.log'))
     return os.path.join(save_dir, 'best')
 
 
@@ -64,7 +63,7 @@ def _train(data_root, records, save_dir, processes, seed, progress, overrides):
     base = _pretrain(records, os.path.join(save_dir, 'pretrain'), backbone, processes, seed,
                      progress)
     flags = demo_training_flags(data_root, save_dir, seed, pretrained_base=base, **overrides)
-    _run('train_segmentation.py', flags, processes, progress,
+    _run('train_segmentation', flags, processes, progress,
          os.path.join(save_dir, 'ranks.log'))
 
 

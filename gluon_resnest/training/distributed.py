@@ -19,10 +19,11 @@ def horovodrun():
     return local if os.access(local, os.X_OK) else shutil.which('horovodrun')
 
 
-def launch_command(script, flags, processes=1):
-    """The command that runs ``script`` with ``flags`` on ``processes`` local Horovod ranks
-    (Gloo), or directly for one process."""
-    command = [sys.executable, script] + list(flags)
+def launch_command(command, flags, processes=1):
+    """The command that runs ``gluon_resnest.commands.<command>`` (e.g. ``'train'``) with
+    ``flags`` on ``processes`` local Horovod ranks (Gloo), or directly for one process. A module,
+    not a script path: the same command works from a clone and from a pip install."""
+    command = [sys.executable, '-m', 'gluon_resnest.commands.' + command] + list(flags)
     if processes == 1:
         return command
     launcher = horovodrun()
@@ -30,6 +31,16 @@ def launch_command(script, flags, processes=1):
         raise FileNotFoundError('horovodrun not found; run `make setup` (or use one process)')
     return [launcher, '--gloo', '-np', str(processes), '-H', 'localhost:%d' % processes] \
         + command
+
+
+def _with_package_path(env):
+    """``env`` (None: this process's) with this package's folder first on PYTHONPATH, so the
+    ranks import this copy of gluon_resnest from any working directory."""
+    env = dict(os.environ if env is None else env)
+    parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env['PYTHONPATH'] = os.pathsep.join([parent] + [p for p in env.get('PYTHONPATH', '').split(
+        os.pathsep) if p and p != parent])
+    return env
 
 
 class RankOutput(object):
@@ -102,6 +113,7 @@ def run_ranks(command, env, log_path, processes):
     """Run ``command`` (from :func:`launch_command`); with several processes, render their
     output with :class:`RankOutput` and keep it all in ``log_path``. A failure prints the log's
     last lines. Raises CalledProcessError like ``subprocess.run(check=True)``."""
+    env = _with_package_path(env)
     if processes == 1:
         return subprocess.run(command, check=True, env=env)
     os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)

@@ -1,0 +1,54 @@
+"""Pixel accuracy and mIoU of a segmentation model on a dataset split, single- or multi-scale
+(scales 0.5-1.75 with flips), on one process or under horovodrun (counts summed exactly):
+
+    python eval/evaluate_segmentation.py --checkpoint runs/scenes/best --dataset voc \
+        --data-root data/scenes --split test --multi-scale
+"""
+import argparse
+import json
+import os
+import sys
+
+from ..argtypes import non_negative_int, positive_int
+from ..segmentation.data import DATASETS, SegmentationDataError
+from ..segmentation.evaluate import evaluate_split, load_segmentation
+from ..segmentation.predict import MULTI_SCALES
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--checkpoint', help='a checkpoint folder the trainer wrote')
+    parser.add_argument('--symbol', help='exported -symbol.json (with --params, --backbone)')
+    parser.add_argument('--params')
+    parser.add_argument('--backbone', help='names the preprocessing of an exported graph')
+    parser.add_argument('--dataset', choices=DATASETS, default='voc')
+    parser.add_argument('--data-root', required=True)
+    parser.add_argument('--split', default='val')
+    parser.add_argument('--classes', type=positive_int, help='default: the checkpoint\'s')
+    parser.add_argument('--multi-scale', action='store_true',
+                        help='scales %s with flips' % ', '.join(map(str, MULTI_SCALES)))
+    parser.add_argument('--batch-size', type=positive_int, default=1,
+                        help='images of one size only (above 1)')
+    parser.add_argument('--workers', type=non_negative_int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        net, config = load_segmentation(args.checkpoint, args.symbol, args.params,
+                                        args.backbone)
+        classes = args.classes or config.get('classes')
+        if not classes:
+            raise ValueError('--classes is required with an exported graph')
+        scales, flip = (MULTI_SCALES, True) if args.multi_scale else ((1.0,), False)
+        scores = evaluate_split(net, args.dataset, args.data_root, args.split, classes,
+                                config['backbone'], scales, flip, args.batch_size,
+                                args.workers, config.get('ignore_label', 255), progress=True)
+    except (ValueError, FileNotFoundError, SegmentationDataError) as err:
+        sys.exit('error: %s' % err)
+    if int(os.environ.get('HOROVOD_RANK', 0)) == 0:
+        print(json.dumps(dict(split=args.split, multi_scale=args.multi_scale,
+                              miou=round(scores['miou'], 2),
+                              pixel_acc=round(scores['pixel_acc'], 2),
+                              pixels=scores['pixels'])))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,28 @@
+"""Fashion-MNIST idx files -> RecordIO train.rec/test.rec (+ .idx).
+
+    python train/make_fashion_mnist.py --out data/fashion-mnist [--source DIR]
+"""
+import argparse
+import sys
+
+from ..training.fashion_mnist import DEFAULT_SOURCE, build_fashion_mnist
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--out', default='data/fashion-mnist')
+    parser.add_argument('--source', default=DEFAULT_SOURCE,
+                        help="folder of the raw idx files (default: Debian's package, installed "
+                             "with apt-get when missing and running as root)")
+    parser.add_argument('--no-install', action='store_true', help='never call apt-get')
+    args = parser.parse_args(argv)
+    try:
+        paths = build_fashion_mnist(args.out, args.source, install=not args.no_install)
+    except (FileNotFoundError, ValueError) as err:
+        sys.exit('error: %s' % err)
+    for split, path in sorted(paths.items()):
+        print('%s: %s' % (split, path))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,27 @@
+"""Train a ResNeSt on RecordIO data with the paper's recipe, on one process or many:
+
+    python train/train.py --model resnest50 --rec-train train.rec --rec-val val.rec
+    horovodrun -np 8 -H localhost:8 python train/train.py --model resnest50 ...
+"""
+import sys
+
+from ..training import train
+from ..training.cli import (INTERRUPTED, config_from_args,
+                            config_parser)
+
+
+def main(argv=None):
+    args = config_parser(__doc__.split('\n\n')[0]).parse_args(argv)
+    try:
+        _, summary = train(config_from_args(args))
+    except KeyboardInterrupt:
+        sys.exit(INTERRUPTED % args.save_dir)
+    except (ValueError, OSError, FloatingPointError) as err:  # OSError: files, disk, access
+        sys.exit('error: %s' % err)
+    if summary['final']:
+        print('best val top-1 %.2f%%, checkpoints in %s' % (summary['best_top1'],
+                                                            summary['save_dir']))
+
+
+if __name__ == '__main__':
+    main()
