@@ -2,7 +2,8 @@
 import argparse
 import math
 
-__all__ = ['positive_int', 'non_negative_int', 'check_number', 'check_positive_ints']
+__all__ = ['positive_int', 'non_negative_int', 'int_list', 'seed_list', 'check_number',
+           'check_positive_ints']
 
 
 def positive_int(text):
@@ -15,6 +16,23 @@ def positive_int(text):
     if value < 1:
         raise argparse.ArgumentTypeError('must be a positive integer, got %r' % text)
     return value
+
+
+def int_list(text, allowed=None, what='integers'):
+    """Comma-separated integers >= 0 (from ``allowed`` if given), e.g. "0,1,2"."""
+    try:
+        values = tuple(int(v) for v in text.split(','))
+    except ValueError:
+        values = ()
+    if not values or min(values) < 0 or (allowed and any(v not in allowed for v in values)):
+        raise argparse.ArgumentTypeError('must be %s like %s, got %r' % (
+            what, ','.join(str(v) for v in (sorted(allowed) if allowed else (0, 1, 2))), text))
+    return values
+
+
+def seed_list(text):
+    """Random seeds like "0,1,2"."""
+    return int_list(text, what='seeds')
 
 
 def non_negative_int(text):

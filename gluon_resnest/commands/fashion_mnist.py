@@ -18,7 +18,7 @@ import time
 from .. import export_model, list_models
 from ..analysis.accuracy import evaluate_records, load_network
 from ..argtypes import positive_int
-from ..training.checkpoint import read_meta, remove_run
+from ..training.checkpoint import read_meta, remove_run, write_json
 from ..training.cli import (INTERRUPTED, config_from_args,
                             config_parser)
 from ..runtime import cpu_threads_per_process
@@ -103,19 +103,28 @@ def parse_args(argv=None):
 def main(argv=None):
     args, extra = parse_args(argv)
     check_training_flags(args, extra)
-    start = time.time()
     if args.fresh:
         try:
             remove_run(args.save_dir)
         except FileExistsError as err:
             sys.exit('error: %s' % err)
+    print(json.dumps(run_main_job(args, extra), indent=1))
 
-    print('[1/4] Fashion-MNIST -> RecordIO in %s (train / validation / test)' % args.data_dir,
-          flush=True)
+
+def _say(message):
+    print(message, flush=True)
+
+
+def run_main_job(args, extra, log=_say):
+    """Records, training under horovodrun, one test evaluation, export; returns the summary
+    (also written to ``args.save_dir/summary.json``). Exits with a message if training fails."""
+    start = time.time()
+
+    log('[1/4] Fashion-MNIST -> RecordIO in %s (train / validation / test)' % args.data_dir)
     rec = build_fashion_mnist(args.data_dir, args.source)
 
-    print('[2/4] training %s on %d process(es), %d epochs; best epoch chosen on validation'
-          % (args.model, args.np, args.epochs), flush=True)
+    log('[2/4] training %s on %d process(es), %d epochs; best epoch chosen on validation'
+        % (args.model, args.np, args.epochs))
     # explicit: this process's own setting (all cores) must not pass to every rank
     env = dict(os.environ, OMP_NUM_THREADS=str(cpu_threads_per_process(args.np)))
     try:
@@ -127,12 +136,11 @@ def main(argv=None):
         sys.exit(INTERRUPTED % args.save_dir)
     train_seconds = time.time() - start
 
-    print('[3/4] evaluating the checkpoint chosen on validation on the test set (its only '
-          'use)', flush=True)
+    log('[3/4] evaluating the checkpoint chosen on validation on the test set (its only use)')
     net, info, classes = load_network(checkpoint=os.path.join(args.save_dir, 'best'))
     test = evaluate_records(net, info, rec['test'], classes, batch_size=256)
 
-    print('[4/4] exporting for deployment', flush=True)
+    log('[4/4] exporting for deployment')
     prefix = os.path.join(args.save_dir, 'deploy', args.model)
     sym_file, params_file = export_model(net, prefix, (1, 3, 28, 28))
     history = [json.loads(line) for line in open(os.path.join(args.save_dir, 'metrics.jsonl'))]
@@ -147,9 +155,8 @@ def main(argv=None):
                    curves=os.path.join(args.save_dir, 'curves.png'),
                    metrics=os.path.join(args.save_dir, 'metrics.jsonl'),
                    symbol=sym_file, params=params_file)
-    with open(os.path.join(args.save_dir, 'summary.json'), 'w') as f:
-        json.dump(summary, f, indent=1)
-    print(json.dumps(summary, indent=1))
+    write_json(os.path.join(args.save_dir, 'summary.json'), summary)
+    return summary
 
 
 if __name__ == '__main__':

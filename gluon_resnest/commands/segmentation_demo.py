@@ -14,20 +14,10 @@ import subprocess
 import sys
 
 from .. import list_models
-from ..argtypes import positive_int
+from ..argtypes import positive_int, seed_list
 from ..training.checkpoint import remove_run
 from ..training.cli import INTERRUPTED
 from ..segmentation.demo import DEMO, compare_backbones, run_demo
-
-
-def _seeds(text):
-    try:
-        seeds = tuple(int(s) for s in text.split(','))
-    except ValueError:
-        seeds = ()
-    if not seeds or min(seeds) < 0:
-        raise argparse.ArgumentTypeError('must be seeds like 0,1,2, got %r' % text)
-    return seeds
 
 
 def parse_args(argv=None):
@@ -42,7 +32,7 @@ def parse_args(argv=None):
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--compare', action='store_true',
                         help='ResNeSt vs ResNet-D of the same size, over --seeds')
-    parser.add_argument('--seeds', type=_seeds, default=(0, 1, 2))
+    parser.add_argument('--seeds', type=seed_list, default=(0, 1, 2))
     parser.add_argument('--fresh', action='store_true', help='discard earlier checkpoints')
     args = parser.parse_args(argv)
     if args.save_dir is None:

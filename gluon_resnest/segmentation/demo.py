@@ -7,9 +7,9 @@ import json
 import os
 import time
 
-import numpy as np
-
+from ..analysis.seeds import mean_std
 from ..runtime import cpu_threads_per_process
+from ..training.checkpoint import write_json
 from ..training.distributed import launch_command, run_ranks
 from .predict import MULTI_SCALES
 from .scenes import SCENE_CLASSES, build_pretraining_records, build_scenes
@@ -114,7 +114,7 @@ def run_demo(data_dir, save_dir, processes=2, seed=0, progress=True, log=print, 
         train_seconds=round(train_seconds, 1), wall_seconds=round(time.time() - start, 1),
         checkpoint=os.path.join(save_dir, 'best'), symbol=sym, params=params,
         curves=os.path.join(save_dir, 'curves.png'))
-    _write_json(os.path.join(save_dir, 'summary.json'), summary)
+    write_json(os.path.join(save_dir, 'summary.json'), summary)
     return summary
 
 
@@ -140,25 +140,7 @@ def compare_backbones(data_dir, save_root, backbones=('resnest14_small', 'resnet
                              val_miou=max(h['val_miou'] for h in history),
                              test_miou=test['single_scale']['miou'],
                              img_per_s=history[-1]['img_per_s'], seconds=time.time() - tic))
-            result = dict(runs=rows, mean_std=_mean_std(rows, backbones), seeds=list(seeds))
-            _write_json(os.path.join(save_root, 'comparison.json'), result)
+            table = mean_std(rows, 'backbone', backbones, ('val_miou', 'test_miou', 'img_per_s'))
+            result = dict(runs=rows, mean_std=table, seeds=list(seeds))
+            write_json(os.path.join(save_root, 'comparison.json'), result)
     return result
-
-
-def _mean_std(rows, backbones):
-    table = {}
-    for backbone in backbones:
-        mine = [r for r in rows if r['backbone'] == backbone]
-        if mine:
-            table[backbone] = {key: [round(float(np.mean([r[key] for r in mine])), 2),
-                                     round(float(np.std([r[key] for r in mine])), 2)]
-                               for key in ('val_miou', 'test_miou', 'img_per_s')}
-            table[backbone]['runs'] = len(mine)
-    return table
-
-
-def _write_json(path, data):
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)

@@ -9,7 +9,8 @@ import tempfile
 import mxnet as mx
 
 __all__ = ['save_checkpoint', 'latest_checkpoint', 'load_checkpoint', 'check_writable',
-           'write_jsonl', 'remove_run', 'read_meta', 'atomic_folder', 'repair_run']
+           'write_text', 'write_json', 'write_jsonl', 'remove_run', 'read_meta',
+           'atomic_folder', 'repair_run']
 
 PREFIX = 'epoch-'
 
@@ -137,6 +138,19 @@ def load_checkpoint(path, net, trainer, ctx):
     trainer.load_states(os.path.join(path, 'trainer.states'))
     with open(os.path.join(path, 'meta.json')) as f:
         return json.load(f)
+
+
+def write_text(path, text):
+    """Write ``text`` to ``path`` atomically (a reader never sees half a file)."""
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def write_json(path, data):
+    """Write ``data`` as indented JSON, atomically."""
+    write_text(path, json.dumps(data, indent=1))
 
 
 def write_jsonl(path, rows):

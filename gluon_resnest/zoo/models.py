@@ -6,7 +6,8 @@ __all__ = ['resnest14', 'resnest26', 'resnest50', 'resnest101', 'resnest200', 'r
            'resnest50_fast_1s1x64d', 'resnest50_fast_2s1x64d', 'resnest50_fast_4s1x64d',
            'resnest50_fast_1s2x40d', 'resnest50_fast_2s2x40d', 'resnest50_fast_4s2x40d',
            'resnest50_fast_1s4x24d', 'resnetd50', 'resnest14_small',
-           'resnest14_small_s1', 'resnetd14_small']
+           'resnest14_small_s1', 'resnetd14_small', 'resnest14_small_radix1',
+           'resnest14_small_radix4']
 
 # ResNet-D trunk with the paper's tweaks: deep stem, avg-pool shortcut, avd after the 3x3
 _RESNEST = dict(radix=2, cardinality=1, bottleneck_width=64, deep_stem=True, avg_down=True,
@@ -136,3 +137,19 @@ def resnetd14_small():
     """resnest14_small without split attention (radix 0: the plain ResNet-D 3x3 conv), the
     baseline of the same depth and widths."""
     return dict(_RESNEST14_SMALL, radix=0)
+
+
+# the paper's radix ablation (Table 5: 0s1x64d ... 4s1x64d) on the small model: the split
+# convolution has radix x the groups and outputs, so its multiply-adds stay those of radix 1
+
+
+@register_model(**_SMALL_IMAGES)
+def resnest14_small_radix1():
+    """resnest14_small with radix 1 (a sigmoid gate per channel, SE-like attention)."""
+    return dict(_RESNEST14_SMALL, radix=1)
+
+
+@register_model(**_SMALL_IMAGES)
+def resnest14_small_radix4():
+    """resnest14_small with radix 4 (4 splits per cardinal group)."""
+    return dict(_RESNEST14_SMALL, radix=4)

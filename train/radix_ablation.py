@@ -1,0 +1,10 @@
+"""`resnest-radix-ablation` from a clone (gluon_resnest/commands/radix_ablation.py)."""
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+
+from gluon_resnest.commands.radix_ablation import main  # noqa: E402
+
+if __name__ == '__main__':
+    main()
