@@ -5,7 +5,7 @@ configure_cpu_threads()  # before MXNet loads: it would otherwise use half the c
 
 from .backbone import Bottleneck, ResNeSt
 from .deploy import export_model, export_onnx
-from .layers import DropBlock, SplitAttentionConv, deploy_mode, set_drop_prob
+from .layers import DropBlock, SplitAttention, SplitAttentionConv, deploy_mode, set_drop_prob
 from .zoo import ModelInfo, PretrainedWeightsError, get_model, get_model_info, list_models
 from .zoo.models import *  # noqa: F401,F403
 

@@ -41,23 +41,31 @@ def relu(x):
 def split_attention(x, p, channels, radix, cardinality, stride=1, pad=1, dilation=1):
     """x: (N, Cin, H, W) float64; p: dict of NumPy weights named as in the Gluon block
     ('conv.weight', 'bn.gamma', ..., 'fc1.weight', 'fc1.bias', 'bn1.*', 'fc2.weight', 'fc2.bias').
-    """
-    n, cin = x.shape[:2]
+    Split (k, r) is made by its own slice of the grouped convolution."""
     cg = channels // cardinality            # channels of one split of one cardinal group
-    cin_g = cin // (cardinality * radix)     # input channels of one split's convolution
-    inter = p['fc1.weight'].shape[0]
-    ig = inter // cardinality
+    cin_g = x.shape[1] // (cardinality * radix)  # input channels of one split's convolution
     bn = [p['bn.' + k] for k in ('gamma', 'beta', 'running_mean', 'running_var')]
+    u = []
+    for r in range(radix):
+        for k in range(cardinality):
+            g = r * cardinality + k  # where split (k, r) lives in the radix-major weights
+            rows = slice(g * cg, (g + 1) * cg)
+            conv = conv2d(x[:, g * cin_g:(g + 1) * cin_g], p['conv.weight'][rows], None, stride,
+                          pad, dilation)
+            u.append(relu(batchnorm(conv, *[t[rows] for t in bn])))
+    return fuse_splits(np.concatenate(u, axis=1), p, channels, radix, cardinality)
+
+
+def fuse_splits(u, p, channels, radix, cardinality):
+    """Eq. 1-3 on given splits: u (N, radix * channels, H, W), split r of cardinal group k in
+    channels r * channels + k * channels / cardinality onwards (however they were made)."""
+    n = u.shape[0]
+    cg = channels // cardinality
+    ig = p['fc1.weight'].shape[0] // cardinality
     bn1 = [p['bn1.' + k] for k in ('gamma', 'beta', 'running_mean', 'running_var')]
     groups_out = []
     for k in range(cardinality):
-        splits = []
-        for r in range(radix):
-            g = r * cardinality + k  # where split (k, r) lives in the radix-major weights
-            rows = slice(g * cg, (g + 1) * cg)
-            u = conv2d(x[:, g * cin_g:(g + 1) * cin_g], p['conv.weight'][rows], None, stride, pad,
-                       dilation)
-            splits.append(relu(batchnorm(u, *[t[rows] for t in bn])))
+        splits = [u[:, r * channels + k * cg:r * channels + (k + 1) * cg] for r in range(radix)]
         u_hat = sum(splits)                                   # Eq. 1
         s = u_hat.mean(axis=(2, 3))                           # Eq. 2: (N, cg)
         irows = slice(k * ig, (k + 1) * ig)

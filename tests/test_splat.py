@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from mxnet import autograd
 
-from gluon_resnest.layers import SplitAttentionConv
+from gluon_resnest.layers import SplitAttention, SplitAttentionConv
 from helpers import randomize, structural_params
-from numpy_reference import split_attention
+from numpy_reference import batchnorm, conv2d, fuse_splits, relu, split_attention
 
 
 def _block(channels, radix, cardinality, in_channels, **kwargs):
@@ -26,6 +26,36 @@ def test_matches_numpy_equations(radix, cardinality):
     ref = split_attention(x, structural_params(blk), channels, radix, cardinality)
     assert ours.shape == ref.shape
     assert np.abs(ours - ref).max() <= 1e-5
+
+
+@pytest.mark.parametrize('radix, cardinality, groups, hidden', [
+    (2, 4, 3, None),   # softmax over 2 splits, 4 cardinal groups after a 3-group convolution
+    (1, 6, 4, 24),     # a sigmoid gate in 6 groups after a 4-group convolution (RegNet-SA)
+    (4, 2, 48, None),  # 4 splits after a depthwise convolution (SA-FBNetV2)
+])
+def test_attention_module_after_any_convolution_matches_numpy(radix, cardinality, groups,
+                                                              hidden):
+    """SplitAttention on its own, where an SE module sits: the convolution's groups G are not
+    the attention's cardinality c."""
+    from mxnet.gluon import nn
+    channels = 12
+    in_channels = 12 if groups != 48 else 48
+    net = nn.HybridSequential()
+    net.add(nn.Conv2D(radix * channels, 3, padding=1, groups=groups, use_bias=False,
+                      in_channels=in_channels),
+            nn.BatchNorm(in_channels=radix * channels), nn.Activation('relu'),
+            SplitAttention(channels, radix, cardinality, hidden=hidden))
+    net.initialize()
+    randomize(net)
+    x = np.random.uniform(-1, 1, (3, in_channels, 7, 6))
+    p = structural_params(net)
+    u = relu(batchnorm(conv2d(x, p['0.weight'], pad=1, groups=groups),
+                       *[p['1.' + k] for k in ('gamma', 'beta', 'running_mean', 'running_var')]))
+    attention = {k[2:]: v for k, v in p.items() if k.startswith('3.')}
+    ref = fuse_splits(u, attention, channels, radix, cardinality)
+    assert np.abs(net(mx.nd.array(x)).asnumpy() - ref).max() <= 1e-5
+    net.hybridize()
+    assert np.abs(net(mx.nd.array(x)).asnumpy() - ref).max() <= 1e-5
 
 
 def test_matches_numpy_with_stride_and_dilation():

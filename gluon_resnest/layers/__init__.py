@@ -1,3 +1,3 @@
-"""Building blocks: Split-Attention convolution and DropBlock."""
+"""Building blocks: Split-Attention (the module and the convolution) and DropBlock."""
 from .dropblock import DropBlock, Dropout, deploy_mode, set_drop_prob
-from .splat import SplitAttentionConv, attention_channels
+from .splat import SplitAttention, SplitAttentionConv, attention_channels

@@ -10,7 +10,7 @@ from mxnet import autograd
 from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
-__all__ = ['SplitAttentionConv', 'attention_channels', 'global_avg_pool']
+__all__ = ['SplitAttention', 'SplitAttentionConv', 'attention_channels', 'global_avg_pool']
 
 
 def attention_channels(in_channels, radix, reduction_factor=4):
@@ -18,13 +18,22 @@ def attention_channels(in_channels, radix, reduction_factor=4):
     return max(in_channels * radix // reduction_factor, 32)
 
 
+def _check_ints(owner, **values):
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError('%s: %s must be an integer >= 1, got %r' % (owner, name, value))
+
+
+def _check_attention_args(channels, cardinality, hidden):
+    _check_ints('SplitAttention', hidden=hidden)
+    if channels % cardinality or hidden % cardinality:
+        raise ValueError('SplitAttention: channels=%d and the attention width %d must be '
+                         'divisible by cardinality=%d' % (channels, hidden, cardinality))
+
+
 def _check_split_args(channels, in_channels, cardinality, radix, reduction_factor):
-    for name, value, low in (('channels', channels, 1), ('in_channels', in_channels, 1),
-                             ('cardinality', cardinality, 1), ('radix', radix, 1),
-                             ('reduction_factor', reduction_factor, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError('SplitAttentionConv: %s must be an integer >= %d, got %r'
-                             % (name, low, value))
+    _check_ints('SplitAttentionConv', channels=channels, in_channels=in_channels,
+                cardinality=cardinality, radix=radix, reduction_factor=reduction_factor)
     groups = cardinality * radix
     if in_channels % groups or channels % cardinality:
         raise ValueError(
@@ -53,9 +62,15 @@ def _splits(F, x, radix, channels):
     """The ``radix`` consecutive blocks of ``channels`` channels of ``x``.
 
     Channel slices rather than ``split``: MXNet's ONNX exporter writes ``split`` in a form that
-    opset-18+ runtimes reject, while slices export everywhere (and run on oneDNN).
+    opset-18+ runtimes reject, while slices export everywhere (and run on oneDNN). oneDNN keeps
+    maps in blocks of 8 or 16 channels and cannot slice through a block, so other widths go
+    through a (N, radix, C, ...) reshape, which returns to the plain layout first.
     """
-    return [F.slice(x, begin=(None, r * channels), end=(None, (r + 1) * channels))
+    if channels % 16 == 0:
+        return [F.slice(x, begin=(None, r * channels), end=(None, (r + 1) * channels))
+                for r in range(radix)]
+    parts = F.reshape(x, (0, -4, radix, -1, -2))
+    return [F.reshape(F.slice_axis(parts, axis=1, begin=r, end=r + 1), (0, -3, -2))
             for r in range(radix)]
 
 
@@ -88,9 +103,70 @@ def _weighted_sum(F, x, att, radix, channels):
                                                            _splits(F, att, radix, channels))])
 
 
-class SplitAttentionConv(HybridBlock):
-    """Split-Attention convolution: ``radix`` feature-map splits per cardinal group, fused by a
-    softmax attention over the splits (a sigmoid gate when ``radix == 1``).
+class SplitAttention(HybridBlock):
+    """The attention of Split-Attention on its own, usable where an SE module sits: it takes
+    ``radix`` feature-map splits of ``channels`` channels each, stacked radix-major as
+    (N, radix * channels, H, W) by whatever made them (a grouped or depthwise convolution of any
+    grouping), and returns their attention-weighted sum (N, channels, H, W). The attention works
+    per cardinal group (``cardinality``, independent of the convolution's groups): a softmax over
+    the splits, or a sigmoid gate when ``radix == 1``.
+
+    Parameters
+    ----------
+    channels : int
+        Width of one split (the output width).
+    radix, cardinality : int
+        Splits per cardinal group, and cardinal groups (``channels`` divisible by it).
+    hidden : int or None
+        Width of the attention bottleneck; default ``max(channels * radix / reduction_factor,
+        32)``. It must be divisible by ``cardinality``.
+    norm_layer, norm_kwargs
+        Normalization in the bottleneck (``None`` leaves it out).
+    """
+
+    def __init__(self, channels, radix=2, cardinality=1, reduction_factor=4, hidden=None,
+                 norm_layer=nn.BatchNorm, norm_kwargs=None, **kwargs):
+        super(SplitAttention, self).__init__(**kwargs)
+        _check_ints('SplitAttention', channels=channels, radix=radix, cardinality=cardinality,
+                    reduction_factor=reduction_factor)
+        if hidden is None:
+            hidden = attention_channels(channels, radix, reduction_factor)
+        _check_attention_args(channels, cardinality, hidden)
+        self.channels, self.radix, self.cardinality = channels, radix, cardinality
+        with self.name_scope():
+            self.fc1 = nn.Conv2D(hidden, 1, in_channels=channels, groups=cardinality)
+            self.bn1 = norm_layer(in_channels=hidden, **(norm_kwargs or {})) if norm_layer \
+                else None
+            self.fc2 = nn.Conv2D(channels * radix, 1, in_channels=hidden, groups=cardinality)
+
+    def hybrid_forward(self, F, x):
+        # Pooling is linear, so GAP(sum of splits) == sum of GAP(split): pool the whole map once
+        # and add the splits on the pooled (N, radix*C, 1, 1) tensor instead of summing full
+        # feature maps (a strided reduction over the radix axis is the slowest op on the CPU).
+        gap = _sum_splits(F, global_avg_pool(F, x), self.radix, self.channels)
+        gap = self.fc1(gap)
+        if self.bn1 is not None:
+            gap = self.bn1(gap)
+        logits = self.fc2(F.Activation(gap, act_type='relu'))
+        if self.radix == 1:
+            att = F.sigmoid(logits)
+        else:
+            # logits are (cardinality, radix, C/cardinality): softmax over radix, then reorder to
+            # the radix-major layout of x
+            att = F.softmax(logits.reshape((0, self.cardinality, self.radix, -1)), axis=2)
+            # transpose, not swapaxes: the ONNX exporter writes swapaxes as a chain of shape
+            # computations (Shape, ScatterND, GatherND, Pad, ...) around the Transpose
+            att = F.transpose(att, axes=(0, 2, 1, 3)).reshape((0, -1, 1, 1))
+        return _weighted_sum(F, x, att, self.radix, self.channels)
+
+    def __repr__(self):
+        return '%s(channels=%d, radix=%d, cardinality=%d)' % (
+            self.__class__.__name__, self.channels, self.radix, self.cardinality)
+
+
+class SplitAttentionConv(SplitAttention):
+    """Split-Attention convolution: one grouped convolution (``cardinality * radix`` groups)
+    makes the ``radix`` splits per cardinal group, then BN, ReLU and :class:`SplitAttention`.
 
     Parameters
     ----------
@@ -117,47 +193,25 @@ class SplitAttentionConv(HybridBlock):
     def __init__(self, channels, kernel_size, strides=1, padding=0, dilation=1, cardinality=1,
                  radix=2, in_channels=None, reduction_factor=4, norm_layer=nn.BatchNorm,
                  norm_kwargs=None, use_bias=False, **kwargs):
-        super(SplitAttentionConv, self).__init__(**kwargs)
         if in_channels is None:
             in_channels = channels
         inter = _check_split_args(channels, in_channels, cardinality, radix, reduction_factor)
-        norm_kwargs = norm_kwargs or {}
-        self.channels = channels
-        self.cardinality = cardinality
-        self.radix = radix
+        super(SplitAttentionConv, self).__init__(channels, radix, cardinality, hidden=inter,
+                                                 norm_layer=norm_layer, norm_kwargs=norm_kwargs,
+                                                 **kwargs)
         with self.name_scope():
             self.conv = nn.Conv2D(channels * radix, kernel_size, strides, padding, dilation,
                                   groups=cardinality * radix, use_bias=use_bias,
                                   in_channels=in_channels)
-            self.bn = (norm_layer(in_channels=channels * radix, **norm_kwargs) if norm_layer
-                       else None)
-            self.fc1 = nn.Conv2D(inter, 1, in_channels=channels, groups=cardinality)
-            self.bn1 = norm_layer(in_channels=inter, **norm_kwargs) if norm_layer else None
-            self.fc2 = nn.Conv2D(channels * radix, 1, in_channels=inter, groups=cardinality)
+            self.bn = (norm_layer(in_channels=channels * radix, **(norm_kwargs or {}))
+                       if norm_layer else None)
 
     def hybrid_forward(self, F, x):
         x = self.conv(x)
         if self.bn is not None:
             x = self.bn(x)
         x = F.Activation(act_type='relu', data=x)
-        # Pooling is linear, so GAP(sum of splits) == sum of GAP(split): pool the whole map once and
-        # add the splits on the pooled (N, radix*C, 1, 1) tensor instead of summing full feature
-        # maps (a strided reduction over the radix axis is the slowest op on the CPU).
-        gap = _sum_splits(F, global_avg_pool(F, x), self.radix, self.channels)
-        gap = self.fc1(gap)
-        if self.bn1 is not None:
-            gap = self.bn1(gap)
-        logits = self.fc2(F.Activation(gap, act_type='relu'))
-        if self.radix == 1:
-            att = F.sigmoid(logits)
-        else:
-            # logits are (cardinality, radix, C/cardinality): softmax over radix, then reorder to
-            # the radix-major layout of x
-            att = F.softmax(logits.reshape((0, self.cardinality, self.radix, -1)), axis=2)
-            # transpose, not swapaxes: the ONNX exporter writes swapaxes as a chain of shape
-            # computations (Shape, ScatterND, GatherND, Pad, ...) around the Transpose
-            att = F.transpose(att, axes=(0, 2, 1, 3)).reshape((0, -1, 1, 1))
-        return _weighted_sum(F, x, att, self.radix, self.channels)
+        return super(SplitAttentionConv, self).hybrid_forward(F, x)
 
     def __repr__(self):
         return '%s(channels=%d, radix=%d, cardinality=%d, conv=%s)' % (
