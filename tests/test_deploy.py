@@ -30,7 +30,7 @@ def _session(path):
 @pytest.mark.parametrize('name', ['resnest14', 'resnest50', 'resnest101', 'resnetd50',
                                   'resnest50_fast_1s1x64d', 'resnest50_fast_2s2x40d',
                                   'resnest50_fast_4s1x64d', 'resnest50_fast_1s4x24d',
-                                  'resnest14_small'])
+                                  'resnest14_small', 'regnety_4gf', 'regnet_sa50'])
 def test_onnx_runtime_matches_mxnet_at_any_batch(name, tmp_path):
     net = _net(name)
     size = 64
@@ -44,8 +44,10 @@ def test_onnx_runtime_matches_mxnet_at_any_batch(name, tmp_path):
         assert np.abs(got - expected).max() <= 1e-4
 
 
-@pytest.mark.parametrize('name', ['resnest14_small', 'resnest50_fast_2s2x40d'])
-def test_onnx_graph_is_clean_so_onnx_runtime_folds_batchnorm(name, tmp_path):
+@pytest.mark.parametrize('name, gate', [('resnest14_small', 'Softmax'),
+                                        ('resnest50_fast_2s2x40d', 'Softmax'),
+                                        ('regnet_sa50', 'Sigmoid')])  # radix 1: a gate
+def test_onnx_graph_is_clean_so_onnx_runtime_folds_batchnorm(name, gate, tmp_path):
     """MXNet's exporter lists weights as graph inputs (so ONNX Runtime keeps every BatchNorm),
     divides by a softmax temperature of 1 and computes shapes at run time around swapaxes; the
     exported file has none of it, and ONNX Runtime's optimizer folds every BatchNorm."""
@@ -56,7 +58,7 @@ def test_onnx_graph_is_clean_so_onnx_runtime_folds_batchnorm(name, tmp_path):
     weights = {t.name for t in model.graph.initializer}
     assert [i.name for i in model.graph.input] == ['data'] and weights
     ops = [node.op_type for node in model.graph.node]
-    assert ops.count('BatchNormalization') > 10 and 'Softmax' in ops
+    assert ops.count('BatchNormalization') > 10 and gate in ops
     assert not {'Div', 'Shape', 'ScatterND', 'GatherND', 'Pad'} & set(ops), sorted(set(ops))
     options = ort.SessionOptions()
     options.log_severity_level = 3

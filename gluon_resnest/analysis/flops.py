@@ -1,8 +1,12 @@
 """Parameter and FLOP counts from a network's symbol graph.
 
-FLOPs follow the paper's (and GluonCV's) convention: one multiply-add counts once. Counted are
-convolutions (groups and dilation included: dilation changes the receptive field, not the work
-per output), dense layers, and pooling (one operation per window element of every output).
+FLOPs follow the paper's (and GluonCV's) convention by default: one multiply-add counts once.
+Counted are convolutions (groups and dilation included: dilation changes the receptive field, not
+the work per output), dense layers, and pooling (one operation per window element of every
+output). Other sources count differently (CONVENTIONS): pycls and mobile-vision count only
+convolutions and dense layers; the newer ResNeSt paper's Table 1 also counts BatchNorm as two
+operations (scale, shift) per output, which reproduces its 4.00 G (RegNetY-4GF) and 4.04 G
+(RegNet-SA-50).
 """
 import json
 
@@ -11,7 +15,12 @@ import numpy as np
 
 from ..layers.dropblock import deploy_mode
 
-__all__ = ['count_flops', 'count_params', 'symbol_of']
+__all__ = ['count_flops', 'count_params', 'symbol_of', 'CONVENTIONS']
+
+_POOLING = ('Pooling', '_contrib_AdaptiveAvgPooling2D')
+_MACS = ('Convolution', 'Deconvolution', 'FullyConnected')
+# which operators each convention counts
+CONVENTIONS = {'paper': _MACS + _POOLING, 'macs': _MACS, 'macs+bn': _MACS + ('BatchNorm',)}
 
 
 def symbol_of(net, input_shape):
@@ -33,11 +42,15 @@ def _tuple(value):
     return tuple(int(v) for v in value.strip('()[] ').split(',') if v.strip())
 
 
-def count_flops(net, input_shape=(1, 3, 224, 224), per_op=False):
-    """Multiply-adds of one forward pass of ``net`` for a batch of ``input_shape``.
+def count_flops(net, input_shape=(1, 3, 224, 224), per_op=False, convention='paper'):
+    """Multiply-adds of one forward pass of ``net`` for a batch of ``input_shape``, counted as
+    ``convention`` (a key of CONVENTIONS) says.
 
-    Returns the total, or with ``per_op`` a dict {op name: total} too.
+    Returns the total, or with ``per_op`` a dict {op name: total} of the counted ops too.
     """
+    if convention not in CONVENTIONS:
+        raise ValueError('unknown convention %r; choose one of %s'
+                         % (convention, ', '.join(CONVENTIONS)))
     sym = symbol_of(net, input_shape)
     internals = sym.get_internals()
     _, out_shapes, _ = internals.infer_shape(data=tuple(input_shape))
@@ -68,7 +81,11 @@ def count_flops(net, input_shape=(1, 3, 224, 224), per_op=False):
                 flops = np.prod(out) * np.prod(_tuple(attrs['kernel']))
         elif op == '_contrib_AdaptiveAvgPooling2D':
             flops = np.prod(in_shape)
+        elif op == 'BatchNorm':
+            flops = 2 * np.prod(out)  # scale and shift
         else:
+            continue
+        if op not in CONVENTIONS[convention]:
             continue
         by_op[op] = by_op.get(op, 0) + int(flops)
     total = sum(by_op.values())

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 import mxnet as mx
 
+from ..backbone.regnet import RegNet
 from ..backbone.resnet import ResNeSt
 
 __all__ = ['ModelInfo', 'register_model', 'get_model', 'get_model_info', 'list_models']
@@ -13,9 +14,14 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _REGISTRY = {}
-# trunk arguments a caller may override through get_model(**kwargs)
-_TRUNK_ARGS = tuple(p for p in inspect.signature(ResNeSt.__init__).parameters
-                    if p not in ('self', 'classes', 'kwargs'))
+# the trunk families: a model's ``arch`` holds the arguments of one of them
+TRUNKS = {'resnest': ResNeSt, 'regnet': RegNet}
+
+
+def _trunk_args(trunk):
+    """Trunk arguments a caller may override through get_model(**kwargs)."""
+    return tuple(p for p in inspect.signature(TRUNKS[trunk].__init__).parameters
+                 if p not in ('self', 'classes', 'kwargs'))
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,8 @@ class ModelInfo:
     sha1: str = None            # of the published .params file
     weights_from: str = None    # 'gluoncv' or 'resnest' (the official release)
     extra: dict = field(default_factory=dict)
+    trunk: str = 'resnest'      # the family (TRUNKS) whose arguments ``arch`` holds
+    gflops: float = None        # published multiply-adds (G) at eval_crop, convention in extra
 
     @property
     def input_size(self):
@@ -88,18 +96,19 @@ def get_model_info(name):
                             len(_REGISTRY))) from None
 
 
-def _trunk_kwargs(name, kwargs):
+def _trunk_kwargs(name, kwargs, trunk='resnest'):
     kwargs = dict(kwargs)
+    allowed = _trunk_args(trunk)
     if 'dilated' in kwargs:  # GluonCV's spelling of output_stride=8
         dilated = kwargs.pop('dilated')
         if dilated and kwargs.setdefault('output_stride', 8) != 8:
             raise ValueError('dilated=True means output_stride=8, got output_stride=%r'
                              % kwargs['output_stride'])
-    unknown = sorted(set(kwargs) - set(_TRUNK_ARGS))
+    unknown = sorted(set(kwargs) - set(allowed))
     if unknown:
         raise TypeError('%s: unknown argument%s %s; allowed: pretrained, root, ctx, classes, '
                         'dilated, %s' % (name, 's' if len(unknown) > 1 else '',
-                                         ', '.join(unknown), ', '.join(_TRUNK_ARGS)))
+                                         ', '.join(unknown), ', '.join(allowed)))
     return kwargs
 
 
@@ -127,8 +136,8 @@ def get_model(name, pretrained=False, root=None, ctx=None, classes=1000, **kwarg
     ``net.initialize()``.
     """
     info = get_model_info(name)
-    arch = dict(info.arch, **_trunk_kwargs(name, kwargs))
-    net = ResNeSt(classes=classes, **arch)
+    arch = dict(info.arch, **_trunk_kwargs(name, kwargs, info.trunk))
+    net = TRUNKS[info.trunk](classes=classes, **arch)
     net.info = info
     if pretrained:
         from .store import load_pretrained
