@@ -1,5 +1,6 @@
 """Segmentation: GluonCV weight parity, any input size, metrics, multi-scale inference, losses,
 data readers and transforms, scenes, export."""
+import json
 import os
 import random
 
@@ -483,3 +484,31 @@ def test_published_weights_through_the_store_for_other_classes_and_without_aux(t
             else:
                 np.testing.assert_array_equal(value, expected[key], err_msg=key)
         net(mx.nd.zeros((1, 3, 32, 32)))  # every parameter initialized
+
+
+def test_the_demo_end_to_end_small_under_two_processes(tmp_path):
+    """The demo's whole flow on a small fake Fashion-MNIST: scenes, garment pretraining and
+    DeepLabV3 training under horovodrun -np 2 (python -m gluon_resnest.commands...), test
+    scenes evaluated once per mode across both ranks, export, summary."""
+    from helpers import require_horovodrun, write_raw_fashion_mnist
+    from gluon_resnest.segmentation.demo import run_demo
+    require_horovodrun()
+    rng = np.random.RandomState(0)
+    labels = np.repeat(np.arange(10), 12).astype(np.uint8)
+    garments = (rng.rand(len(labels), 28, 28) * 60).astype(np.uint8)
+    garments[:, 6:22, 8:20] += (100 + 10 * labels)[:, None, None]  # a bright body per class
+    src = write_raw_fashion_mnist(str(tmp_path / 'raw'), garments, labels)
+    summary = run_demo(str(tmp_path / 'scenes'), str(tmp_path / 'run'), processes=2,
+                       progress=False, log=lambda *_: None, scene_counts=(16, 8, 6),
+                       source=src, pretrain=dict(epochs=1, batch_size=16, max_iters=2),
+                       epochs=1, batch_size=4, max_iters=2)
+    assert summary['processes'] == 2 and summary['epochs'] == 1
+    for key in ('test_miou', 'test_miou_multi_scale_flip', 'val_miou'):
+        assert 0 <= summary[key] <= 100
+    # the scores are those the ranks wrote for the test split, one file per mode
+    single = json.load(open(str(tmp_path / 'run' / 'test-single_scale.json')))
+    multi = json.load(open(str(tmp_path / 'run' / 'test-multi_scale_flip.json')))
+    assert single['split'] == multi['split'] == 'test' and multi['multi_scale']
+    assert round(single['miou'], 2) == summary['test_miou']
+    assert single['pixels'] == 6 * 64 * 64  # every test pixel once, across both ranks
+    assert os.path.isfile(summary['symbol']) and os.path.isfile(summary['params'])

@@ -13,6 +13,7 @@ from ..argtypes import non_negative_int, positive_int
 from ..segmentation.data import DATASETS, SegmentationDataError
 from ..segmentation.evaluate import evaluate_split, load_segmentation
 from ..segmentation.predict import MULTI_SCALES
+from ..training.checkpoint import write_json
 
 
 def main(argv=None):
@@ -30,6 +31,9 @@ def main(argv=None):
     parser.add_argument('--batch-size', type=positive_int, default=1,
                         help='images of one size only (above 1)')
     parser.add_argument('--workers', type=non_negative_int, default=0)
+    parser.add_argument('--out', help='also write the scores (with per-class IoU) to this JSON '
+                        'file')
+    parser.add_argument('--no-progress', action='store_true')
     args = parser.parse_args(argv)
     try:
         net, config = load_segmentation(args.checkpoint, args.symbol, args.params,
@@ -40,7 +44,8 @@ def main(argv=None):
         scales, flip = (MULTI_SCALES, True) if args.multi_scale else ((1.0,), False)
         scores = evaluate_split(net, args.dataset, args.data_root, args.split, classes,
                                 config['backbone'], scales, flip, args.batch_size,
-                                args.workers, config.get('ignore_label', 255), progress=True)
+                                args.workers, config.get('ignore_label', 255),
+                                progress=not args.no_progress)
     except (ValueError, FileNotFoundError, SegmentationDataError) as err:
         sys.exit('error: %s' % err)
     if int(os.environ.get('HOROVOD_RANK', 0)) == 0:
@@ -48,6 +53,8 @@ def main(argv=None):
                               miou=round(scores['miou'], 2),
                               pixel_acc=round(scores['pixel_acc'], 2),
                               pixels=scores['pixels'])))
+        if args.out:
+            write_json(args.out, dict(scores, split=args.split, multi_scale=args.multi_scale))
 
 
 if __name__ == '__main__':

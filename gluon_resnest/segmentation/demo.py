@@ -11,8 +11,8 @@ from ..analysis.seeds import mean_std
 from ..runtime import cpu_threads_per_process
 from ..training.checkpoint import write_json
 from ..training.distributed import launch_command, run_ranks
-from .predict import MULTI_SCALES
-from .scenes import SCENE_CLASSES, build_pretraining_records, build_scenes
+from ..training.fashion_mnist import DEFAULT_SOURCE
+from .scenes import SCENE_CLASSES, SCENE_COUNTS, build_pretraining_records, build_scenes
 
 __all__ = ['DEMO', 'demo_training_flags', 'run_demo', 'compare_backbones']
 
@@ -27,15 +27,20 @@ PRETRAIN = dict(epochs=2, batch_size=128, base_lr=0.2, wd=1e-4, warmup_epochs=0,
                 min_scale=0.8, jitter=0, lighting=0, dropblock_prob=0)
 
 
-def demo_training_flags(data_root, save_dir, seed=0, **overrides):
-    """train/train_segmentation.py flags of the demo (``overrides`` replace DEMO's values)."""
-    settings = dict(DEMO, **overrides)
-    flags = ['--dataset', 'voc', '--data-root', data_root, '--classes', str(len(SCENE_CLASSES)),
-             '--train-split', 'train', '--val-split', 'val', '--save-dir', save_dir,
-             '--seed', str(seed), '--workers', '1', '--resume']
+def _as_flags(settings):
+    """{'base_lr': 0.02, ...} -> ['--base-lr', '0.02', ...]"""
+    flags = []
     for key, value in sorted(settings.items()):
         flags += ['--' + key.replace('_', '-'), str(value)]
     return flags
+
+
+def demo_training_flags(data_root, save_dir, seed=0, **overrides):
+    """train/train_segmentation.py flags of the demo (``overrides`` replace DEMO's values)."""
+    return ['--dataset', 'voc', '--data-root', data_root, '--classes', str(len(SCENE_CLASSES)),
+            '--train-split', 'train', '--val-split', 'val', '--save-dir', save_dir,
+            '--seed', str(seed), '--workers', '1', '--resume'] + _as_flags(dict(DEMO,
+                                                                              **overrides))
 
 
 def _run(command, flags, processes, progress, log_path):
@@ -46,57 +51,64 @@ def _run(command, flags, processes, progress, log_path):
               log_path, processes)
 
 
-def _pretrain(records, save_dir, backbone, processes, seed, progress):
-    """Classification pretraining of ``backbone`` (model chosen on the held-out garments);
-    returns the chosen checkpoint folder."""
+def _pretrain(records, save_dir, backbone, processes, seed, progress, pretrain=None):
+    """Classification pretraining of ``backbone`` (model chosen on the held-out garments;
+    ``pretrain`` overrides PRETRAIN's values); returns the chosen checkpoint folder."""
     flags = ['--model', backbone, '--classes', '10', '--rec-train', records['train'],
              '--rec-val', records['val'], '--save-dir', save_dir, '--seed', str(seed),
-             '--workers', '2', '--resume']
-    for key, value in sorted(PRETRAIN.items()):
-        flags += ['--' + key.replace('_', '-'), str(value)]
+             '--workers', '2', '--resume'] + _as_flags(dict(PRETRAIN, **(pretrain or {})))
     _run('train', flags, processes, progress, os.path.join(save_dir, 'ranks.log'))
     return os.path.join(save_dir, 'best')
 
 
-def _train(data_root, records, save_dir, processes, seed, progress, overrides):
+def _train(data_root, records, save_dir, processes, seed, progress, overrides, pretrain=None):
     backbone = overrides.get('backbone', DEMO['backbone'])
     base = _pretrain(records, os.path.join(save_dir, 'pretrain'), backbone, processes, seed,
-                     progress)
+                     progress, pretrain)
     flags = demo_training_flags(data_root, save_dir, seed, pretrained_base=base, **overrides)
     _run('train_segmentation', flags, processes, progress,
          os.path.join(save_dir, 'ranks.log'))
 
 
-def _test(save_dir, data_root, multi_scale=True):
-    """Scores of the checkpoint chosen on validation (``best/``) on the test scenes: the only
-    time the test split is read."""
-    from .evaluate import evaluate_split, load_segmentation
-    net, config = load_segmentation(os.path.join(save_dir, 'best'))
-    runs = {'single_scale': ((1.0,), False)}
-    if multi_scale:
-        runs['multi_scale_flip'] = (MULTI_SCALES, True)
-    return net, config, {name: evaluate_split(net, 'voc', data_root, 'test', config['classes'],
-                                              config['backbone'], scales, flip,
-                                              batch_size=50, workers=0)
-                         for name, (scales, flip) in runs.items()}
+def _test(save_dir, data_root, processes, multi_scale=True, progress=False):
+    """Scores of the checkpoint chosen on validation (``best/``) on the test scenes, the only
+    time the test split is read: single-scale and (``multi_scale``) multi-scale with flips,
+    each split across ``processes`` ranks (eval/evaluate_segmentation.py)."""
+    runs = [('single_scale', [])] + ([('multi_scale_flip', ['--multi-scale'])]
+                                     if multi_scale else [])
+    results = {}
+    for name, flags in runs:
+        out = os.path.join(save_dir, 'test-%s.json' % name)
+        _run('evaluate_segmentation', ['--checkpoint', os.path.join(save_dir, 'best'),
+                                       '--dataset', 'voc', '--data-root', data_root,
+                                       '--split', 'test', '--batch-size', '50', '--out', out]
+             + flags, processes, progress, os.path.join(save_dir, 'ranks.log'))
+        with open(out) as f:
+            results[name] = json.load(f)
+    return results
 
 
-def run_demo(data_dir, save_dir, processes=2, seed=0, progress=True, log=print, **overrides):
-    """The whole demo; returns the summary dict (also written to ``save_dir/summary.json``)."""
+def run_demo(data_dir, save_dir, processes=2, seed=0, progress=True, log=print,
+             scene_counts=SCENE_COUNTS, pretrain=None, source=DEFAULT_SOURCE, **overrides):
+    """The whole demo; returns the summary dict (also written to ``save_dir/summary.json``).
+    ``overrides`` replace DEMO's training settings, ``pretrain`` PRETRAIN's; ``scene_counts``
+    (train, val, test) and ``source`` (Fashion-MNIST's idx files) make smaller runs."""
     start = time.time()
     log('[1/4] Fashion-MNIST scenes (VOC layout) in %s' % data_dir)
-    build_scenes(data_dir)
-    records = build_pretraining_records(os.path.join(data_dir, 'pretrain'))
+    build_scenes(data_dir, counts=scene_counts, source=source)
+    records = build_pretraining_records(os.path.join(data_dir, 'pretrain'), source=source)
     log('[2/4] pretraining %s on the training garments, then DeepLabV3 on the training scenes '
         '(%d process(es)); models chosen on validation' % (
             overrides.get('backbone', DEMO['backbone']), processes))
-    _train(data_dir, records, save_dir, processes, seed, progress, overrides)
+    _train(data_dir, records, save_dir, processes, seed, progress, overrides, pretrain)
     train_seconds = time.time() - start
     log('[3/4] evaluating the chosen checkpoint once on the test scenes (single- and '
         'multi-scale)')
-    net, config, test = _test(save_dir, data_dir)
+    test = _test(save_dir, data_dir, processes, progress=progress)
     log('[4/4] exporting for deployment')
     from .deploy import export_segmentation
+    from .evaluate import load_segmentation
+    net, config = load_segmentation(os.path.join(save_dir, 'best'))
     prefix = os.path.join(save_dir, 'deploy', 'deeplabv3_' + config['backbone'])
     sym, params = export_segmentation(net, prefix, (1, 3, 64, 64))
     with open(os.path.join(save_dir, 'metrics.jsonl')) as f:
@@ -133,7 +145,7 @@ def compare_backbones(data_dir, save_root, backbones=('resnest14_small', 'resnet
             tic = time.time()
             _train(data_dir, records, save_dir, processes, seed, False,
                    dict(overrides, backbone=backbone))
-            _, _, test = _test(save_dir, data_dir, multi_scale=False)
+            test = _test(save_dir, data_dir, processes, multi_scale=False)
             with open(os.path.join(save_dir, 'metrics.jsonl')) as f:
                 history = [json.loads(line) for line in f]
             rows.append(dict(backbone=backbone, seed=seed,

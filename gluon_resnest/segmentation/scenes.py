@@ -22,13 +22,22 @@ from ..training.fashion_mnist import CLASSES as GARMENTS
 from ..training.fashion_mnist import (DEFAULT_SOURCE, ensure_source, load_split,
                                       records_exist, write_records)
 
-__all__ = ['SCENE_CLASSES', 'SOURCE_SPLITS', 'compose_scene', 'build_scenes',
+__all__ = ['SCENE_CLASSES', 'SCENE_COUNTS', 'SOURCE_SPLITS', 'compose_scene', 'build_scenes',
            'build_pretraining_records']
 
 SCENE_CLASSES = ('background',) + GARMENTS
-# scene split -> (Fashion-MNIST split, range of its images)
-SOURCE_SPLITS = {'train': ('train', (0, 50000)), 'val': ('train', (50000, 60000)),
-                 'test': ('test', (0, 10000))}
+# scene split -> (Fashion-MNIST split, fraction range of its images): of the 60,000 training
+# images 0-49,999 make training scenes and 50,000-59,999 validation scenes
+SOURCE_SPLITS = {'train': ('train', (0, 5 / 6)), 'val': ('train', (5 / 6, 1)),
+                 'test': ('test', (0, 1))}
+
+
+def _source_range(split, count):
+    """(first, end) indices of ``split``'s images in a source split of ``count`` images."""
+    lo, hi = SOURCE_SPLITS[split][1]
+    return int(round(lo * count)), int(round(hi * count))
+# scenes per split (train, val, test) of the demo
+SCENE_COUNTS = (3000, 500, 1000)
 # a fixed palette for the label PNGs (VOC-style: the file stores class indices)
 _PALETTE = np.random.RandomState(7).randint(0, 256, (256, 3)).astype(np.uint8)
 _PALETTE[0] = 0
@@ -71,7 +80,7 @@ def _overlap(a, b):
     return h * w / float(min(sa, sb) ** 2)
 
 
-def build_scenes(out_dir, counts=(3000, 500, 1000), size=64, seed=0, source=DEFAULT_SOURCE,
+def build_scenes(out_dir, counts=SCENE_COUNTS, size=64, seed=0, source=DEFAULT_SOURCE,
                  install=True):
     """Write ``out_dir`` in the VOC layout (JPEGImages/, SegmentationClass/,
     ImageSets/Segmentation/{train,val,test}.txt) with ``counts`` scenes per split; returns
@@ -93,9 +102,10 @@ def build_scenes(out_dir, counts=(3000, 500, 1000), size=64, seed=0, source=DEFA
             os.makedirs(os.path.join(tmp, sub))
         loaded = {}
         for split, count in zip(('train', 'val', 'test'), counts):
-            source_split, (lo, hi) = SOURCE_SPLITS[split]
+            source_split = SOURCE_SPLITS[split][0]
             if source_split not in loaded:
                 loaded[source_split] = load_split(source, source_split)
+            lo, hi = _source_range(split, len(loaded[source_split][1]))
             images, labels = (a[lo:hi] for a in loaded[source_split])
             rng = np.random.RandomState([seed, ('train', 'val', 'test').index(split)])
             ids = []
@@ -129,6 +139,6 @@ def build_pretraining_records(out_dir, source=DEFAULT_SOURCE, install=True):
             continue
         if images is None:
             images, labels = load_split(ensure_source(source, install), 'train')
-        lo, hi = SOURCE_SPLITS[split][1]
+        lo, hi = _source_range(split, len(labels))
         write_records(prefix, images[lo:hi], labels[lo:hi])
     return paths
