@@ -22,8 +22,10 @@ DEMO = dict(backbone='resnest14_small', output_stride=16, aspp_rates='2,4,6', he
             base_size=64, crop_size=64, min_scale=0.75, max_scale=1.5, epochs=7, batch_size=16,
             base_lr=0.02, head_lr_mult=10.0, warmup_epochs=0)
 # backbone pretraining on the 28 px garments: the main job's recipe, a short schedule (without
-# DropBlock, a regularizer for long schedules that costs a fifth of the speed here)
-PRETRAIN = dict(epochs=2, batch_size=128, base_lr=0.2, wd=1e-4, warmup_epochs=0, mixup_alpha=0,
+# DropBlock, a regularizer for long schedules that costs a fifth of the speed here). Its length
+# matters most (validation mIoU after the 7 segmentation epochs: 51.1 with 2 epochs, 54.8 with
+# 4); 3 keeps the whole demo within 15 minutes.
+PRETRAIN = dict(epochs=3, batch_size=128, base_lr=0.2, wd=1e-4, warmup_epochs=0, mixup_alpha=0,
                 min_scale=0.8, jitter=0, lighting=0, dropblock_prob=0)
 
 
