@@ -9,5 +9,6 @@ from .layers import DropBlock, SplitAttention, SplitAttentionConv, deploy_mode, 
 from .zoo import ModelInfo, PretrainedWeightsError, get_model, get_model_info, list_models
 from .zoo.models import *  # noqa: F401,F403
 from .zoo.regnet_models import *  # noqa: F401,F403
+from .zoo.fbnet_models import *  # noqa: F401,F403
 
 __version__ = '0.1.0'

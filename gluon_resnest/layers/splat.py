@@ -63,14 +63,12 @@ def _splits(F, x, radix, channels):
 
     Channel slices rather than ``split``: MXNet's ONNX exporter writes ``split`` in a form that
     opset-18+ runtimes reject, while slices export everywhere (and run on oneDNN). oneDNN keeps
-    maps in blocks of 8 or 16 channels and cannot slice through a block, so other widths go
-    through a (N, radix, C, ...) reshape, which returns to the plain layout first.
+    maps in blocks of 8 or 16 channels and cannot slice through a block, so other widths are
+    first brought back to the plain layout by a same-shape reshape (exported as a no-op).
     """
-    if channels % 16 == 0:
-        return [F.slice(x, begin=(None, r * channels), end=(None, (r + 1) * channels))
-                for r in range(radix)]
-    parts = F.reshape(x, (0, -4, radix, -1, -2))
-    return [F.reshape(F.slice_axis(parts, axis=1, begin=r, end=r + 1), (0, -3, -2))
+    if channels % 16:
+        x = F.reshape(x, (0, 0, 0, 0))
+    return [F.slice(x, begin=(None, r * channels), end=(None, (r + 1) * channels))
             for r in range(radix)]
 
 

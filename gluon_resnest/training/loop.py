@@ -148,6 +148,9 @@ def train(cfg, comm=None, log=print):
     if cfg.final_drop is not None:
         kwargs['final_drop'] = cfg.final_drop
     net = get_model(cfg.model, classes=cfg.classes, **kwargs)
+    if cfg.dropblock_prob > 0 and not set_drop_prob(net, 0.0):
+        raise ValueError('--dropblock-prob %g: %s has no DropBlock layers; pass '
+                         '--dropblock-prob 0' % (cfg.dropblock_prob, cfg.model))
     # every layer knows its input channels, so this allocates all weights now; no forward pass
     # before the broadcast below: an inference call would reorder weights into oneDNN layouts,
     # which Horovod cannot read

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 import mxnet as mx
 
+from ..backbone.fbnet import FBNet
 from ..backbone.regnet import RegNet
 from ..backbone.resnet import ResNeSt
 
@@ -15,7 +16,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _REGISTRY = {}
 # the trunk families: a model's ``arch`` holds the arguments of one of them
-TRUNKS = {'resnest': ResNeSt, 'regnet': RegNet}
+TRUNKS = {'resnest': ResNeSt, 'regnet': RegNet, 'fbnet': FBNet}
 
 
 def _trunk_args(trunk):
