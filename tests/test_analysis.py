@@ -50,12 +50,18 @@ def test_benchmark_command_prints_one_json_line_per_measurement():
                            '--train-size', '32', '--repeats', '1', '--train-repeats', '1'],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    peak, *records = [json.loads(line) for line in proc.stdout.splitlines()]
     net = gr.get_model('resnest14_small')
     net.initialize()
     assert [r['mode'] for r in records] == ['inference', 'training']
+    assert peak['conv_peak_gmacs'] > 0
     for r in records:
         assert r['img_per_s'] > 0 and r['peak_rss_mb'] > 0 and r['params'] == count_params(net)
+        # img/s x multiply-adds per image (x3 for a training step) over the measured peak
+        work = r['img_per_s'] * count_flops(net, (1, 3, r['size'], r['size'])) * (
+            3 if r['mode'] == 'training' else 1) / 1e9
+        assert r['fraction_of_conv_peak'] == pytest.approx(work / peak['conv_peak_gmacs'],
+                                                           abs=2e-3)
     bad = subprocess.run([sys.executable, os.path.join(ROOT, 'eval', 'benchmark.py'),
                           '--batch-size', '0'], capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0
@@ -102,3 +108,33 @@ def test_profile_command_times_every_convolution_of_the_model(tmp_path):
     assert float(rows['Convolution'][0]) == _count_blocks(net, mx.gluon.nn.Conv2D)
     assert float(rows['BatchNorm'][0]) == _count_blocks(net, mx.gluon.nn.BatchNorm)
     assert sum(float(r[2]) for r in rows.values()) == pytest.approx(100, abs=1)
+
+
+def test_benchmark_compares_with_timm_through_the_peers_environment(tmp_path):
+    """--compare timm runs analysis/peer_benchmark.py with the peers' python (here a stand-in
+    that answers like it) and prints its figure, the ratio and the fraction of the peak; a
+    missing environment is one line naming make bench-env."""
+    fake = tmp_path / 'python'
+    fake.write_text('#!/bin/sh\necho "$@" > %s\necho \'{"img_per_s": 4.0, "median_ms": 500.0, '
+                    '"peer_model": "resnest14d"}\'\n' % (tmp_path / 'args'))
+    fake.chmod(0o755)
+    cmd = [sys.executable, os.path.join(ROOT, 'eval', 'benchmark.py'), '--model', 'resnest14',
+           '--mode', 'inference', '--size', '32', '--batch-size', '2', '--repeats', '1',
+           '--compare', 'timm']
+    proc = subprocess.run(cmd + ['--peer-python', str(fake)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    ours, timm, ratio = lines[1:]
+    assert timm['impl'] == 'timm' and timm['img_per_s'] == 4.0 and 'fraction_of_conv_peak' in timm
+    assert ratio['speedup'] == round(ours['img_per_s'] / 4.0, 2)
+    args = (tmp_path / 'args').read_text().split()
+    assert args[0].endswith('peer_benchmark.py') and args[args.index('--model') + 1] == \
+        'resnest14d' and args[args.index('--size') + 1] == '32'
+    missing = subprocess.run(cmd + ['--peer-python', str(tmp_path / 'none')],
+                             capture_output=True, text=True, timeout=300)
+    assert missing.returncode != 0 and 'make bench-env' in missing.stderr
+    assert 'Traceback' not in missing.stderr
+    other = subprocess.run(cmd[:3] + ['resnest14_small', '--compare', 'timm'],
+                           capture_output=True, text=True, timeout=300)
+    assert other.returncode != 0 and 'timm has no resnest14_small' in other.stderr

@@ -11,7 +11,8 @@ import numpy as np
 
 __all__ = ['inference_step', 'training_step', 'time_inference', 'time_training',
            'time_onnxruntime', 'rss_mb',
-           'peak_rss_mb', 'INFERENCE_BATCH', 'TRAINING_BATCH', 'TRAINING_SIZE']
+           'peak_rss_mb', 'INFERENCE_BATCH', 'TRAINING_BATCH', 'TRAINING_SIZE',
+           'conv_peak_gmacs', 'time_peer']
 
 # the speed issue's settings: inference batch 8 (at the model's eval crop), training batch 16
 # at 128 px
@@ -121,3 +122,42 @@ def time_onnxruntime(path, batch_size=INFERENCE_BATCH, size=224, threads=None, w
     result['threads'] = options.intra_op_num_threads
     result['rss_mb'] = rss_mb()
     return result
+
+
+def conv_peak_gmacs(ctx=None, repeats=10):
+    """The machine's float32 convolution throughput through MXNet (billion multiply-adds per
+    second): a 3x3, 256-to-256-channel convolution on a batch of 8 maps of 28 x 28, the kind of
+    layer that runs fastest; what a model's img/s x multiply-adds per image is compared to."""
+    ctx = ctx or mx.cpu()
+    conv = mx.gluon.nn.Conv2D(256, 3, padding=1, in_channels=256, use_bias=False)
+    conv.initialize(ctx=ctx)
+    conv.hybridize(static_alloc=True, static_shape=True)
+    x = mx.nd.random.uniform(shape=(8, 256, 28, 28), ctx=ctx)
+    macs = 8 * 28 * 28 * 256 * 256 * 9
+    result = _median_rate(lambda: conv(x).wait_to_read(), 1, 3, repeats)
+    return macs * result['img_per_s'] / 1e9
+
+
+def time_peer(python, model, impl, mode, batch_size, size, repeats, threads=None):
+    """Runs ``peer_benchmark.py`` (timm on PyTorch, or timm's ONNX export in ONNX Runtime) with
+    the peers' ``python`` and returns its measurement; FileNotFoundError names the missing
+    environment, RuntimeError carries the peer's own error."""
+    import json
+    import os
+    import subprocess
+    if not python or not os.path.isfile(python):
+        raise FileNotFoundError('the peers\' environment %s is missing: make bench-env (a '
+                                'separate venv with torch, timm and onnxruntime), or pass '
+                                '--peer-python' % (python or '(none given)'))
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'peer_benchmark.py')
+    threads = threads or int(os.environ.get('OMP_NUM_THREADS', 0)) or \
+        len(os.sched_getaffinity(0))
+    proc = subprocess.run([python, script, '--model', model, '--impl', impl, '--mode', mode,
+                           '--batch-size', str(batch_size), '--size', str(size),
+                           '--repeats', str(repeats), '--threads', str(threads)],
+                          capture_output=True, text=True)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith('{')]
+    if proc.returncode or not lines:
+        raise RuntimeError('%s %s failed: %s' % (impl, model, (proc.stderr.strip().splitlines()
+                                                              or ['no output'])[-1]))
+    return json.loads(lines[-1])

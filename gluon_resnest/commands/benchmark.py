@@ -1,9 +1,12 @@
-"""Speed, memory, parameters and FLOPs of a zoo model, optionally against GluonCV's model of the
-same name, or against the model's own ONNX export in ONNX Runtime (inference), measured the same
-way in the same process. Prints one JSON line per measurement.
+"""Speed, memory, parameters and FLOPs of a zoo model, optionally against what a user would pick
+instead, measured the same way in one run: GluonCV's model of the same name, the model's own ONNX
+export in ONNX Runtime (inference), timm's model on PyTorch or timm's ONNX export in ONNX Runtime
+(in the peers' separate environment, `make bench-env`). Prints one JSON line per measurement,
+each with the machine's measured convolution peak and the fraction of it the figure reaches.
 
     python eval/benchmark.py --model resnest50 --compare gluoncv
     python eval/benchmark.py --model resnest50 --mode inference --compare onnxruntime
+    python eval/benchmark.py --model resnest50 --compare timm,timm-onnxruntime
     python eval/benchmark.py --model resnest50 --mode training --compare no-dropblock
 """
 import argparse
@@ -17,9 +20,26 @@ from .. import get_model, get_model_info, list_models
 from ..analysis import (INFERENCE_BATCH, TRAINING_BATCH, TRAINING_SIZE,
                         count_flops, count_params, peak_rss_mb, time_inference,
                         time_training)
-from ..analysis.benchmark import time_onnxruntime
+from ..analysis.benchmark import conv_peak_gmacs, time_onnxruntime, time_peer
 from ..deploy import export_onnx
 from ..argtypes import positive_int
+
+
+COMPARISONS = ('gluoncv', 'onnxruntime', 'no-dropblock', 'timm', 'timm-onnxruntime')
+# zoo name -> timm's name of the same network
+TIMM_NAMES = {'resnest14': 'resnest14d', 'resnest26': 'resnest26d', 'resnest50': 'resnest50d',
+              'resnest101': 'resnest101e', 'resnest200': 'resnest200e',
+              'resnest269': 'resnest269e', 'resnest50_fast_1s4x24d': 'resnest50d_1s4x24d',
+              'resnest50_fast_4s2x40d': 'resnest50d_4s2x40d', 'regnety_4gf': 'regnety_040'}
+
+
+def _comparisons(text):
+    names = [name for name in text.split(',') if name]
+    unknown = sorted(set(names) - set(COMPARISONS))
+    if unknown or not names:
+        raise argparse.ArgumentTypeError('%r: choose from %s (comma-separated)'
+                                         % (text, ', '.join(COMPARISONS)))
+    return names
 
 
 def build(impl, name, mode, size, dropblock_prob):
@@ -36,11 +56,18 @@ def build(impl, name, mode, size, dropblock_prob):
 
 
 def measure(impl, args, mode):
-    if impl == 'onnxruntime' and mode != 'inference':
+    if impl in ('onnxruntime', 'timm-onnxruntime') and mode != 'inference':
         return None  # ONNX Runtime's CPU provider does not train
     if impl == 'no-dropblock' and mode != 'training':
         return None  # DropBlock is an identity in inference
     size = args.size if mode == 'inference' else args.train_size
+    if impl.startswith('timm'):
+        batch = args.batch_size if mode == 'inference' else args.train_batch_size
+        result = time_peer(args.peer_python, TIMM_NAMES[args.model], impl, mode, batch, size,
+                           args.repeats if mode == 'inference' else args.train_repeats)
+        return dict(model=args.model, impl=impl, mode=mode, batch_size=batch, size=size,
+                    **{k: round(v, 3) if isinstance(v, float) else v
+                       for k, v in result.items()})
     net = build('gluon_resnest' if impl in ('onnxruntime', 'no-dropblock') else impl, args.model,
                 mode, size, 0.0 if impl == 'no-dropblock' else args.dropblock_prob)
     if impl == 'onnxruntime':
@@ -78,26 +105,44 @@ def main(argv=None):
     parser.add_argument('--train-repeats', type=positive_int, default=5)
     parser.add_argument('--dropblock-prob', type=float, default=0.1,
                         help='DropBlock rate while training (GluonCV builds 0.1 in)')
-    parser.add_argument('--compare', choices=['gluoncv', 'onnxruntime', 'no-dropblock'],
-                        default=None,
-                        help="also measure GluonCV's model of the same name, this model "
-                             "exported to ONNX in ONNX Runtime (inference only), or this model "
-                             "training without DropBlock (DropBlock's cost), and print the "
-                             "ratio")
+    parser.add_argument('--compare', type=_comparisons, default=[],
+                        help="also measure (comma-separated): gluoncv (GluonCV's model of the "
+                             "same name), onnxruntime (this model's ONNX export, inference), "
+                             "no-dropblock (training without DropBlock: its cost), timm "
+                             "(timm's model on PyTorch) or timm-onnxruntime (timm's ONNX "
+                             "export); prints each ratio")
+    parser.add_argument('--peer-python', default=os.environ.get(
+        'GLUON_RESNEST_PEERS', os.path.join('.bench-venv', 'bin', 'python')),
+                        help="the peers' environment for timm (default .bench-venv, made by "
+                             "make bench-env; or $GLUON_RESNEST_PEERS)")
     args = parser.parse_args(argv)
     if args.size is None:
         args.size = get_model_info(args.model).eval_crop
+    if any(c.startswith('timm') for c in args.compare) and args.model not in TIMM_NAMES:
+        parser.error('timm has no %s; --compare timm works for %s'
+                     % (args.model, ', '.join(sorted(TIMM_NAMES))))
     modes = ['inference', 'training'] if args.mode == 'both' else [args.mode]
-    impls = ['gluon_resnest'] + ([args.compare] if args.compare else [])
+    impls = ['gluon_resnest'] + args.compare
+    peak = conv_peak_gmacs()
+    print(json.dumps(dict(conv_peak_gmacs=round(peak, 1))), flush=True)
     for mode in modes:
-        results = {impl: measure(impl, args, mode) for impl in impls}
+        try:
+            results = {impl: measure(impl, args, mode) for impl in impls}
+        except (FileNotFoundError, RuntimeError) as err:
+            raise SystemExit('error: %s' % err)
         results = {impl: record for impl, record in results.items() if record is not None}
+        macs = count_flops(build('gluon_resnest', args.model, 'inference', 0, 0.0),
+                           (1, 3) + (results['gluon_resnest']['size'],) * 2)
         for record in results.values():
+            # a training step is about three passes (forward, two backward products)
+            work = macs * (3 if mode == 'training' else 1) * record['img_per_s'] / 1e9
+            record['fraction_of_conv_peak'] = round(work / peak, 3)
             print(json.dumps(record), flush=True)
-        if args.compare in results:
-            ratio = results['gluon_resnest']['img_per_s'] / results[args.compare]['img_per_s']
-            print(json.dumps(dict(model=args.model, mode=mode, compare=args.compare,
-                                  speedup=round(ratio, 2))), flush=True)
+        for impl in args.compare:
+            if impl in results:
+                ratio = results['gluon_resnest']['img_per_s'] / results[impl]['img_per_s']
+                print(json.dumps(dict(model=args.model, mode=mode, compare=impl,
+                                      speedup=round(ratio, 2))), flush=True)
 
 
 if __name__ == '__main__':

@@ -1,0 +1,99 @@
+"""Times what a CPU user would pick instead of gluon-resnest: timm's ResNeSt on PyTorch (eager,
+inference and training) and timm's model exported to ONNX in ONNX Runtime (inference), with the
+shapes and timing of ``analysis.benchmark`` (fixed random batch, warm-up, median of repeats).
+
+Runs in the peers' own environment (``make bench-env``: torch, timm, onnxruntime), never in the
+project's (MXNet needs numpy 1.23.5), so it imports nothing from gluon_resnest: ``eval/benchmark.py
+--compare timm`` runs this file by path with that environment's python and reads its one JSON
+line.
+
+    .bench-venv/bin/python gluon_resnest/analysis/peer_benchmark.py --model resnest50d \\
+        --impl timm --mode inference --batch-size 8 --size 224
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+
+def _median_rate(step, batch_size, warmup, repeats):
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    return {'img_per_s': batch_size / median, 'median_ms': median * 1e3,
+            'min_ms': min(times) * 1e3, 'repeats': repeats}
+
+
+def measure(model, impl, mode, batch_size, size, repeats, threads):
+    import torch
+    import timm
+    torch.set_num_threads(threads)
+    net = timm.create_model(model, pretrained=False)
+    x = torch.rand(batch_size, 3, size, size)
+    if mode == 'training':
+        if impl != 'timm':
+            raise SystemExit('error: %s does not train; --mode training needs --impl timm' % impl)
+        net.train()
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True,
+                                    weight_decay=1e-4)
+        y = torch.randint(0, 1000, (batch_size,))
+        loss_fn = torch.nn.CrossEntropyLoss()
+
+        def step():
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(net(x), y).backward()
+            optimizer.step()
+        return _median_rate(step, batch_size, 2, repeats)
+    net.eval()
+    if impl == 'timm':
+        def step():
+            with torch.inference_mode():
+                net(x)
+        return _median_rate(step, batch_size, 3, repeats)
+    import onnxruntime as ort
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, 'model.onnx')
+        torch.onnx.export(net, x[:1], path, input_names=['data'], output_names=['out'],
+                          dynamic_axes={'data': {0: 'batch'}, 'out': {0: 'batch'}},
+                          opset_version=17, dynamo=False)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        options.log_severity_level = 3
+        session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+    data = x.numpy()
+    return _median_rate(lambda: session.run(None, {'data': data}), batch_size, 3, repeats)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--model', required=True, help='timm model name')
+    parser.add_argument('--impl', choices=['timm', 'timm-onnxruntime'], default='timm')
+    parser.add_argument('--mode', choices=['inference', 'training'], default='inference')
+    parser.add_argument('--batch-size', type=int, default=8)
+    parser.add_argument('--size', type=int, default=224)
+    parser.add_argument('--repeats', type=int, default=10)
+    parser.add_argument('--threads', type=int,
+                        default=int(os.environ.get('OMP_NUM_THREADS', 0)) or
+                        len(os.sched_getaffinity(0)))
+    args = parser.parse_args(argv)
+    try:
+        import timm
+        import torch
+    except ImportError as err:
+        sys.exit('error: %s; this runs in the peers\' environment (make bench-env)' % err)
+    result = measure(args.model, args.impl, args.mode, args.batch_size, args.size,
+                     args.repeats, args.threads)
+    print(json.dumps(dict(result, peer_model=args.model, threads=args.threads,
+                          torch=torch.__version__, timm=timm.__version__)))
+
+
+if __name__ == '__main__':
+    main()
