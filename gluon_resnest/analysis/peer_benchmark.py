@@ -18,6 +18,11 @@ import sys
 import tempfile
 import time
 
+# run by path, this folder comes first on sys.path, and its profile.py (MXNet's profiler)
+# would shadow the standard library's module that torch imports
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+
 
 def _median_rate(step, batch_size, warmup, repeats):
     for _ in range(warmup):
