@@ -3,11 +3,10 @@
 Inference: hybridized with static memory, predict mode, warm-up excluded, median over repeats.
 Training: forward, backward and a NAG update of a hybridized network on a fixed batch.
 """
-import statistics
-import time
-
 import mxnet as mx
 import numpy as np
+
+from .peer_benchmark import median_rate
 
 __all__ = ['inference_step', 'training_step', 'time_inference', 'time_training',
            'time_onnxruntime', 'rss_mb',
@@ -35,19 +34,6 @@ def rss_mb():
 def peak_rss_mb():
     """Peak resident memory of this process so far (MiB)."""
     return _proc_status('VmHWM')
-
-
-def _median_rate(step, batch_size, warmup, repeats):
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    median = statistics.median(times)
-    return {'img_per_s': batch_size / median, 'median_ms': median * 1e3,
-            'min_ms': min(times) * 1e3, 'repeats': repeats}
 
 
 def inference_step(net, batch_size=INFERENCE_BATCH, size=224, ctx=None, hybridize=True):
@@ -89,7 +75,7 @@ def time_inference(net, batch_size=INFERENCE_BATCH, size=224, ctx=None, warmup=3
                    hybridize=True):
     """Inference images per second of an initialized ``net``."""
     step = inference_step(net, batch_size, size, ctx, hybridize)
-    result = _median_rate(step, batch_size, warmup, repeats)
+    result = median_rate(step, batch_size, warmup, repeats)
     result['rss_mb'] = rss_mb()
     return result
 
@@ -98,7 +84,7 @@ def time_training(net, batch_size=TRAINING_BATCH, size=TRAINING_SIZE, classes=10
                   warmup=2, repeats=5):
     """Training images per second (forward, backward, NAG update) of an initialized ``net``."""
     step = training_step(net, batch_size, size, classes, ctx)
-    result = _median_rate(step, batch_size, warmup, repeats)
+    result = median_rate(step, batch_size, warmup, repeats)
     result['rss_mb'] = rss_mb()
     return result
 
@@ -118,7 +104,7 @@ def time_onnxruntime(path, batch_size=INFERENCE_BATCH, size=224, threads=None, w
     session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
     name = session.get_inputs()[0].name
     x = np.random.uniform(size=(batch_size, 3, size, size)).astype(np.float32)
-    result = _median_rate(lambda: session.run(None, {name: x}), batch_size, warmup, repeats)
+    result = median_rate(lambda: session.run(None, {name: x}), batch_size, warmup, repeats)
     result['threads'] = options.intra_op_num_threads
     result['rss_mb'] = rss_mb()
     return result
@@ -134,7 +120,7 @@ def conv_peak_gmacs(ctx=None, repeats=10):
     conv.hybridize(static_alloc=True, static_shape=True)
     x = mx.nd.random.uniform(shape=(8, 256, 28, 28), ctx=ctx)
     macs = 8 * 28 * 28 * 256 * 256 * 9
-    result = _median_rate(lambda: conv(x).wait_to_read(), 1, 3, repeats)
+    result = median_rate(lambda: conv(x).wait_to_read(), 1, 3, repeats)
     return macs * result['img_per_s'] / 1e9
 
 

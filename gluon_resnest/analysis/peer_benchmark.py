@@ -24,7 +24,9 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
 
-def _median_rate(step, batch_size, warmup, repeats):
+def median_rate(step, batch_size, warmup, repeats):
+    """Images per second of ``step`` (one batch) from the median of ``repeats`` timed calls
+    after ``warmup`` untimed ones; shared with ``analysis.benchmark``."""
     for _ in range(warmup):
         step()
     times = []
@@ -56,13 +58,13 @@ def measure(model, impl, mode, batch_size, size, repeats, threads):
             optimizer.zero_grad(set_to_none=True)
             loss_fn(net(x), y).backward()
             optimizer.step()
-        return _median_rate(step, batch_size, 2, repeats)
+        return median_rate(step, batch_size, 2, repeats)
     net.eval()
     if impl == 'timm':
         def step():
             with torch.inference_mode():
                 net(x)
-        return _median_rate(step, batch_size, 3, repeats)
+        return median_rate(step, batch_size, 3, repeats)
     import onnxruntime as ort
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, 'model.onnx')
@@ -74,7 +76,7 @@ def measure(model, impl, mode, batch_size, size, repeats, threads):
         options.log_severity_level = 3
         session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
     data = x.numpy()
-    return _median_rate(lambda: session.run(None, {'data': data}), batch_size, 3, repeats)
+    return median_rate(lambda: session.run(None, {'data': data}), batch_size, 3, repeats)
 
 
 def main(argv=None):

@@ -18,6 +18,7 @@ from ..analysis import count_flops, count_params
 from ..analysis.seeds import mean_std
 from ..argtypes import int_list, positive_int, seed_list
 from ..training.checkpoint import write_json, write_text
+from ..training.loop import save_figure
 from . import fashion_mnist
 
 # radix -> the zoo model of the main job's size with that radix
@@ -122,11 +123,7 @@ def plot_ablation(result, path):
     for ax in axes:
         ax.set_xlabel('radix (0 = ResNet-D)')
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    tmp = path + '.tmp.png'
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
 
 
 def main(argv=None):

@@ -357,6 +357,12 @@ def plot_curves(history, path, metric='val_top1', metric_label='validation top-1
     ax2.set_ylabel(metric_label)
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
+    save_figure(fig, path)
+
+
+def save_figure(fig, path):
+    """Write a matplotlib figure as a PNG atomically, then close it."""
+    import matplotlib.pyplot as plt
     fig.tight_layout()
     tmp = path + '.tmp.png'
     fig.savefig(tmp, dpi=100)
