@@ -92,6 +92,10 @@ def parse_args(argv=None):
                         help='color jitter (grayscale images: brightness/contrast only matter)')
     parser.add_argument('--lighting', type=float, default=0.0, help='PCA lighting noise')
     parser.add_argument('--fresh', action='store_true', help='discard earlier checkpoints')
+    parser.add_argument('--threaded-engine', action='store_true',
+                        help="MXNet's default threaded engine for the ranks: its oneDNN kernels "
+                             "make runs differ in the last bits; by default the ranks use the "
+                             "naive engine, so a run (resumed or not) replays exactly")
     args, extra = parser.parse_known_args(argv)
     for key, value in (LONGER if args.longer else DEFAULT).items():
         if getattr(args, key) is None:
@@ -127,6 +131,8 @@ def run_main_job(args, extra, log=_say):
         % (args.model, args.np, args.epochs))
     # explicit: this process's own setting (all cores) must not pass to every rank
     env = dict(os.environ, OMP_NUM_THREADS=str(cpu_threads_per_process(args.np)))
+    if not args.threaded_engine:  # bitwise reproducible; no slower for this model here
+        env.setdefault('MXNET_ENGINE_TYPE', 'NaiveEngine')
     try:
         run_ranks(training_command(args, rec, extra), env,
                   os.path.join(args.save_dir, 'ranks.log'), args.np)
