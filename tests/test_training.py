@@ -691,3 +691,20 @@ def test_a_killed_and_resumed_default_run_is_bitwise_identical_under_the_naive_e
     assert a.keys() == b.keys()
     for key in a:
         assert np.array_equal(a[key].asnumpy(), b[key].asnumpy()), key
+
+
+def test_main_job_trains_evaluates_and_exports_other_families_at_their_training_size(tmp_path):
+    """FBNet needs at least 32 px: the main job passes --input-size through, validates, tests
+    and exports at that size (the test set still read once)."""
+    from gluon_resnest.commands import fashion_mnist
+    images, labels = _garments(12)
+    src = write_raw_fashion_mnist(str(tmp_path / 'raw'), images, labels, *_garments(2, seed=1))
+    summary = fashion_mnist.run_main_job(*fashion_mnist.parse_args(
+        ['--source', src, '--data-dir', str(tmp_path / 'data'), '--save-dir',
+         str(tmp_path / 'run'), '--model', 'sa_fbnetv2_f1', '--np', '1', '--epochs', '1',
+         '--batch-size', '8', '--no-progress', '--input-size', '32', '--crop-ratio', '1',
+         '--dropblock-prob', '0', '--max-iters', '2']), log=lambda *_: None)
+    assert summary['test_samples'] == 20 and summary['model'] == 'sa_fbnetv2_f1'
+    sym = mx.sym.load(summary['symbol'])
+    _, out_shapes, _ = sym.infer_shape(data=(1, 3, 32, 32))
+    assert out_shapes == [(1, 10)]

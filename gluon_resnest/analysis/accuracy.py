@@ -76,14 +76,15 @@ def _classes_in(params):
 
 
 def evaluate_records(net, info, rec, classes=None, batch_size=64, crop=None, workers=2,
-                     comm=None, ctx=None, hybridize=True):
-    """Accuracy of ``net`` on ``rec`` with the model's evaluation preprocessing. Under
-    horovodrun each rank takes a shard and the counts are summed exactly. ``hybridize=False``
-    keeps a graph that is already optimized."""
+                     comm=None, ctx=None, hybridize=True, crop_ratio=None):
+    """Accuracy of ``net`` on ``rec`` with the model's evaluation preprocessing (``crop`` and
+    ``crop_ratio`` override the model's). Under horovodrun each rank takes a shard and the
+    counts are summed exactly. ``hybridize=False`` keeps a graph that is already optimized."""
     comm = comm or Comm()
     crop = crop or info.eval_crop
     loader = evaluation_loader(RecordDataset(rec, classes=classes), batch_size, info.mean,
-                               info.std, crop, info.crop_ratio, comm.rank, comm.size, workers)
+                               info.std, crop, crop_ratio or info.crop_ratio, comm.rank,
+                               comm.size, workers)
     comm.start()
     if hybridize:
         net.hybridize(static_alloc=True)

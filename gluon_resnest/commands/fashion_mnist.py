@@ -143,14 +143,21 @@ def run_main_job(args, extra, log=_say):
     train_seconds = time.time() - start
 
     log('[3/4] evaluating the checkpoint chosen on validation on the test set (its only use)')
-    net, info, classes = load_network(checkpoint=os.path.join(args.save_dir, 'best'))
-    test = evaluate_records(net, info, rec['test'], classes, batch_size=256)
+    best = os.path.join(args.save_dir, 'best')
+    net, info, classes = load_network(checkpoint=best)
+    # the preprocessing the run validated with (a model may train at another size than its
+    # ImageNet crop, e.g. FBNet at 32 px)
+    meta = read_meta(best)
+    config = meta['config']
+    size = config.get('input_size') or info.input_size
+    test = evaluate_records(net, info, rec['test'], classes, batch_size=256, crop=size,
+                            crop_ratio=config.get('crop_ratio') or info.crop_ratio)
 
     log('[4/4] exporting for deployment')
     prefix = os.path.join(args.save_dir, 'deploy', args.model)
-    sym_file, params_file = export_model(net, prefix, (1, 3, 28, 28))
+    sym_file, params_file = export_model(net, prefix, (1, 3, size, size))
     history = [json.loads(line) for line in open(os.path.join(args.save_dir, 'metrics.jsonl'))]
-    chosen = history[read_meta(os.path.join(args.save_dir, 'best'))['epoch']]
+    chosen = history[meta['epoch']]
     summary = dict(val_top1=round(chosen['val_top1'], 2), selected_epoch=chosen['epoch'],
                    test_top1=round(test['top1'], 2), test_top5=round(test['top5'], 2),
                    test_samples=test['samples'], epochs=len(history),
