@@ -627,36 +627,42 @@ def test_a_checkpoint_that_cannot_be_written_names_its_folder_and_leaves_nothing
     assert os.listdir(folder) == []
 
 
-def test_radix_ablation_trains_each_radix_by_the_main_job_and_tabulates(tmp_path, monkeypatch):
-    from gluon_resnest.commands import fashion_mnist, radix_ablation
+def test_model_comparison_trains_each_model_by_the_main_job_and_tabulates(tmp_path,
+                                                                         monkeypatch):
+    from gluon_resnest.commands import compare_models, fashion_mnist
     images, labels = _garments(8)
     test_images, test_labels = _garments(2, seed=1)
     src = write_raw_fashion_mnist(str(tmp_path / 'raw'), images, labels, test_images,
                                   test_labels)
     save_dir = tmp_path / 'ablation'
-    argv = ['--radices', '0,4', '--seeds', '3', '--epochs', '1', '--save-dir', str(save_dir),
-            '--source', src, '--data-dir', str(tmp_path / 'data'), '--np', '1',
-            '--batch-size', '16', '--no-progress']
-    radix_ablation.main(argv)
-    result = json.load(open(str(save_dir / 'ablation.json')))
-    assert [(r['radix'], r['model'], r['seed']) for r in result['runs']] == [
-        (0, 'resnetd14_small', 3), (4, 'resnest14_small_radix4', 3)]
+    argv = ['--models', 'resnetd14_small,resnest14_small_radix4', '--seeds', '3', '--epochs',
+            '1', '--save-dir', str(save_dir), '--source', src, '--data-dir',
+            str(tmp_path / 'data'), '--np', '1', '--batch-size', '16', '--no-progress']
+    compare_models.main(argv)
+    result = json.load(open(str(save_dir / 'comparison.json')))
+    assert [(r['model'], r['seed']) for r in result['runs']] == [
+        ('resnetd14_small', 3), ('resnest14_small_radix4', 3)]
     for row in result['runs']:  # each row is what that run's main job measured
         summary = json.load(open(str(save_dir / ('%s-seed3' % row['model']) / 'summary.json')))
         assert row['test_top1'] == summary['test_top1'] and summary['epochs'] == 1
         assert row['val_top1'] == summary['val_top1']
-    # matched FLOPs: the split convolution of radix r has r x the groups and outputs, so only
-    # the attention's few multiply-adds separate radix 4 from ResNet-D; its parameters do grow
-    (p0, f0), (p4, f4) = [(result['costs'][k]['params'], result['costs'][k]['flops'])
-                          for k in ('0', '4')]
+    # the radix ablation at matched FLOPs: the split convolution of radix r has r x the groups
+    # and outputs, so only the attention's few multiply-adds separate radix 4 from ResNet-D;
+    # its parameters do grow
+    (p0, f0), (p4, f4) = [(result['costs'][m]['params'], result['costs'][m]['flops'])
+                          for m in ('resnetd14_small', 'resnest14_small_radix4')]
     assert f0 < f4 < 1.02 * f0 and p4 > 1.1 * p0
-    assert os.path.isfile(str(save_dir / 'ablation.png'))
-    table = open(str(save_dir / 'ablation.md')).read().splitlines()
+    assert os.path.isfile(str(save_dir / 'comparison.png'))
+    table = open(str(save_dir / 'comparison.md')).read().splitlines()
     assert len(table) == 4 and '`resnest14_small_radix4`' in table[3]
     # run again: finished runs are read back, nothing is trained or tested again
     monkeypatch.setattr(fashion_mnist, 'run_main_job', lambda *a, **k: pytest.fail('rerun'))
-    radix_ablation.main(argv)
-    assert json.load(open(str(save_dir / 'ablation.json')))['runs'] == result['runs']
+    compare_models.main(argv)
+    assert json.load(open(str(save_dir / 'comparison.json')))['runs'] == result['runs']
+    # the default is the radix ablation, in its own folder
+    args, _ = compare_models.parse_args([])
+    assert args.models == compare_models.RADIX_MODELS and args.save_dir.endswith(
+        'radix-ablation')
 
 
 def test_a_killed_and_resumed_default_run_is_bitwise_identical_under_the_naive_engine(
