@@ -171,7 +171,8 @@ def test_metadata():
     assert (info.eval_crop, info.resize, info.interpolation) == (416, 475, 'bicubic')
     assert (gr.get_model_info('resnest101').interpolation, info.top1) == ('bilinear', 84.5)
     assert gr.resnest50.info.mean == (0.485, 0.456, 0.406)
-    assert len(gr.list_models()) == 19
+    trunks = [gr.get_model_info(name).trunk for name in gr.list_models()]
+    assert (trunks.count('resnest'), trunks.count('regnet'), trunks.count('fbnet')) == (19, 3, 6)
 
 
 @pytest.mark.parametrize('name, stride', [('resnest14_small', 16), ('resnest14_small_s1', 8)])

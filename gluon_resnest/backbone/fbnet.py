@@ -17,7 +17,7 @@ from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
 from ..layers.dropblock import Dropout
-from ..layers.se import GATES, SqueezeExcite
+from ..layers.se import ACTIVATIONS, SqueezeExcite
 from ..layers.splat import SplitAttention, global_avg_pool
 from .resnet import check_input
 
@@ -35,12 +35,6 @@ def divisible_by(num, divisor=WIDTH_DIVISOR):
         if value < 0.95 * num:
             value += divisor
     return max(value, divisor)
-
-
-def _act(F, x, act):
-    if act == 'hswish':
-        return x * GATES['hsigmoid'](F, x)
-    return F.Activation(x, act_type='relu')
 
 
 class _ConvBN(HybridBlock):
@@ -61,19 +55,7 @@ class _ConvBN(HybridBlock):
         x = self.conv(x)
         if self.bn is not None:
             x = self.bn(x)
-        return x if self.act is None else _act(F, x, self.act)
-
-
-class _HSwishSE(SqueezeExcite):
-    """mobile-vision's SE: its inner activation is the block's (ReLU or h-swish)."""
-
-    def __init__(self, channels, hidden, act, **kwargs):
-        super(_HSwishSE, self).__init__(channels, hidden, gate='hsigmoid', **kwargs)
-        self.act = act
-
-    def hybrid_forward(self, F, x):
-        w = self.fc2(_act(F, self.fc1(global_avg_pool(F, x)), self.act))
-        return F.broadcast_mul(x, GATES[self.gate](F, w))
+        return x if self.act is None else ACTIVATIONS[self.act](F, x)
 
 
 def parse_op(op):
@@ -110,7 +92,7 @@ class IRFBlock(HybridBlock):
             elif self.radix:
                 self.attention = SplitAttention(mid, self.radix)
             else:
-                self.attention = _HSwishSE(mid, divisible_by(int(mid * 0.25)), act)
+                self.attention = SqueezeExcite(mid, divisible_by(int(mid * 0.25)), 'hsigmoid', act)
             self.pwl = _ConvBN(mid, channels, zero_gamma=self.residual and last_gamma)
 
     def hybrid_forward(self, F, x):
