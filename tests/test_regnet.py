@@ -48,7 +48,7 @@ def test_block_shapes_follow_the_table():
     net = _built('regnet_sa50')
     blocks = [stage[0] for stage in net.stages]
     # first blocks: strided 3x3 with groups = width / group width, attention cardinality
-    assert [b.b[0]._kwargs['num_group'] for b in blocks] == [27, 18, 45, 42]
+    assert [b.b.conv._kwargs['num_group'] for b in blocks] == [27, 18, 45, 42]
     assert [b.attention.cardinality for b in blocks] == [6, 24, 18, 28]
     assert [b.attention.fc1._channels for b in blocks] == [54, 72, 180, 336]  # width / 4
     assert [len(stage) for stage in net.stages] == [3, 4, 6, 3]
@@ -74,7 +74,7 @@ def test_regnet_takes_the_trainers_regularizers_and_refuses_bad_tables():
     net.initialize()
     # DropBlock after each of the 3 convs of every block of the last two stages (6 + 3 blocks)
     assert set_drop_prob(net, 0.1) == 27
-    assert all((b.c[1].gamma.data() == 0).asnumpy().all() for stage in net.stages
+    assert all((b.c.bn.gamma.data() == 0).asnumpy().all() for stage in net.stages
                for b in stage)
     with pytest.raises(ValueError, match='one value per stage'):
         RegNet((8, 16), (1, 1, 1), (8, 8))

@@ -17,7 +17,8 @@ from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
 from ..layers.dropblock import Dropout
-from ..layers.se import ACTIVATIONS, SqueezeExcite
+from ..layers.conv import ConvBNAct
+from ..layers.se import SqueezeExcite
 from ..layers.splat import SplitAttention, global_avg_pool
 from .resnet import check_input
 
@@ -37,25 +38,8 @@ def divisible_by(num, divisor=WIDTH_DIVISOR):
     return max(value, divisor)
 
 
-class _ConvBN(HybridBlock):
-    """Conv + BN (optional) + activation (optional)."""
-
-    def __init__(self, in_channels, channels, kernel=1, strides=1, groups=1, use_bias=False,
-                 norm=True, act=None, zero_gamma=False, **kwargs):
-        super(_ConvBN, self).__init__(**kwargs)
-        self.act = act
-        with self.name_scope():
-            self.conv = nn.Conv2D(channels, kernel, strides, kernel // 2, groups=groups,
-                                  use_bias=use_bias, in_channels=in_channels)
-            self.bn = nn.BatchNorm(in_channels=channels,
-                                   gamma_initializer='zeros' if zero_gamma else 'ones') \
-                if norm else None
-
-    def hybrid_forward(self, F, x):
-        x = self.conv(x)
-        if self.bn is not None:
-            x = self.bn(x)
-        return x if self.act is None else ACTIVATIONS[self.act](F, x)
+def _bn(channels, **kwargs):
+    return nn.BatchNorm(in_channels=channels, **kwargs)
 
 
 def parse_op(op):
@@ -85,15 +69,18 @@ class IRFBlock(HybridBlock):
         self.radix = radix if se else 0
         splits = max(self.radix, 1)
         with self.name_scope():
-            self.pw = _ConvBN(in_channels, mid, act=act) if mid != in_channels else None
-            self.dw = _ConvBN(mid * splits, mid * splits, kernel, strides, mid * splits, act=act)
+            self.pw = ConvBNAct(in_channels, mid, norm=_bn, act=act) \
+                if mid != in_channels else None
+            self.dw = ConvBNAct(mid * splits, mid * splits, kernel, strides, mid * splits,
+                                 norm=_bn, act=act)
             if not se:
                 self.attention = None
             elif self.radix:
                 self.attention = SplitAttention(mid, self.radix)
             else:
                 self.attention = SqueezeExcite(mid, divisible_by(int(mid * 0.25)), 'hsigmoid', act)
-            self.pwl = _ConvBN(mid, channels, zero_gamma=self.residual and last_gamma)
+            self.pwl = ConvBNAct(mid, channels, norm=_bn,
+                                  zero_gamma=self.residual and last_gamma)
 
     def hybrid_forward(self, F, x):
         out = x if self.pw is None else self.pw(x)
@@ -110,7 +97,7 @@ class _Skip(HybridBlock):
     def __init__(self, in_channels, channels, strides, **kwargs):
         super(_Skip, self).__init__(**kwargs)
         with self.name_scope():
-            self.conv = _ConvBN(in_channels, channels, 1, strides, act='relu') \
+            self.conv = ConvBNAct(in_channels, channels, 1, strides, norm=_bn, act='relu') \
                 if in_channels != channels or strides != 1 else None
 
     def hybrid_forward(self, F, x):
@@ -122,8 +109,9 @@ class _IRPool(HybridBlock):
         super(_IRPool, self).__init__(**kwargs)
         mid = divisible_by(in_channels * expansion)
         with self.name_scope():
-            self.pw = _ConvBN(in_channels, mid, act=act) if mid != in_channels else None
-            self.pwl = _ConvBN(mid, channels, norm=False, act=act)
+            self.pw = ConvBNAct(in_channels, mid, norm=_bn, act=act) \
+                if mid != in_channels else None
+            self.pwl = ConvBNAct(mid, channels, act=act)
 
     def hybrid_forward(self, F, x):
         x = x if self.pw is None else self.pw(x)
@@ -177,8 +165,8 @@ class FBNet(HybridBlock):
                 for op, width, strides, expansion in blocks:
                     kind, kernel, se, act = parse_op(op)
                     if kind == 'conv':
-                        block = _ConvBN(channels, width, kernel, strides, use_bias=True,
-                                        act=act)
+                        block = ConvBNAct(channels, width, kernel, strides, use_bias=True,
+                                          norm=_bn, act=act)
                     elif kind == 'skip':
                         block = _Skip(channels, width, strides)
                     elif kind == 'ir_pool':

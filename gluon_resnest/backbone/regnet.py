@@ -11,6 +11,7 @@ import numpy as np
 from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
+from ..layers.conv import ConvBNAct
 from ..layers.dropblock import DropBlock, Dropout
 from ..layers.se import SqueezeExcite
 from ..layers.splat import SplitAttention, global_avg_pool
@@ -43,18 +44,8 @@ def regnet_stages(w0, wa, wm, depth, group_width, bot_mul=1.0, q=8):
 
 def _conv_bn(in_channels, channels, kernel, strides, groups, norm, relu, dropblock=None,
              zero_gamma=False):
-    """Conv, BN (gamma zero-initialized with ``zero_gamma``), DropBlock when ``dropblock`` is
-    a probability, ReLU when ``relu``."""
-    block = nn.HybridSequential()
-    with block.name_scope():
-        block.add(nn.Conv2D(channels, kernel, strides, kernel // 2, groups=groups,
-                            use_bias=False, in_channels=in_channels),
-                  norm(channels, gamma_initializer='zeros' if zero_gamma else 'ones'))
-        if dropblock is not None:
-            block.add(DropBlock(dropblock))
-        if relu:
-            block.add(nn.Activation('relu'))
-    return block
+    return ConvBNAct(in_channels, channels, kernel, strides, groups, norm=norm,
+                     act='relu' if relu else None, dropblock=dropblock, zero_gamma=zero_gamma)
 
 
 class RegNetBlock(HybridBlock):
