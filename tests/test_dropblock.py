@@ -100,6 +100,21 @@ def test_set_drop_prob_changes_a_hybridized_network_without_rebuilding():
         np.testing.assert_array_equal(params_before[k], v.data().asnumpy())
 
 
+def test_set_drop_prob_keeps_the_graph_when_no_rate_changes():
+    # the trainer sets the epoch's rate every epoch; an unchanged rate must not rebuild the
+    # graph and its memory (a re-trace cost several seconds per epoch of short runs)
+    net = _net(0.25)
+    net.hybridize()
+    with autograd.record():
+        net(mx.nd.ones((2, 3, 16, 16)))
+    graph = net._cached_op
+    assert graph is not None
+    assert set_drop_prob(net, 0.25) == 1
+    assert net._cached_op is graph
+    assert set_drop_prob(net, 0.1) == 1
+    assert net._cached_op is None
+
+
 def test_deploy_mode_leaves_no_random_ops_in_the_graph():
     net = _net(0.2)
     net.hybridize()

@@ -116,6 +116,27 @@ def test_the_training_command_under_horovodrun(tiny_rec, tmp_path):
     assert os.path.isfile(str(tmp_path / 'run' / 'curves.png'))
 
 
+def test_benchmark_sets_the_trainer_beside_its_model_alone(tiny_rec):
+    require_horovodrun()
+    base = [sys.executable, os.path.join(ROOT, 'eval', 'benchmark.py'), '--model',
+            'resnest14_small', '--mode', 'training', '--train-size', '32', '--train-batch-size',
+            '4', '--classes', '4', '--train-repeats', '2', '--no-peak', '--compare', 'trainer']
+    missing = subprocess.run(base, capture_output=True, text=True, timeout=300)
+    assert missing.returncode != 0 and '--compare trainer needs --rec-train' in missing.stderr
+    proc = subprocess.run(base + ['--rec-train', tiny_rec[0], '--rec-val', tiny_rec[1],
+                                  '--iterations', '3'], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r['impl'] for r in records] == ['gluon_resnest', 'trainer', 'trainer']
+    alone, trainer = records[1:]
+    assert alone['processes'] == trainer['processes'] == 2 and len(alone['per_process']) == 2
+    assert alone['img_per_s'] == pytest.approx(sum(alone['per_process']), rel=1e-6)
+    assert trainer['iterations'] == 3 and trainer['img_per_s'] > 0
+    assert trainer['of_model_alone'] == pytest.approx(
+        trainer['img_per_s'] / alone['img_per_s'], abs=1e-3)
+
+
 @pytest.mark.parametrize('pipeline', ['workers', 'memory'])
 def test_resume_equals_an_uninterrupted_run(tiny_rec, tmp_path, pipeline):
     # per image with AutoAugment; in memory with the batch jitter and lighting

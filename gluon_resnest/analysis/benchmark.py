@@ -3,6 +3,8 @@
 Inference: hybridized with static memory, predict mode, warm-up excluded, median over repeats.
 Training: forward, backward and a NAG update of a hybridized network on a fixed batch.
 """
+import os
+
 import mxnet as mx
 import numpy as np
 
@@ -11,7 +13,7 @@ from .peer_benchmark import median_rate
 __all__ = ['inference_step', 'training_step', 'time_inference', 'time_training',
            'time_onnxruntime', 'rss_mb',
            'peak_rss_mb', 'INFERENCE_BATCH', 'TRAINING_BATCH', 'TRAINING_SIZE',
-           'conv_peak_gmacs', 'time_peer']
+           'conv_peak_gmacs', 'time_peer', 'time_model_alone', 'time_trainer']
 
 # the speed issue's settings: inference batch 8 (at the model's eval crop), training batch 16
 # at 128 px
@@ -147,3 +149,66 @@ def time_peer(python, model, impl, mode, batch_size, size, repeats, threads=None
         raise RuntimeError('%s %s failed: %s' % (impl, model, (proc.stderr.strip().splitlines()
                                                               or ['no output'])[-1]))
     return json.loads(lines[-1])
+
+
+def _training_flags(batch_size, size, classes, dropblock_prob):
+    return ['--train-batch-size', str(batch_size), '--train-size', str(size),
+            '--classes', str(classes), '--dropblock-prob', str(dropblock_prob)]
+
+
+def time_model_alone(model, processes, batch_size, size, classes, dropblock_prob, repeats=20):
+    """Summed training img/s of ``processes`` concurrent processes, each timing ``model``'s
+    training step alone (a fixed batch: no data, no communication) on its share of the cores:
+    the rate ``processes`` ranks' computation allows. Median over ``repeats`` steps each;
+    the processes start together and do the same work, so their medians overlap."""
+    import json
+    import subprocess
+    import sys
+    from ..training.distributed import _with_package_path, rank_env
+    command = [sys.executable, '-m', 'gluon_resnest.commands.benchmark', '--model', model,
+               '--mode', 'training', '--train-repeats', str(repeats), '--no-peak'] + \
+        _training_flags(batch_size, size, classes, dropblock_prob)
+    env = _with_package_path(rank_env(processes, naive_engine=True))
+    procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(processes)]
+    rates = []
+    for proc in procs:
+        out, err = proc.communicate()
+        lines = [line for line in out.splitlines() if line.startswith('{')]
+        if proc.returncode or not lines:
+            raise RuntimeError('timing %s alone failed: %s' % (
+                model, (err.strip().splitlines() or ['no output'])[-1]))
+        rates.append(json.loads(lines[-1])['img_per_s'])
+    return dict(img_per_s=sum(rates), processes=processes, per_process=rates)
+
+
+def time_trainer(model, rec_train, rec_val, processes, batch_size, size, classes,
+                 dropblock_prob, iterations=100):
+    """Training img/s of the project's trainer (``train/train.py``: its data pipeline,
+    augmentation, loss, Horovod allreduce and update) on RecordIO data in ``processes`` local
+    ranks, set up as the main job runs them (naive engine, the main job's augmentation): the
+    second of two epochs of ``iterations`` steps (the first includes graph building), with
+    DropBlock at ``dropblock_prob`` (the ramp's last epoch)."""
+    import json
+    import subprocess
+    import tempfile
+    from ..training.distributed import _with_package_path, launch_command, rank_env
+    with tempfile.TemporaryDirectory() as tmp:
+        flags = ['--model', model, '--rec-train', rec_train, '--rec-val', rec_val,
+                 '--classes', str(classes), '--save-dir', tmp, '--epochs', '2',
+                 '--max-iters', str(iterations), '--batch-size', str(batch_size),
+                 '--input-size', str(size), '--dropblock-prob', str(dropblock_prob),
+                 '--warmup-epochs', '0', '--mixup-alpha', '0', '--min-scale', '0.8',
+                 '--jitter', '0', '--lighting', '0', '--workers', '2', '--no-progress']
+        proc = subprocess.run(launch_command('train', flags, processes),
+                              env=_with_package_path(rank_env(processes, naive_engine=True)),
+                              capture_output=True, text=True)
+        metrics = os.path.join(tmp, 'metrics.jsonl')
+        if proc.returncode or not os.path.isfile(metrics):
+            lines = [line for line in (proc.stdout + proc.stderr).splitlines()
+                     if 'Error' in line] or ['no metrics written']
+            raise RuntimeError('the trainer failed: %s' % lines[-1])
+        with open(metrics) as f:
+            history = [json.loads(line) for line in f]
+    return dict(img_per_s=history[-1]['img_per_s'], processes=processes,
+                iterations=iterations)

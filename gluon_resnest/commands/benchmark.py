@@ -8,6 +8,9 @@ each with the machine's measured convolution peak and the fraction of it the fig
     python eval/benchmark.py --model resnest50 --mode inference --compare onnxruntime
     python eval/benchmark.py --model resnest50 --compare timm,timm-onnxruntime
     python eval/benchmark.py --model resnest50 --mode training --compare no-dropblock
+    python eval/benchmark.py --model resnest14_small --mode training --train-size 28 \
+        --train-batch-size 128 --classes 10 --compare trainer \
+        --rec-train data/fashion-mnist/train.rec --rec-val data/fashion-mnist/val.rec
 """
 import argparse
 import json
@@ -20,12 +23,13 @@ from .. import get_model, get_model_info, list_models
 from ..analysis import (INFERENCE_BATCH, TRAINING_BATCH, TRAINING_SIZE,
                         count_flops, count_params, peak_rss_mb, time_inference,
                         time_training)
-from ..analysis.benchmark import conv_peak_gmacs, time_onnxruntime, time_peer
+from ..analysis.benchmark import (conv_peak_gmacs, time_model_alone, time_onnxruntime,
+                                  time_peer, time_trainer)
 from ..deploy import export_onnx
 from ..argtypes import positive_int
 
 
-COMPARISONS = ('gluoncv', 'onnxruntime', 'no-dropblock', 'timm', 'timm-onnxruntime')
+COMPARISONS = ('gluoncv', 'onnxruntime', 'no-dropblock', 'timm', 'timm-onnxruntime', 'trainer')
 # zoo name -> timm's name of the same network
 TIMM_NAMES = {'resnest14': 'resnest14d', 'resnest26': 'resnest26d', 'resnest50': 'resnest50d',
               'resnest101': 'resnest101e', 'resnest200': 'resnest200e',
@@ -42,15 +46,15 @@ def _comparisons(text):
     return names
 
 
-def build(impl, name, mode, size, dropblock_prob):
+def build(impl, name, mode, size, dropblock_prob, classes=1000):
     """An initialized network. Training uses the paper's DropBlock rate on both sides (GluonCV's
     zoo has it built in and tied to ``input_size``)."""
     if impl == 'gluoncv':
         from gluoncv.model_zoo import get_model as gluoncv_model
-        net = gluoncv_model(name, input_size=size)
+        net = gluoncv_model(name, input_size=size, classes=classes)
     else:
-        net = get_model(name, dropblock_prob=dropblock_prob if mode == 'training'
-                                      else 0.0)
+        net = get_model(name, classes=classes,
+                        dropblock_prob=dropblock_prob if mode == 'training' else 0.0)
     net.initialize(mx.init.MSRAPrelu())
     return net
 
@@ -58,9 +62,22 @@ def build(impl, name, mode, size, dropblock_prob):
 def measure(impl, args, mode):
     if impl in ('onnxruntime', 'timm-onnxruntime') and mode != 'inference':
         return None  # ONNX Runtime's CPU provider does not train
-    if impl == 'no-dropblock' and mode != 'training':
-        return None  # DropBlock is an identity in inference
+    if impl in ('no-dropblock', 'trainer') and mode != 'training':
+        return None  # DropBlock is an identity in inference; the trainer trains
     size = args.size if mode == 'inference' else args.train_size
+    if impl == 'trainer':
+        # the trainer on real data beside what its ranks' computation alone allows, both in
+        # args.np processes sharing the cores
+        common = (args.model, args.np, args.train_batch_size, size, args.classes,
+                  args.dropblock_prob)
+        alone = time_model_alone(*common, repeats=max(args.train_repeats, 10))
+        trainer = time_trainer(args.model, args.rec_train, args.rec_val, args.np,
+                               *common[2:], iterations=args.iterations)
+        return [dict(model=args.model, impl=impl, mode=mode, batch_size=args.train_batch_size,
+                     size=size, **record) for record in (
+            dict(alone, what='model alone, fixed batch'),
+            dict(trainer, what='train/train.py on %s' % args.rec_train,
+                 of_model_alone=round(trainer['img_per_s'] / alone['img_per_s'], 3)))]
     if impl.startswith('timm'):
         batch = args.batch_size if mode == 'inference' else args.train_batch_size
         result = time_peer(args.peer_python, TIMM_NAMES[args.model], impl, mode, batch, size,
@@ -69,7 +86,8 @@ def measure(impl, args, mode):
                     **{k: round(v, 3) if isinstance(v, float) else v
                        for k, v in result.items()})
     net = build('gluon_resnest' if impl in ('onnxruntime', 'no-dropblock') else impl, args.model,
-                mode, size, 0.0 if impl == 'no-dropblock' else args.dropblock_prob)
+                mode, size, 0.0 if impl == 'no-dropblock' else args.dropblock_prob,
+                args.classes)
     if impl == 'onnxruntime':
         with tempfile.TemporaryDirectory() as tmp:
             path = export_onnx(net, os.path.join(tmp, 'model.onnx'), (1, 3, size, size))
@@ -79,7 +97,8 @@ def measure(impl, args, mode):
         result = time_inference(net, args.batch_size, size, repeats=args.repeats)
         batch = args.batch_size
     else:
-        result = time_training(net, args.train_batch_size, size, repeats=args.train_repeats)
+        result = time_training(net, args.train_batch_size, size, args.classes,
+                               repeats=args.train_repeats)
         batch = args.train_batch_size
     record = dict(model=args.model, impl=impl, mode=mode, batch_size=batch, size=size,
                   params=count_params(net), **{k: round(v, 3) if isinstance(v, float) else v
@@ -110,7 +129,18 @@ def main(argv=None):
                              "same name), onnxruntime (this model's ONNX export, inference), "
                              "no-dropblock (training without DropBlock: its cost), timm "
                              "(timm's model on PyTorch) or timm-onnxruntime (timm's ONNX "
-                             "export); prints each ratio")
+                             "export), trainer (train/train.py on --rec-train in --np Horovod "
+                             "processes beside the model alone in as many processes: the "
+                             "data pipeline's and communication's cost); prints each ratio")
+    parser.add_argument('--classes', type=positive_int, default=1000)
+    parser.add_argument('--rec-train', help='RecordIO training data (--compare trainer)')
+    parser.add_argument('--rec-val', help='RecordIO validation data (--compare trainer)')
+    parser.add_argument('--np', type=positive_int, default=2,
+                        help='processes (--compare trainer)')
+    parser.add_argument('--iterations', type=positive_int, default=100,
+                        help='timed trainer steps per process (--compare trainer)')
+    parser.add_argument('--no-peak', action='store_true',
+                        help='skip measuring the convolution peak')
     parser.add_argument('--peer-python', default=os.environ.get(
         'GLUON_RESNEST_PEERS', os.path.join('.bench-venv', 'bin', 'python')),
                         help="the peers' environment for timm (default .bench-venv, made by "
@@ -121,10 +151,14 @@ def main(argv=None):
     if any(c.startswith('timm') for c in args.compare) and args.model not in TIMM_NAMES:
         parser.error('timm has no %s; --compare timm works for %s'
                      % (args.model, ', '.join(sorted(TIMM_NAMES))))
+    if 'trainer' in args.compare and not (args.rec_train and args.rec_val):
+        parser.error('--compare trainer needs --rec-train and --rec-val (RecordIO files with '
+                     'labels below --classes)')
     modes = ['inference', 'training'] if args.mode == 'both' else [args.mode]
     impls = ['gluon_resnest'] + args.compare
-    peak = conv_peak_gmacs()
-    print(json.dumps(dict(conv_peak_gmacs=round(peak, 1))), flush=True)
+    peak = None if args.no_peak else conv_peak_gmacs()
+    if peak:
+        print(json.dumps(dict(conv_peak_gmacs=round(peak, 1))), flush=True)
     for mode in modes:
         try:
             results = {impl: measure(impl, args, mode) for impl in impls}
@@ -133,17 +167,17 @@ def main(argv=None):
         results = {impl: record for impl, record in results.items() if record is not None}
         macs = count_flops(build('gluon_resnest', args.model, 'inference', 0, 0.0),
                            (1, 3) + (results['gluon_resnest']['size'],) * 2)
-        for record in results.values():
-            # a training step is about three passes (forward, two backward products)
-            work = macs * (3 if mode == 'training' else 1) * record['img_per_s'] / 1e9
-            record['fraction_of_conv_peak'] = round(work / peak, 3)
-            print(json.dumps(record), flush=True)
+        for records in results.values():
+            for record in records if isinstance(records, list) else [records]:
+                if peak:  # a training step is about three passes (forward, two backward)
+                    work = macs * (3 if mode == 'training' else 1) * record['img_per_s'] / 1e9
+                    record['fraction_of_conv_peak'] = round(work / peak, 3)
+                print(json.dumps(record), flush=True)
         for impl in args.compare:
-            if impl in results:
+            if impl in results and impl != 'trainer':  # the trainer's ratio is in its record
                 ratio = results['gluon_resnest']['img_per_s'] / results[impl]['img_per_s']
                 print(json.dumps(dict(model=args.model, mode=mode, compare=impl,
                                       speedup=round(ratio, 2))), flush=True)
-
 
 if __name__ == '__main__':
     main()

@@ -21,8 +21,7 @@ from ..argtypes import positive_int
 from ..training.checkpoint import read_meta, remove_run, write_json
 from ..training.cli import (INTERRUPTED, config_from_args,
                             config_parser)
-from ..runtime import cpu_threads_per_process
-from ..training.distributed import launch_command, run_ranks
+from ..training.distributed import launch_command, rank_env, run_ranks
 from ..training.fashion_mnist import DEFAULT_SOURCE, build_fashion_mnist
 
 # model, epochs, weight decay and save dir of the default run and of the longer setting
@@ -129,10 +128,8 @@ def run_main_job(args, extra, log=_say):
 
     log('[2/4] training %s on %d process(es), %d epochs; best epoch chosen on validation'
         % (args.model, args.np, args.epochs))
-    # explicit: this process's own setting (all cores) must not pass to every rank
-    env = dict(os.environ, OMP_NUM_THREADS=str(cpu_threads_per_process(args.np)))
-    if not args.threaded_engine:  # bitwise reproducible; no slower for this model here
-        env.setdefault('MXNET_ENGINE_TYPE', 'NaiveEngine')
+    # the naive engine: bitwise reproducible, no slower for this model here
+    env = rank_env(args.np, naive_engine=not args.threaded_engine)
     try:
         run_ranks(training_command(args, rec, extra), env,
                   os.path.join(args.save_dir, 'ranks.log'), args.np)

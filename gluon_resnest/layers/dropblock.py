@@ -124,12 +124,16 @@ def _retrace(net):
 def set_drop_prob(net, drop_prob):
     """Set the drop probability of every DropBlock in ``net``; returns how many were set.
 
-    Takes effect on the next forward call (a hybridized network re-traces once).
+    Takes effect on the next forward call (a hybridized network re-traces once, if any rate
+    changed).
     """
     blocks = [b for b in _walk(net) if isinstance(b, DropBlock)]
+    changed = False
     for block in blocks:
+        changed |= block.drop_prob != float(drop_prob)
         block.drop_prob = drop_prob
-    _retrace(net)
+    if changed:  # re-tracing rebuilds the graph and its memory: only when something changed
+        _retrace(net)
     return len(blocks)
 
 

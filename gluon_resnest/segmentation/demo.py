@@ -8,9 +8,8 @@ import os
 import time
 
 from ..analysis.seeds import mean_std
-from ..runtime import cpu_threads_per_process
 from ..training.checkpoint import write_json
-from ..training.distributed import launch_command, run_ranks
+from ..training.distributed import launch_command, rank_env, run_ranks
 from ..training.fashion_mnist import DEFAULT_SOURCE
 from .scenes import SCENE_CLASSES, SCENE_COUNTS, build_pretraining_records, build_scenes
 
@@ -48,9 +47,8 @@ def demo_training_flags(data_root, save_dir, seed=0, **overrides):
 def _run(command, flags, processes, progress, log_path):
     if not progress:
         flags = flags + ['--no-progress']
-    env = dict(os.environ, OMP_NUM_THREADS=str(cpu_threads_per_process(processes)))
-    run_ranks(launch_command(command, flags, processes), env,
-              log_path, processes)
+    run_ranks(launch_command(command, flags, processes), rank_env(processes), log_path,
+              processes)
 
 
 def _pretrain(records, save_dir, backbone, processes, seed, progress, pretrain=None):
