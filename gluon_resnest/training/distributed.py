@@ -59,11 +59,12 @@ class RankOutput(object):
     """Renders what horovodrun prints for a terminal: horovodrun prefixes every chunk with
     ``[rank]<stream>:`` and drops tqdm's carriage returns, so a progress bar becomes hundreds of
     lines. Shown: rank 0's lines, its progress bar as one updating line; dropped: the other
-    ranks' copies and MXNet's per-start notices (oneDNN, engine). Everything goes to ``log`` unchanged."""
+    ranks' copies and MXNet's per-start notices (oneDNN, engine). Everything goes to ``log``
+    unchanged."""
 
     MARK = re.compile(r'\[(\d+)\]<(stdout|stderr)>:')
-    NOISE = ('MKLDNN Pooling: training with prop_kind', 'MXNet start using engine', 'UserWarning', 'v.initialize(',
-             'warnings.warn(', 'out = self.forward(')
+    NOISE = ('MKLDNN Pooling: training with prop_kind', 'MXNet start using engine',
+             'UserWarning', 'v.initialize(', 'warnings.warn(', 'out = self.forward(')
     # an MXNet log line that landed in the middle of a progress-bar chunk
     LOG_IN_BAR = re.compile(r'\[\d\d:\d\d:\d\d\] \S+\.cc:\d+: .*')
 
