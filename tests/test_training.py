@@ -735,3 +735,24 @@ def test_main_job_trains_evaluates_and_exports_other_families_at_their_training_
     sym = mx.sym.load(summary['symbol'])
     _, out_shapes, _ = sym.infer_shape(data=(1, 3, 32, 32))
     assert out_shapes == [(1, 10)]
+    assert summary['invocations'] == 1
+
+
+def test_run_clock_counts_every_invocation_of_a_run(tmp_path, monkeypatch):
+    """summary.json's wall_seconds after a resume: the interrupted invocation's time counts,
+    the time between invocations does not."""
+    from gluon_resnest.training import checkpoint
+    now = [1000.0]
+    monkeypatch.setattr(checkpoint.time, 'time', lambda: now[0])
+    with pytest.raises(KeyboardInterrupt):
+        with checkpoint.RunClock(str(tmp_path / 'run')):
+            now[0] += 30.0
+            raise KeyboardInterrupt  # Ctrl-C
+    now[0] += 500.0  # nothing running
+    with checkpoint.RunClock(str(tmp_path / 'run')) as clock:
+        now[0] += 12.0
+        assert clock.seconds() == 42.0 and clock.invocations == 2
+    assert json.load(open(str(tmp_path / 'run' / 'wall_seconds.json'))) == dict(
+        wall_seconds=42.0, invocations=2)
+    # a folder holding only the clock is a run folder: --fresh may delete it
+    assert checkpoint.remove_run(str(tmp_path / 'run'))

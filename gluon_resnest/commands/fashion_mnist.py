@@ -13,12 +13,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 from .. import export_model, list_models
 from ..analysis.accuracy import evaluate_records, load_network
 from ..argtypes import positive_int
-from ..training.checkpoint import read_meta, remove_run, write_json
+from ..training.checkpoint import RunClock, read_meta, remove_run, write_json
 from ..training.cli import (INTERRUPTED, config_from_args,
                             config_parser)
 from ..training.distributed import launch_command, rank_env, run_ranks
@@ -120,8 +119,13 @@ def _say(message):
 
 def run_main_job(args, extra, log=_say):
     """Records, training under horovodrun, one test evaluation, export; returns the summary
-    (also written to ``args.save_dir/summary.json``). Exits with a message if training fails."""
-    start = time.time()
+    (also written to ``args.save_dir/summary.json``). Exits with a message if training fails.
+    Its wall times count every invocation of the run (an interrupted run resumed)."""
+    with RunClock(args.save_dir) as clock:
+        return _main_job(args, extra, log, clock)
+
+
+def _main_job(args, extra, log, clock):
 
     log('[1/4] Fashion-MNIST -> RecordIO in %s (train / validation / test)' % args.data_dir)
     rec = build_fashion_mnist(args.data_dir, args.source)
@@ -137,7 +141,8 @@ def run_main_job(args, extra, log=_say):
         sys.exit('error: training failed (exit status %d)' % err.returncode)
     except KeyboardInterrupt:
         sys.exit(INTERRUPTED % args.save_dir)
-    train_seconds = time.time() - start
+    train_seconds = clock.seconds()
+    clock.save()
 
     log('[3/4] evaluating the checkpoint chosen on validation on the test set (its only use)')
     best = os.path.join(args.save_dir, 'best')
@@ -159,7 +164,7 @@ def run_main_job(args, extra, log=_say):
                    test_top1=round(test['top1'], 2), test_top5=round(test['top5'], 2),
                    test_samples=test['samples'], epochs=len(history),
                    train_img_per_s=round(history[-1]['img_per_s'], 1),
-                   wall_seconds=round(time.time() - start, 1),
+                   wall_seconds=round(clock.seconds(), 1), invocations=clock.invocations,
                    train_seconds=round(train_seconds, 1), processes=args.np, model=args.model,
                    checkpoints=os.path.join(args.save_dir, 'best'),
                    curves=os.path.join(args.save_dir, 'curves.png'),

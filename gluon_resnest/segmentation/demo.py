@@ -8,7 +8,7 @@ import os
 import time
 
 from ..analysis.seeds import mean_std
-from ..training.checkpoint import write_json
+from ..training.checkpoint import RunClock, write_json
 from ..training.distributed import launch_command, rank_env, run_ranks
 from ..training.fashion_mnist import DEFAULT_SOURCE
 from .scenes import SCENE_CLASSES, SCENE_COUNTS, build_pretraining_records, build_scenes
@@ -92,8 +92,15 @@ def run_demo(data_dir, save_dir, processes=2, seed=0, progress=True, log=print,
              scene_counts=SCENE_COUNTS, pretrain=None, source=DEFAULT_SOURCE, **overrides):
     """The whole demo; returns the summary dict (also written to ``save_dir/summary.json``).
     ``overrides`` replace DEMO's training settings, ``pretrain`` PRETRAIN's; ``scene_counts``
-    (train, val, test) and ``source`` (Fashion-MNIST's idx files) make smaller runs."""
-    start = time.time()
+    (train, val, test) and ``source`` (Fashion-MNIST's idx files) make smaller runs. Its wall
+    times count every invocation of the run (an interrupted run resumed)."""
+    with RunClock(save_dir) as clock:
+        return _demo(data_dir, save_dir, processes, seed, progress, log, scene_counts, pretrain,
+                     source, overrides, clock)
+
+
+def _demo(data_dir, save_dir, processes, seed, progress, log, scene_counts, pretrain, source,
+          overrides, clock):
     log('[1/4] Fashion-MNIST scenes (VOC layout) in %s' % data_dir)
     build_scenes(data_dir, counts=scene_counts, source=source)
     records = build_pretraining_records(os.path.join(data_dir, 'pretrain'), source=source)
@@ -101,7 +108,8 @@ def run_demo(data_dir, save_dir, processes=2, seed=0, progress=True, log=print,
         '(%d process(es)); models chosen on validation' % (
             overrides.get('backbone', DEMO['backbone']), processes))
     _train(data_dir, records, save_dir, processes, seed, progress, overrides, pretrain)
-    train_seconds = time.time() - start
+    train_seconds = clock.seconds()
+    clock.save()
     log('[3/4] evaluating the chosen checkpoint once on the test scenes (single- and '
         'multi-scale)')
     test = _test(save_dir, data_dir, processes, progress=progress)
@@ -123,7 +131,8 @@ def run_demo(data_dir, save_dir, processes=2, seed=0, progress=True, log=print,
         test_iou_per_class=dict(zip(SCENE_CLASSES, [None if v is None else round(v, 1)
                                                     for v in test['single_scale']['iou']])),
         train_img_per_s=round(history[-1]['img_per_s'], 1),
-        train_seconds=round(train_seconds, 1), wall_seconds=round(time.time() - start, 1),
+        train_seconds=round(train_seconds, 1), wall_seconds=round(clock.seconds(), 1),
+        invocations=clock.invocations,
         checkpoint=os.path.join(save_dir, 'best'), symbol=sym, params=params,
         curves=os.path.join(save_dir, 'curves.png'))
     write_json(os.path.join(save_dir, 'summary.json'), summary)

@@ -5,12 +5,13 @@ import json
 import os
 import shutil
 import tempfile
+import time
 
 import mxnet as mx
 
 __all__ = ['save_checkpoint', 'latest_checkpoint', 'load_checkpoint', 'check_writable',
            'write_text', 'write_json', 'write_jsonl', 'remove_run', 'read_meta',
-           'atomic_folder', 'repair_run']
+           'atomic_folder', 'repair_run', 'RunClock']
 
 PREFIX = 'epoch-'
 
@@ -162,8 +163,48 @@ def write_jsonl(path, rows):
     os.replace(tmp, path)
 
 
+class RunClock(object):
+    """Wall time of a run over all its invocations (interrupted, then resumed by the same
+    command): the earlier invocations' total is kept in ``folder/wall_seconds.json`` and
+    updated whenever this invocation calls :meth:`save` or leaves the ``with`` block, normally,
+    by an error or by Ctrl-C (a SIGKILL loses only the time since the last save)."""
+
+    FILE = 'wall_seconds.json'
+
+    def __init__(self, folder):
+        self.path = os.path.join(folder, self.FILE)
+        self.start = time.time()
+        self.earlier, self.invocations = 0.0, 1
+        if os.path.isfile(self.path):
+            try:
+                with open(self.path) as f:
+                    kept = json.load(f)
+                self.earlier = float(kept['wall_seconds'])
+                self.invocations = int(kept['invocations']) + 1
+            except (ValueError, KeyError, TypeError):
+                pass  # unreadable: count from now
+
+    def seconds(self):
+        """Seconds of every invocation so far, this one included."""
+        return self.earlier + time.time() - self.start
+
+    def save(self):
+        os.makedirs(os.path.dirname(self.path) or '.', exist_ok=True)
+        write_json(self.path, dict(wall_seconds=round(self.seconds(), 1),
+                                   invocations=self.invocations))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self.save()
+        except OSError:
+            pass  # a full disk must not hide the error that ended the run
+
+
 # what the trainers and the jobs over them write into a run folder
-RUN_MARKERS = ('metrics.jsonl', 'summary.json', 'comparison.json', 'best')
+RUN_MARKERS = ('metrics.jsonl', 'summary.json', 'comparison.json', 'best', RunClock.FILE)
 
 
 def _is_run(folder):
