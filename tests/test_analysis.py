@@ -66,6 +66,13 @@ def test_benchmark_command_prints_one_json_line_per_measurement():
                           '--batch-size', '0'], capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0
     assert "--batch-size: must be a positive integer, got '0'" in bad.stderr
+    # a model GluonCV lacks: one line naming the ones it has, not a traceback listing its zoo
+    bad = subprocess.run([sys.executable, os.path.join(ROOT, 'eval', 'benchmark.py'),
+                          '--model', 'resnest14_small', '--compare', 'gluoncv'],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and 'Traceback' not in bad.stderr
+    assert 'GluonCV has no resnest14_small; --compare gluoncv works for resnest101, ' \
+        'resnest14,' in bad.stderr
 
 
 def test_profiler_writes_its_trace_only_into_a_private_temporary_folder(monkeypatch):

@@ -97,6 +97,7 @@ def test_export_command_checks_its_files(tmp_path):
     assert report['onnx_max_rel_diff'] == pytest.approx(
         report['onnx_max_abs_diff'] / report['output_scale'], rel=1e-3)
     assert report['input_shape'] == [2, 28, 28, 3]
+    assert 'Warning' not in out.stderr, out.stderr  # the report is all a user sees
 
 
 @pytest.mark.parametrize('args, message', [

@@ -1,5 +1,6 @@
 """Top-1/top-5 of a zoo model, a training checkpoint or an exported symbol on RecordIO data."""
 import os
+import warnings
 
 import mxnet as mx
 
@@ -58,7 +59,11 @@ def import_symbol(symbol, params, ctx=None):
         raise ValueError('%s is not a readable .params file (truncated or corrupt)'
                          % params) from None
     try:
-        return mx.gluon.SymbolBlock.imports(symbol, ['data'], params, ctx=ctx or mx.cpu())
+        with warnings.catch_warnings():
+            # MXNet cannot tell the input's dtype before the first call and says so; the
+            # float32 it then assumes is the exported graph's
+            warnings.filterwarnings('ignore', message='Cannot decide type')
+            return mx.gluon.SymbolBlock.imports(symbol, ['data'], params, ctx=ctx or mx.cpu())
     except (mx.base.MXNetError, ValueError, AssertionError) as err:
         raise ValueError('%s with %s: not a readable graph, or the parameters do not fit it '
                          '(%s)' % (symbol, params, str(err).strip().split('\n')[0][:200])) \

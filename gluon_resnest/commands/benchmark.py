@@ -151,6 +151,12 @@ def main(argv=None):
     if any(c.startswith('timm') for c in args.compare) and args.model not in TIMM_NAMES:
         parser.error('timm has no %s; --compare timm works for %s'
                      % (args.model, ', '.join(sorted(TIMM_NAMES))))
+    if 'gluoncv' in args.compare:
+        from gluoncv.model_zoo import get_model_list
+        ours = set(list_models())
+        if args.model not in get_model_list():
+            parser.error('GluonCV has no %s; --compare gluoncv works for %s' % (
+                args.model, ', '.join(sorted(ours & set(get_model_list())))))
     if 'trainer' in args.compare and not (args.rec_train and args.rec_val):
         parser.error('--compare trainer needs --rec-train and --rec-val (RecordIO files with '
                      'labels below --classes)')

@@ -12,7 +12,7 @@ import mxnet as mx
 import numpy as np
 
 from .. import PretrainedWeightsError, export_model, export_onnx, get_model  # noqa
-from ..analysis.accuracy import load_network
+from ..analysis.accuracy import import_symbol, load_network
 from ..argtypes import positive_int
 from ..zoo import get_model_info
 
@@ -57,7 +57,7 @@ def main(argv=None):
         sys.exit('error: %s' % err)
     pixels, normalized = _reference_input(info, shape, args.preprocess)
     expected = net(mx.nd.array(normalized)).asnumpy()
-    reloaded = mx.gluon.SymbolBlock.imports(sym, ['data'], params)
+    reloaded = import_symbol(sym, params)
     # differences also relative to the output scale: 1e-4 means little for logits of 1e3
     scale = float(np.abs(expected).max())
     symbol_diff = float(np.abs(reloaded(mx.nd.array(pixels)).asnumpy() - expected).max())

@@ -56,7 +56,8 @@ def export_model(net, prefix, input_shape=(1, 3, 224, 224), epoch=0, ctx=None,
             with deploy_mode(net):
                 block = Preprocessed(net, preprocess.mean, preprocess.std) if preprocess else net
                 if preprocess:
-                    block.collect_params().initialize(ctx=ctx)  # the two constants
+                    for constant in (block.mean, block.std):  # the net's own are set
+                        constant.initialize(ctx=ctx)
                 block.hybridize()
                 with mx.autograd.predict_mode():
                     block(mx.nd.zeros(input_shape, ctx=ctx))
