@@ -86,6 +86,30 @@ def test_rank_output_shows_rank_zero_with_one_updating_bar():
     assert lines[1:] == ['epoch 1: train loss 1.0, val top-1 50.00%', 'best val top-1 50.00%', '']
 
 
+def test_a_failed_rank_shows_its_error_once_without_the_launchers_traceback(tmp_path,
+                                                                          capsys):
+    from gluon_resnest.training.distributed import run_ranks
+    transcript = ('[0]<stderr>:libpng error: IDAT: CRC error\n'
+                  '[1]<stderr>:error: record 7 of a.rec is corrupt\n'
+                  '[0]<stderr>:error: record 7 of a.rec is corrupt\n'
+                  'Process 1 exit with status code 1.\n'
+                  'Terminating remaining workers after failure of Process 1.\n'
+                  '[0]<stderr>:Terminated\n'
+                  'Process 0 exit with status code 143.\n'
+                  'Traceback (most recent call last):\n'
+                  '  File "horovodrun", line 6, in <module>\n'
+                  'RuntimeError: Horovod detected that one or more processes exited\n'
+                  'Process name: 1\n')
+    command = [sys.executable, '-c', 'import sys; sys.stdout.write(%r); exit(1)' % transcript]
+    with pytest.raises(subprocess.CalledProcessError):
+        run_ranks(command, None, str(tmp_path / 'ranks.log'), processes=2)
+    out, err = capsys.readouterr()
+    assert out == 'error: record 7 of a.rec is corrupt\n'
+    assert err == 'the ranks stopped (exit status 1); their output is in %s\n' % (
+        tmp_path / 'ranks.log')
+    assert (tmp_path / 'ranks.log').read_text() == transcript  # all of it kept
+
+
 def test_failed_ranks_show_the_end_of_their_log(tmp_path, capsys):
     from gluon_resnest.training.distributed import run_ranks
     command = [sys.executable, '-c', "print('[1]<stderr>:ValueError: bad record 7'); exit(3)"]

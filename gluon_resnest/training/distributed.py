@@ -64,15 +64,22 @@ class RankOutput(object):
 
     MARK = re.compile(r'\[(\d+)\]<(stdout|stderr)>:')
     NOISE = ('MKLDNN Pooling: training with prop_kind', 'MXNet start using engine',
-             'UserWarning', 'v.initialize(', 'warnings.warn(', 'out = self.forward(')
+             'UserWarning', 'v.initialize(', 'warnings.warn(', 'out = self.forward(',
+             'libpng error')
     # an MXNet log line that landed in the middle of a progress-bar chunk
     LOG_IN_BAR = re.compile(r'\[\d\d:\d\d:\d\d\] \S+\.cc:\d+: .*')
+
+    # horovodrun's own account of a failed rank: the rank's error line says it already
+    LAUNCHER = re.compile(r'^(Process \d+ exit with status code|Terminating remaining workers'
+                          r'|Terminated$)')
 
     def __init__(self, terminal=None, log=None):
         self.terminal = terminal or sys.stdout
         self.log = log
         self.pending = ''
         self.bar_open = False
+        self.errors = []             # 'error: ...' lines shown (from any rank, each once)
+        self.launcher_failed = False  # horovodrun's traceback began: drop its lines
 
     def feed(self, text):
         if self.log is not None:
@@ -85,16 +92,29 @@ class RankOutput(object):
             if after is None and not self.pending.endswith('\n'):
                 self.pending = self.pending[mark.start():]
                 return
-            self._chunk(int(mark.group(1)), self.pending[mark.end():end])
+            # horovodrun prefixes each line of a rank: what follows its end is horovodrun's own
+            own, _, rest = self.pending[mark.end():end].partition('\n')
+            self._chunk(int(mark.group(1)), own)
+            self._launcher_lines(rest)
         if marks:
             self.pending = ''
         elif '\n' in self.pending:  # horovodrun's own lines, unprefixed
             lines, self.pending = self.pending.rsplit('\n', 1)
-            for line in lines.split('\n'):
+            self._launcher_lines(lines)
+
+    def _launcher_lines(self, text):
+        for line in text.split('\n'):
+            # a failed rank ends horovodrun with a traceback of its own: noise after the rank's
+            # message (everything stays in the log)
+            self.launcher_failed |= line.startswith('Traceback (most recent call last)')
+            if not self.launcher_failed:
                 self._line(line)
 
     def _chunk(self, rank, chunk):
-        if rank != 0:
+        if rank != 0:  # another rank's copy, unless it is the error that stopped it
+            for line in chunk.split('\n'):
+                if line.startswith('error:') and line.rstrip() not in self.errors:
+                    self._line(line)
             return
         for piece in chunk.replace('\r', '\n').split('\n'):
             if '%|' in piece and '/' in piece:  # a tqdm bar: redraw in place
@@ -106,8 +126,12 @@ class RankOutput(object):
 
     def _line(self, line):
         line = line.rstrip()
-        if not line or any(noise in line for noise in self.NOISE):
+        if not line or any(noise in line for noise in self.NOISE) or self.LAUNCHER.match(line):
             return
+        if line.startswith('error:'):
+            if line in self.errors:
+                return
+            self.errors.append(line)
         if self.bar_open:
             self.terminal.write('\n')
             self.bar_open = False
@@ -146,10 +170,14 @@ def run_ranks(command, env, log_path, processes):
         view.close()
         code = proc.wait()
     if code:
-        with open(log_path) as f:
-            tail = f.read().splitlines()[-30:]
-        sys.stderr.write('the ranks failed (exit status %d); last lines of %s:\n%s\n'
-                         % (code, log_path, '\n'.join(tail)))
+        if view.errors:  # the ranks said what went wrong
+            sys.stderr.write('the ranks stopped (exit status %d); their output is in %s\n'
+                             % (code, log_path))
+        else:
+            with open(log_path) as f:
+                tail = f.read().splitlines()[-30:]
+            sys.stderr.write('the ranks failed (exit status %d); last lines of %s:\n%s\n'
+                             % (code, log_path, '\n'.join(tail)))
         raise subprocess.CalledProcessError(code, command)
     return proc
 
