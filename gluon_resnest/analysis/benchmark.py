@@ -3,7 +3,11 @@
 Inference: hybridized with static memory, predict mode, warm-up excluded, median over repeats.
 Training: forward, backward and a NAG update of a hybridized network on a fixed batch.
 """
+import json
 import os
+import subprocess
+import sys
+import tempfile
 
 import mxnet as mx
 import numpy as np
@@ -130,9 +134,6 @@ def time_peer(python, model, impl, mode, batch_size, size, repeats, threads=None
     """Runs ``peer_benchmark.py`` (timm on PyTorch, or timm's ONNX export in ONNX Runtime) with
     the peers' ``python`` and returns its measurement; FileNotFoundError names the missing
     environment, RuntimeError carries the peer's own error."""
-    import json
-    import os
-    import subprocess
     if not python or not os.path.isfile(python):
         raise FileNotFoundError('the peers\' environment %s is missing: make bench-env (a '
                                 'separate venv with torch, timm and onnxruntime), or pass '
@@ -144,16 +145,17 @@ def time_peer(python, model, impl, mode, batch_size, size, repeats, threads=None
                            '--batch-size', str(batch_size), '--size', str(size),
                            '--repeats', str(repeats), '--threads', str(threads)],
                           capture_output=True, text=True)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith('{')]
-    if proc.returncode or not lines:
-        raise RuntimeError('%s %s failed: %s' % (impl, model, (proc.stderr.strip().splitlines()
-                                                              or ['no output'])[-1]))
+    return _last_record(proc.returncode, proc.stdout, proc.stderr, '%s %s' % (impl, model))
+
+
+def _last_record(returncode, stdout, stderr, what):
+    """The last JSON line a benchmark process printed, or RuntimeError with its last error
+    line."""
+    lines = [line for line in stdout.splitlines() if line.startswith('{')]
+    if returncode or not lines:
+        raise RuntimeError('%s failed: %s' % (what, (stderr.strip().splitlines()
+                                                    or ['no output'])[-1]))
     return json.loads(lines[-1])
-
-
-def _training_flags(batch_size, size, classes, dropblock_prob):
-    return ['--train-batch-size', str(batch_size), '--train-size', str(size),
-            '--classes', str(classes), '--dropblock-prob', str(dropblock_prob)]
 
 
 def time_model_alone(model, processes, batch_size, size, classes, dropblock_prob, repeats=20):
@@ -161,24 +163,19 @@ def time_model_alone(model, processes, batch_size, size, classes, dropblock_prob
     training step alone (a fixed batch: no data, no communication) on its share of the cores:
     the rate ``processes`` ranks' computation allows. Median over ``repeats`` steps each;
     the processes start together and do the same work, so their medians overlap."""
-    import json
-    import subprocess
-    import sys
     from ..training.distributed import _with_package_path, rank_env
     command = [sys.executable, '-m', 'gluon_resnest.commands.benchmark', '--model', model,
-               '--mode', 'training', '--train-repeats', str(repeats), '--no-peak'] + \
-        _training_flags(batch_size, size, classes, dropblock_prob)
+               '--mode', 'training', '--train-repeats', str(repeats), '--no-peak',
+               '--train-batch-size', str(batch_size), '--train-size', str(size),
+               '--classes', str(classes), '--dropblock-prob', str(dropblock_prob)]
     env = _with_package_path(rank_env(processes, naive_engine=True))
     procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(processes)]
     rates = []
     for proc in procs:
         out, err = proc.communicate()
-        lines = [line for line in out.splitlines() if line.startswith('{')]
-        if proc.returncode or not lines:
-            raise RuntimeError('timing %s alone failed: %s' % (
-                model, (err.strip().splitlines() or ['no output'])[-1]))
-        rates.append(json.loads(lines[-1])['img_per_s'])
+        rates.append(_last_record(proc.returncode, out, err,
+                                  'timing %s alone' % model)['img_per_s'])
     return dict(img_per_s=sum(rates), processes=processes, per_process=rates)
 
 
@@ -189,9 +186,6 @@ def time_trainer(model, rec_train, rec_val, processes, batch_size, size, classes
     ranks, set up as the main job runs them (naive engine, the main job's augmentation): the
     second of two epochs of ``iterations`` steps (the first includes graph building), with
     DropBlock at ``dropblock_prob`` (the ramp's last epoch)."""
-    import json
-    import subprocess
-    import tempfile
     from ..training.distributed import _with_package_path, launch_command, rank_env
     with tempfile.TemporaryDirectory() as tmp:
         flags = ['--model', model, '--rec-train', rec_train, '--rec-val', rec_val,
