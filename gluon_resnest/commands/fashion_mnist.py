@@ -126,7 +126,6 @@ def run_main_job(args, extra, log=_say):
 
 
 def _main_job(args, extra, log, clock):
-
     log('[1/4] Fashion-MNIST -> RecordIO in %s (train / validation / test)' % args.data_dir)
     rec = build_fashion_mnist(args.data_dir, args.source)
 

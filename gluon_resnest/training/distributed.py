@@ -112,9 +112,8 @@ class RankOutput(object):
 
     def _chunk(self, rank, chunk):
         if rank != 0:  # another rank's copy, unless it is the error that stopped it
-            for line in chunk.split('\n'):
-                if line.startswith('error:') and line.rstrip() not in self.errors:
-                    self._line(line)
+            if chunk.startswith('error:'):
+                self._line(chunk)  # shown once, whichever rank says it first
             return
         for piece in chunk.replace('\r', '\n').split('\n'):
             if '%|' in piece and '/' in piece:  # a tqdm bar: redraw in place
