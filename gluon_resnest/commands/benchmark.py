@@ -153,10 +153,10 @@ def main(argv=None):
                      % (args.model, ', '.join(sorted(TIMM_NAMES))))
     if 'gluoncv' in args.compare:
         from gluoncv.model_zoo import get_model_list
-        ours = set(list_models())
-        if args.model not in get_model_list():
+        theirs = set(get_model_list())
+        if args.model not in theirs:
             parser.error('GluonCV has no %s; --compare gluoncv works for %s' % (
-                args.model, ', '.join(sorted(ours & set(get_model_list())))))
+                args.model, ', '.join(sorted(theirs & set(list_models())))))
     if 'trainer' in args.compare and not (args.rec_train and args.rec_val):
         parser.error('--compare trainer needs --rec-train and --rec-val (RecordIO files with '
                      'labels below --classes)')
