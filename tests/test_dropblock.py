@@ -12,17 +12,26 @@ def _train(block, x):
         return block(x)
 
 
-def _net(drop_prob=0.1):
+# blocks grow through band-matrix products (channels unknown) or a depthwise convolution
+GROWTH = [None, 'channels']
+
+
+def _block(p, growth, channels, **kwargs):
+    return DropBlock(p, channels=channels if growth else None, **kwargs)
+
+
+def _net(drop_prob=0.1, growth=None):
     net = nn.HybridSequential()
-    net.add(nn.Conv2D(8, 3, padding=1, in_channels=3), DropBlock(drop_prob),
+    net.add(nn.Conv2D(8, 3, padding=1, in_channels=3), _block(drop_prob, growth, 8),
             nn.BatchNorm(in_channels=8))
     net.initialize()
     return net
 
 
+@pytest.mark.parametrize('growth', GROWTH)
 @pytest.mark.parametrize('p', [0.05, 0.1, 0.3])
-def test_dropped_fraction_is_close_to_p(p):
-    block = DropBlock(p, block_size=3)
+def test_dropped_fraction_is_close_to_p(p, growth):
+    block = _block(p, growth, 32, block_size=3)
     x = mx.nd.ones((16, 32, 28, 28))
     y = _train(block, x).asnumpy()
     dropped = (y == 0).mean()
@@ -31,8 +40,9 @@ def test_dropped_fraction_is_close_to_p(p):
     np.testing.assert_allclose(y.sum(axis=(1, 2, 3)), x[0].size, rtol=1e-4)
 
 
-def test_drops_whole_blocks():
-    block = DropBlock(0.05, block_size=3)
+@pytest.mark.parametrize('growth', GROWTH)
+def test_drops_whole_blocks(growth):
+    block = _block(0.05, growth, 8, block_size=3)
     y = _train(block, mx.nd.ones((4, 8, 20, 20))).asnumpy() == 0
     # every dropped pixel lies in a fully dropped 3x3 square
     h, w = y.shape[2:]
@@ -45,8 +55,9 @@ def test_drops_whole_blocks():
     assert (covered == y).all()
 
 
-def test_independent_masks_per_sample_and_channel():
-    block = DropBlock(0.2)
+@pytest.mark.parametrize('growth', GROWTH)
+def test_independent_masks_per_sample_and_channel(growth):
+    block = _block(0.2, growth, 4)
     mask = _train(block, mx.nd.ones((8, 4, 16, 16))).asnumpy() == 0
     flat = mask.reshape(32, -1)
     assert len({row.tobytes() for row in flat}) == 32
@@ -67,8 +78,9 @@ def test_identity_at_inference_even_when_first_traced_while_recording():
     assert not np.array_equal(trained.asnumpy(), first)
 
 
-def test_one_network_trains_at_two_input_sizes():
-    net = _net(0.2)
+@pytest.mark.parametrize('growth', GROWTH)
+def test_one_network_trains_at_two_input_sizes(growth):
+    net = _net(0.2, growth)
     net.hybridize()
     for size in (32, 24, 17):
         x = mx.nd.ones((2, 3, size, size))
@@ -80,9 +92,37 @@ def test_one_network_trains_at_two_input_sizes():
         assert 0.05 < dropped < 0.4
 
 
-def test_tiny_maps_where_no_block_fits_are_left_alone():
-    y = _train(DropBlock(0.5, block_size=5), mx.nd.ones((2, 3, 3, 3)))
+@pytest.mark.parametrize('growth', GROWTH)
+def test_tiny_maps_where_no_block_fits_are_left_alone(growth):
+    y = _train(_block(0.5, growth, 3, block_size=5), mx.nd.ones((2, 3, 3, 3)))
     np.testing.assert_array_equal(y.asnumpy(), np.ones((2, 3, 3, 3)))
+
+
+@pytest.mark.parametrize('shape, block_size', [((4, 6, 9, 9), 3), ((2, 5, 7, 12), 5),
+                                               ((3, 4, 2, 2), 3)])
+def test_both_growths_give_the_same_masks_from_the_same_draws(shape, block_size):
+    """The depthwise-convolution growth (channels known) and the band products draw the same
+    random numbers, so one seed gives bitwise the same output; with a max pooling of the seeds
+    as the independent reference of which positions a block covers."""
+    x = mx.nd.random.uniform(1, 2, shape=shape)
+    outputs = []
+    for channels in (None, shape[1]):
+        block = DropBlock(0.3, block_size=block_size, channels=channels)
+        block.hybridize()
+        mx.random.seed(7)
+        outputs.append(_train(block, x).asnumpy())
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    mx.random.seed(7)
+    seeds = mx.nd.random.uniform_like(x)  # the layer's only draw, so the same numbers
+    pad = block_size // 2
+    rate = 0.3 / block_size ** 2 * (shape[2] * shape[3]) / max(
+        (shape[2] - 2 * pad) * (shape[3] - 2 * pad), 1e-6)
+    valid = np.zeros(shape[2:], bool)
+    valid[pad:shape[2] - pad, pad:shape[3] - pad] = True
+    seeds = ((seeds.asnumpy() < rate) & valid).astype('float32')
+    covered = mx.nd.Pooling(mx.nd.array(seeds), kernel=(block_size,) * 2, stride=(1, 1),
+                            pad=(pad, pad), pool_type='max').asnumpy() > 0
+    np.testing.assert_array_equal(outputs[0] == 0, covered)
 
 
 def test_set_drop_prob_changes_a_hybridized_network_without_rebuilding():

@@ -82,8 +82,8 @@ class RegNetBlock(HybridBlock):
             else:
                 self.attention = None
             # with Split-Attention the second DropBlock follows the fused splits, as in ResNeSt
-            self.drop_splits = DropBlock(dropblock) if attention == 'splat' and \
-                dropblock is not None else None
+            self.drop_splits = DropBlock(dropblock, channels=width) \
+                if attention == 'splat' and dropblock is not None else None
             self.c = _conv_bn(width, channels, 1, 1, 1, norm, False, dropblock, last_gamma)
             self.shortcut = (_conv_bn(in_channels, channels, 1, strides, 1, norm, False)
                              if strides != 1 or in_channels != channels else None)

@@ -60,8 +60,11 @@ class Bottleneck(HybridBlock):
             self.downsample = downsample
             # DropBlock after bn1, after the 3x3 (+bn) and after bn3; None: no DropBlock layers
             # (stages 1-2), 0.0: layers present but off until set_drop_prob() ramps them up
-            make = _Identity if dropblock_prob is None else (lambda: DropBlock(dropblock_prob))
-            self.dropblock1, self.dropblock2, self.dropblock3 = make(), make(), make()
+            def make(channels):
+                return _Identity() if dropblock_prob is None else DropBlock(
+                    dropblock_prob, channels=channels)
+            self.dropblock1, self.dropblock2 = make(width), make(width)
+            self.dropblock3 = make(planes * EXPANSION)
 
     def hybrid_forward(self, F, x):
         out = F.Activation(act_type='relu', data=self.dropblock1(self.bn1(self.conv1(x))))

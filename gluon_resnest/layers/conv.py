@@ -22,7 +22,8 @@ class ConvBNAct(HybridBlock):
                                   use_bias=use_bias, in_channels=in_channels)
             self.bn = norm(channels, gamma_initializer='zeros' if zero_gamma else 'ones') \
                 if norm else None
-            self.drop = DropBlock(dropblock) if dropblock is not None else None
+            self.drop = DropBlock(dropblock, channels=channels) if dropblock is not None \
+                else None
 
     def hybrid_forward(self, F, x):
         x = self.conv(x)
