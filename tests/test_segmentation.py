@@ -512,3 +512,17 @@ def test_the_demo_end_to_end_small_under_two_processes(tmp_path):
     assert round(single['miou'], 2) == summary['test_miou']
     assert single['pixels'] == 6 * 64 * 64  # every test pixel once, across both ranks
     assert os.path.isfile(summary['symbol']) and os.path.isfile(summary['params'])
+
+
+def test_the_demo_command_passes_its_epochs_to_pretraining_and_segmentation(monkeypatch,
+                                                                              tmp_path):
+    from gluon_resnest.commands import segmentation_demo as command
+    from gluon_resnest.segmentation.demo import DEMO
+    calls = []
+    monkeypatch.setattr(command, 'run_demo', lambda *args, **kwargs: calls.append(kwargs) or {})
+    monkeypatch.setattr(command, 'compare_backbones',
+                        lambda *args, **kwargs: calls.append(kwargs) or {'mean_std': {}})
+    command.main(['--save-dir', str(tmp_path), '--pretrain-epochs', '6', '--epochs', '14'])
+    command.main(['--save-dir', str(tmp_path), '--compare', '--pretrain-epochs', '5'])
+    assert calls[0]['pretrain'] == {'epochs': 6} and calls[0]['epochs'] == 14
+    assert calls[1]['pretrain'] == {'epochs': 5} and calls[1]['epochs'] == DEMO['epochs']

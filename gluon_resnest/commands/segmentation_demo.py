@@ -17,7 +17,7 @@ from .. import list_models
 from ..argtypes import positive_int, seed_list
 from ..training.checkpoint import remove_run
 from ..training.cli import INTERRUPTED
-from ..segmentation.demo import DEMO, compare_backbones, run_demo
+from ..segmentation.demo import DEMO, PRETRAIN, compare_backbones, run_demo
 
 
 def parse_args(argv=None):
@@ -27,7 +27,11 @@ def parse_args(argv=None):
                         'scenes-compare with --compare)')
     parser.add_argument('--backbone', default=DEMO['backbone'], choices=list_models(),
                         metavar='NAME')
-    parser.add_argument('--epochs', type=positive_int, default=DEMO['epochs'])
+    parser.add_argument('--epochs', type=positive_int, default=DEMO['epochs'],
+                        help='segmentation epochs')
+    parser.add_argument('--pretrain-epochs', type=positive_int, default=PRETRAIN['epochs'],
+                        help="epochs of the backbone's classification pretraining on the "
+                             "training garments")
     parser.add_argument('--np', type=positive_int, default=2, help='Horovod processes')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--compare', action='store_true',
@@ -43,16 +47,18 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    pretrain = dict(epochs=args.pretrain_epochs)
     try:
         if args.fresh:
             remove_run(args.save_dir)
         if args.compare:
             result = compare_backbones(args.data_dir, args.save_dir, seeds=args.seeds,
-                                       processes=args.np, epochs=args.epochs)
+                                       processes=args.np, pretrain=pretrain,
+                                       epochs=args.epochs)
             print(json.dumps(result['mean_std'], indent=1))
         else:
             summary = run_demo(args.data_dir, args.save_dir, args.np, args.seed,
-                               backbone=args.backbone, epochs=args.epochs)
+                               pretrain=pretrain, backbone=args.backbone, epochs=args.epochs)
             print(json.dumps(summary, indent=1))
     except KeyboardInterrupt:
         sys.exit(INTERRUPTED % args.save_dir)

@@ -140,10 +140,11 @@ def _demo(data_dir, save_dir, processes, seed, progress, log, scene_counts, pret
 
 
 def compare_backbones(data_dir, save_root, backbones=('resnest14_small', 'resnetd14_small'),
-                      seeds=(0, 1, 2), processes=2, log=print, **overrides):
+                      seeds=(0, 1, 2), processes=2, log=print, pretrain=None, **overrides):
     """The demo's training for each seed and backbone (each run resumable in its own folder,
     backbones alternating so a partial table stays balanced), test scenes evaluated once per
-    run at single scale; the table is rewritten after every run and returned."""
+    run at single scale; the table is rewritten after every run and returned. ``pretrain`` and
+    ``overrides`` replace PRETRAIN's and DEMO's values."""
     build_scenes(data_dir)
     records = build_pretraining_records(os.path.join(data_dir, 'pretrain'))
     rows = []
@@ -153,7 +154,7 @@ def compare_backbones(data_dir, save_root, backbones=('resnest14_small', 'resnet
             log('training %s, seed %d -> %s' % (backbone, seed, save_dir))
             tic = time.time()
             _train(data_dir, records, save_dir, processes, seed, False,
-                   dict(overrides, backbone=backbone))
+                   dict(overrides, backbone=backbone), pretrain)
             test = _test(save_dir, data_dir, processes, multi_scale=False)
             with open(os.path.join(save_dir, 'metrics.jsonl')) as f:
                 history = [json.loads(line) for line in f]
