@@ -1,5 +1,6 @@
 """argparse value types shared by the command lines in train/ and eval/."""
 import argparse
+import dataclasses
 import math
 
 __all__ = ['positive_int', 'non_negative_int', 'int_list', 'seed_list', 'check_number',
@@ -71,3 +72,8 @@ def check_positive_ints(config, names, as_flags=True):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError('%s must be a positive integer, got %r'
                              % ('--' + name.replace('_', '-') if as_flags else name, value))
+
+
+def option(default, help):
+    """A config dataclass field that is also a command-line flag: ``help`` is its --help text."""
+    return dataclasses.field(default=default, metadata={'help': help})

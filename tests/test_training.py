@@ -387,6 +387,19 @@ def test_amp_trains_in_bfloat16_on_the_cpu(tiny_rec, tmp_path):
     assert meta['config']['amp'] is True
 
 
+def test_every_training_flag_says_what_it_does_in_help():
+    from gluon_resnest.segmentation.train import SegTrainConfig
+    from gluon_resnest.training.cli import config_parser
+    import dataclasses
+    for config in (TrainConfig, SegTrainConfig):
+        for field in dataclasses.fields(config):
+            assert field.metadata.get('help'), (config.__name__, field.name)
+        text = config_parser(config=config).format_help()
+        for field in dataclasses.fields(config):
+            assert field.metadata['help'].split()[0] in text, field.name
+        assert '(default: %s)' % config.epochs in text  # defaults shown
+
+
 def test_every_flag_reaches_the_trainer():
     from gluon_resnest.training.cli import config_from_args, config_parser
     args = config_parser().parse_args(['--model', 'resnest26', '--mixup-off-epochs', '3',

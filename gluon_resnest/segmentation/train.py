@@ -10,7 +10,7 @@ import numpy as np
 from mxnet import autograd
 from mxnet.gluon import nn
 
-from ..argtypes import check_number, check_positive_ints
+from ..argtypes import check_number, check_positive_ints, option
 from ..backbone.resnet import trunk_stride
 from ..layers.sync_batchnorm import HorovodSyncBatchNorm
 from ..training import recipe
@@ -38,40 +38,45 @@ NORMS = ('bn', 'sync', 'frozen')
 class SegTrainConfig:
     """Every field is a flag of train/train_segmentation.py; defaults follow GluonCV's ADE20K
     recipe (DeepLabV3, output stride 8, aux 0.2, SGD 0.9, poly 0.9, head LR x10)."""
-    dataset: str = 'voc'
-    data_root: str = ''
-    train_split: str = 'train'
-    val_split: str = 'val'
-    classes: int = 21
-    model: str = 'deeplabv3'
-    backbone: str = 'resnest50'
-    pretrained_base: str = ''         # 'imagenet' (published), or a .params / checkpoint path
-    output_stride: int = 8
-    aspp_rates: str = ''             # e.g. "2,4,6"; default by output stride
-    head_channels: int = 256
-    aux: bool = True
-    aux_weight: float = 0.2
-    norm: str = 'bn'                  # bn (per process) | sync (global batch) | frozen (trunk)
-    ignore_label: int = 255
-    base_size: int = 520
-    crop_size: int = 480
-    min_scale: float = 0.5            # random scale of the long side, x base_size
-    max_scale: float = 2.0
-    save_dir: str = 'runs/segmentation'
-    epochs: int = 120
-    batch_size: int = 4               # per device
-    base_lr: float = 0.01             # for a global batch of 16
-    warmup_epochs: int = 0
-    momentum: float = 0.9
-    wd: float = 1e-4
-    head_lr_mult: float = 10.0
-    pipeline: str = 'auto'            # memory (small images read once, no workers) | workers
-    workers: int = 2
-    seed: int = 0
-    keep: int = 2
-    resume: bool = False
-    progress: bool = True
-    max_iters: int = 0                # stop each epoch after this many iterations (tests)
+    dataset: str = option('voc', 'on-disk layout: ' + ', '.join(DATASETS))
+    data_root: str = option('', "the dataset's folder, required")
+    train_split: str = option('train', 'training split')
+    val_split: str = option('val', 'validation split: picks the best epoch')
+    classes: int = option(21, 'number of classes (the dataset must have as many)')
+    model: str = option('deeplabv3', 'segmentation head: ' + ', '.join(SEGMENTATION_HEADS))
+    backbone: str = option('resnest50', 'zoo trunk (gluon_resnest.list_models() lists them)')
+    pretrained_base: str = option('', "'imagenet' (the published weights) or a classification "
+                                      "checkpoint folder / .params file; empty: random")
+    output_stride: int = option(8, 'trunk output stride, 8 or 16 (dilated stages)')
+    aspp_rates: str = option('', 'three ASPP rates like 2,4,6 (default: 12,24,36 at output '
+                                 'stride 8, 6,12,18 at 16)')
+    head_channels: int = option(256, 'channels of the ASPP and FCN heads')
+    aux: bool = option(True, 'auxiliary FCN head on stage 3 (training loss only)')
+    aux_weight: float = option(0.2, 'weight of the auxiliary loss')
+    norm: str = option('bn', 'bn (per process), sync (statistics of the global batch across '
+                             'processes) or frozen (trunk statistics kept)')
+    ignore_label: int = option(255, 'label of pixels outside every class')
+    base_size: int = option(520, 'long side before random scaling, px')
+    crop_size: int = option(480, 'training crop, px')
+    min_scale: float = option(0.5, 'smallest random scale of base-size')
+    max_scale: float = option(2.0, 'largest random scale of base-size')
+    save_dir: str = option('runs/segmentation', 'checkpoints, metrics.jsonl, curves.png')
+    epochs: int = option(120, 'training epochs')
+    batch_size: int = option(4, 'images per device (process) and step')
+    base_lr: float = option(0.01, 'learning rate for a global batch of 16, scaled linearly')
+    warmup_epochs: int = option(0, 'linear warm-up epochs before the poly decay')
+    momentum: float = option(0.9, 'SGD momentum')
+    wd: float = option(1e-4, 'weight decay (not on BN parameters or biases)')
+    head_lr_mult: float = option(10.0, "learning-rate multiplier of the heads")
+    pipeline: str = option('auto', 'memory (small images read once, no workers), workers or '
+                                   'auto')
+    workers: int = option(2, 'data worker processes per rank (workers pipeline)')
+    seed: int = option(0, 'seed of initialization, data order and augmentation')
+    keep: int = option(2, 'epoch checkpoints kept besides best/')
+    resume: bool = option(False, 'continue from the newest checkpoint in --save-dir')
+    progress: bool = option(True, 'progress bar (off: one line per epoch)')
+    max_iters: int = option(0, 'stop each epoch after this many iterations; 0: whole epoch '
+                               '(tests)')
 
     def validate(self):
         check_positive_ints(self, ('epochs', 'batch_size', 'classes', 'crop_size', 'base_size',

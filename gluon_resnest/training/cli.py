@@ -13,11 +13,16 @@ def config_parser(description=None, defaults=None, config=TrainConfig):
     for f in dataclasses.fields(config):
         flag = '--' + f.name.replace('_', '-')
         default = (defaults or {}).get(f.name, f.default)
+        text = f.metadata.get('help', '')
+        if default not in (None, ''):
+            text += ' (default: %(default)s)'
         if f.type is bool or f.type == 'bool':
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
+                                help=text)
         else:
             kind = {'int': int, 'float': float, 'str': str}.get(f.type, f.type)
-            parser.add_argument(flag, type=kind, default=default, metavar=f.name.upper())
+            parser.add_argument(flag, type=kind, default=default, metavar=f.name.upper(),
+                                help=text)
     return parser
 
 

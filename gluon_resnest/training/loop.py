@@ -8,7 +8,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd
 
-from ..argtypes import check_number, check_positive_ints
+from ..argtypes import check_number, check_positive_ints, option
 from ..layers.dropblock import set_drop_prob
 from ..zoo.registry import get_model, get_model_info
 from . import recipe
@@ -29,38 +29,40 @@ PIPELINES = ('auto', 'memory', 'workers')
 @dataclass
 class TrainConfig:
     """Every field is a command-line flag of train/train.py; defaults are the paper's recipe."""
-    model: str = 'resnest50'
-    rec_train: str = ''
-    rec_val: str = ''
-    classes: int = 1000
-    save_dir: str = 'runs/resnest'
-    epochs: int = 270
-    batch_size: int = 64              # per device
-    base_lr: float = 0.1              # for a global batch of 256
-    warmup_epochs: int = 5
-    momentum: float = 0.9
-    wd: float = 1e-4
-    label_smoothing: float = 0.1
-    mixup_alpha: float = 0.2
-    mixup_off_epochs: int = 0         # last N epochs without mixup
-    dropblock_prob: float = 0.1       # final DropBlock rate on stages 3-4, ramped from 0
-    final_drop: float = None          # dropout before the classifier (zoo default if None)
-    last_gamma: bool = True
-    input_size: int = None            # training crop (model's input size if None)
-    crop_ratio: float = None          # evaluation resize ratio (model's if None)
-    min_scale: float = 0.08           # random resized crop area range
-    jitter: float = 0.4
-    lighting: float = 0.1
-    autoaugment: bool = False
-    amp: bool = False
-    pipeline: str = 'auto'            # memory (small images, batch augmentation) | workers | auto
-    workers: int = 2
-    seed: int = 0
-    keep: int = 3
-    resume: bool = False
-    log_interval: int = 20
-    progress: bool = True
-    max_iters: int = 0                # stop each epoch after this many iterations (tests)
+    model: str = option('resnest50', 'zoo model name (gluon_resnest.list_models() lists them)')
+    rec_train: str = option('', 'training RecordIO file (.rec with its .idx), required')
+    rec_val: str = option('', 'validation RecordIO file: picks the best epoch, required')
+    classes: int = option(1000, 'number of classes')
+    save_dir: str = option('runs/resnest', 'checkpoints, metrics.jsonl, curves.png, summary')
+    epochs: int = option(270, 'training epochs')
+    batch_size: int = option(64, 'images per device (process) and step')
+    base_lr: float = option(0.1, 'learning rate for a global batch of 256, scaled linearly')
+    warmup_epochs: int = option(5, 'linear warm-up epochs before the cosine decay')
+    momentum: float = option(0.9, 'Nesterov momentum')
+    wd: float = option(1e-4, 'weight decay (not on BN parameters or biases)')
+    label_smoothing: float = option(0.1, 'label smoothing, in [0, 1)')
+    mixup_alpha: float = option(0.2, 'mixup Beta(alpha, alpha); 0: off')
+    mixup_off_epochs: int = option(0, 'last N epochs without mixup')
+    dropblock_prob: float = option(0.1, 'final DropBlock rate on stages 3-4, ramped up from 0')
+    final_drop: float = option(None, "dropout before the classifier (default: the zoo model's)")
+    last_gamma: bool = option(True, "zero-initialize each bottleneck's last BN gamma")
+    input_size: int = option(None, "training crop in px (default: the model's input size)")
+    crop_ratio: float = option(None, "evaluation crop / resize ratio (default: the model's)")
+    min_scale: float = option(0.08, 'smallest area fraction of the random resized crop')
+    jitter: float = option(0.4, 'brightness/contrast/saturation jitter; 0: off')
+    lighting: float = option(0.1, 'PCA lighting noise; 0: off')
+    autoaugment: bool = option(False, 'ImageNet AutoAugment policy')
+    amp: bool = option(False, 'mixed precision (float16 on GPU, bfloat16 on CPU)')
+    pipeline: str = option('auto', 'memory (decoded once, batch augmentation: small images), '
+                                   'workers (per-image, worker processes) or auto')
+    workers: int = option(2, 'data worker processes per rank (workers pipeline)')
+    seed: int = option(0, 'seed of initialization, data order and augmentation')
+    keep: int = option(3, 'epoch checkpoints kept besides best/')
+    resume: bool = option(False, 'continue from the newest checkpoint in --save-dir')
+    log_interval: int = option(20, 'iterations between progress updates')
+    progress: bool = option(True, 'progress bar (off: one line per epoch)')
+    max_iters: int = option(0, 'stop each epoch after this many iterations; 0: whole epoch '
+                               '(tests)')
 
     def validate(self):
         check_positive_ints(self, ('epochs', 'batch_size', 'classes'), as_flags=False)
