@@ -3,6 +3,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 
 import mxnet as mx
 import pytest
@@ -73,6 +74,30 @@ def test_benchmark_command_prints_one_json_line_per_measurement():
     assert bad.returncode != 0 and 'Traceback' not in bad.stderr
     assert 'GluonCV has no resnest14_small; --compare gluoncv works for resnest101, ' \
         'resnest14,' in bad.stderr
+
+
+def test_alternating_timings_interleave_the_steps_and_time_each_one():
+    from gluon_resnest.analysis.peer_benchmark import median_rates
+    calls = []
+    fast, slow = median_rates([lambda: calls.append('a'),
+                               lambda: (calls.append('b'), time.sleep(0.02))], 4, 1, 3)
+    assert calls == ['a', 'b'] * 4  # warm-up round, then 3 timed rounds, one call each
+    assert slow['img_per_s'] < 4 / 0.02 < fast['img_per_s'] and slow['repeats'] == 3
+
+
+def test_benchmark_measures_dropblocks_cost_from_one_alternating_pair():
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'eval', 'benchmark.py'), '--model',
+                           'resnest14_small', '--mode', 'training', '--train-batch-size', '2',
+                           '--train-size', '28', '--train-repeats', '2', '--no-peak',
+                           '--compare', 'no-dropblock'],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ours, without, ratio = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert (ours['impl'], without['impl'], ratio['compare']) == (
+        'gluon_resnest', 'no-dropblock', 'no-dropblock')
+    assert without['with_dropblock_img_per_s'] > 0 and without['img_per_s'] > 0
+    assert ratio['speedup'] == round(without['with_dropblock_img_per_s'] /
+                                     without['img_per_s'], 2)
 
 
 def test_profiler_writes_its_trace_only_into_a_private_temporary_folder(monkeypatch):

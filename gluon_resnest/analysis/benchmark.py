@@ -12,9 +12,9 @@ import tempfile
 import mxnet as mx
 import numpy as np
 
-from .peer_benchmark import median_rate
+from .peer_benchmark import median_rate, median_rates
 
-__all__ = ['inference_step', 'training_step', 'time_inference', 'time_training',
+__all__ = ['inference_step', 'training_step', 'time_inference', 'time_training', 'time_trainings',
            'time_onnxruntime', 'rss_mb',
            'peak_rss_mb', 'INFERENCE_BATCH', 'TRAINING_BATCH', 'TRAINING_SIZE',
            'conv_peak_gmacs', 'time_peer', 'time_model_alone', 'time_trainer']
@@ -89,10 +89,18 @@ def time_inference(net, batch_size=INFERENCE_BATCH, size=224, ctx=None, warmup=3
 def time_training(net, batch_size=TRAINING_BATCH, size=TRAINING_SIZE, classes=1000, ctx=None,
                   warmup=2, repeats=5):
     """Training images per second (forward, backward, NAG update) of an initialized ``net``."""
-    step = training_step(net, batch_size, size, classes, ctx)
-    result = median_rate(step, batch_size, warmup, repeats)
-    result['rss_mb'] = rss_mb()
-    return result
+    return time_trainings([net], batch_size, size, classes, ctx, warmup, repeats)[0]
+
+
+def time_trainings(nets, batch_size=TRAINING_BATCH, size=TRAINING_SIZE, classes=1000, ctx=None,
+                   warmup=2, repeats=5):
+    """:func:`time_training` of several networks, their steps alternating: a side-by-side
+    comparison that the drift of a shared machine touches alike."""
+    steps = [training_step(net, batch_size, size, classes, ctx) for net in nets]
+    results = median_rates(steps, batch_size, warmup, repeats)
+    for result in results:
+        result['rss_mb'] = rss_mb()
+    return results
 
 
 def time_onnxruntime(path, batch_size=INFERENCE_BATCH, size=224, threads=None, warmup=3,

@@ -27,16 +27,27 @@ sys.path = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 def median_rate(step, batch_size, warmup, repeats):
     """Images per second of ``step`` (one batch) from the median of ``repeats`` timed calls
     after ``warmup`` untimed ones; shared with ``analysis.benchmark``."""
+    return median_rates([step], batch_size, warmup, repeats)[0]
+
+
+def median_rates(steps, batch_size, warmup, repeats):
+    """:func:`median_rate` of several ``steps`` timed in alternation (one call of each per
+    round), so that a slow spell of a shared machine falls on all of them alike."""
     for _ in range(warmup):
-        step()
-    times = []
+        for step in steps:
+            step()
+    times = [[] for _ in steps]
     for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    median = statistics.median(times)
-    return {'img_per_s': batch_size / median, 'median_ms': median * 1e3,
-            'min_ms': min(times) * 1e3, 'repeats': repeats}
+        for step, timed in zip(steps, times):
+            start = time.perf_counter()
+            step()
+            timed.append(time.perf_counter() - start)
+    results = []
+    for timed in times:
+        median = statistics.median(timed)
+        results.append({'img_per_s': batch_size / median, 'median_ms': median * 1e3,
+                        'min_ms': min(timed) * 1e3, 'repeats': repeats})
+    return results
 
 
 def measure(model, impl, mode, batch_size, size, repeats, threads):
