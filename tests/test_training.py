@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import mxnet as mx
 import numpy as np
@@ -614,6 +615,28 @@ def test_main_job_checks_passed_through_flags_before_launching(flags, message, m
     with pytest.raises(SystemExit) as stop:
         job.main(flags)
     assert message in str(stop.value.code)
+
+
+def test_a_ctrl_c_that_lands_in_a_destructor_is_sent_again_not_lost(monkeypatch):
+    """Python drops an exception raised inside __del__ (seen: a Ctrl-C during NDArray's free let
+    training continue); the handler re-sends the signal instead of raising there."""
+    import signal
+    import sys as _sys
+    from gluon_resnest.training import cli
+    sent = []
+    monkeypatch.setattr(cli.os, 'kill', lambda pid, sig: sent.append((pid, sig)))
+
+    class Freed(object):
+        def __del__(self):
+            cli._interrupt(signal.SIGINT, _sys._getframe())
+
+    Freed()  # collected at once: the handler runs inside __del__
+    deadline = time.time() + 5
+    while not sent and time.time() < deadline:
+        time.sleep(0.01)
+    assert sent == [(os.getpid(), signal.SIGINT)]
+    with pytest.raises(KeyboardInterrupt):  # anywhere else: Ctrl-C as usual
+        cli._interrupt(signal.SIGINT, _sys._getframe())
 
 
 def test_ctrl_c_gives_one_line_and_the_same_command_resumes(tiny_rec, tmp_path):

@@ -6,12 +6,13 @@
 import sys
 
 from ..training import train
-from ..training.cli import (INTERRUPTED, config_from_args,
+from ..training.cli import (INTERRUPTED, config_from_args, deliver_interrupts,
                             config_parser)
 
 
 def main(argv=None):
     args = config_parser(__doc__.split('\n\n')[0]).parse_args(argv)
+    deliver_interrupts()
     try:
         _, summary = train(config_from_args(args))
     except KeyboardInterrupt:

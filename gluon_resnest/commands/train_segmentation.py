@@ -7,12 +7,13 @@
 import sys
 
 from ..segmentation.train import SegTrainConfig, train_segmentation
-from ..training.cli import (INTERRUPTED, config_from_args,
+from ..training.cli import (INTERRUPTED, config_from_args, deliver_interrupts,
                             config_parser)
 
 
 def main(argv=None):
     args = config_parser(__doc__.split('\n\n')[0], config=SegTrainConfig).parse_args(argv)
+    deliver_interrupts()
     try:
         _, summary = train_segmentation(config_from_args(args, SegTrainConfig))
     except KeyboardInterrupt:

@@ -2,10 +2,13 @@
 flag reaches the trainer."""
 import argparse
 import dataclasses
+import os
+import signal
+import threading
 
 from .loop import TrainConfig
 
-__all__ = ['config_parser', 'config_from_args', 'INTERRUPTED']
+__all__ = ['config_parser', 'config_from_args', 'INTERRUPTED', 'deliver_interrupts']
 
 
 def config_parser(description=None, defaults=None, config=TrainConfig):
@@ -33,3 +36,22 @@ def config_from_args(args, config=TrainConfig):
 # what a command says on Ctrl-C instead of a traceback (checkpoints are written atomically)
 INTERRUPTED = ('interrupted: completed epochs are kept in %s; run the same command (with '
                '--resume) to continue')
+
+
+def _interrupt(signum, frame):
+    """SIGINT as KeyboardInterrupt, except while an object's destructor runs: Python prints an
+    exception raised there and drops it (a Ctrl-C that landed as an NDArray was freed let
+    training go on), so the signal is sent again a moment later instead."""
+    while frame is not None:
+        if frame.f_code.co_name == '__del__':
+            threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
+            return
+        frame = frame.f_back
+    raise KeyboardInterrupt
+
+
+def deliver_interrupts():
+    """Make Ctrl-C reach a command even if it lands in a destructor (when SIGINT has Python's
+    default handler; an ignored SIGINT stays ignored)."""
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _interrupt)
