@@ -92,8 +92,8 @@ class DropBlock(_Stochastic, HybridBlock):
         if self.drop_prob == 0 or self.deploy:
             return x
         bs, pad = self.block_size, self.block_size // 2
-        ones = F.ones_like(F.slice_axis(F.slice_axis(x, axis=0, begin=0, end=1),
-                                        axis=1, begin=0, end=1))  # (1, 1, H, W)
+        first = F.slice_axis(x, axis=0, begin=0, end=1)  # (1, C, H, W)
+        ones = F.ones_like(F.slice_axis(first, axis=1, begin=0, end=1))  # (1, 1, H, W)
         # Block centres may only lie where the whole block fits (DropBlock paper, Alg. 1): a
         # count_include_pad average of ones is exactly 1 there and < 1 near the border.
         valid = F.Pooling(ones, kernel=(bs, bs), stride=(1, 1), pad=(pad, pad), pool_type='avg',
@@ -108,7 +108,7 @@ class DropBlock(_Stochastic, HybridBlock):
         # (exactly 1 when nothing is dropped, so inference is an exact identity). Counts are
         # products with a column of ones (exact integers): MXNet's reduction over (C, H, W) is
         # several times slower than the matrix product.
-        ones_column = F.ones_like(F.slice_axis(x, axis=0, begin=0, end=1)).reshape((-1, 1))
+        ones_column = F.ones_like(first).reshape((-1, 1))  # (C*H*W, 1)
         kept = F.dot(keep.reshape((0, -1)), ones_column)  # (N, 1)
         scale = F.broadcast_div(F.sum(ones_column).reshape((1, 1)), F.maximum(kept, 1e-6))
         mask = F.broadcast_mul(keep, scale.reshape((-1, 1, 1, 1)))
