@@ -65,6 +65,27 @@ def test_matches_numpy_with_stride_and_dilation():
     assert np.abs(blk(mx.nd.array(x)).asnumpy() - ref).max() <= 1e-5
 
 
+def _avg_pool_3x3_stride2(x):
+    """3x3 average, stride 2, zero padding 1 counted in the mean (MXNet's and GluonCV's avd)."""
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    oh, ow = (x.shape[2] - 1) // 2 + 1, (x.shape[3] - 1) // 2 + 1
+    return sum(xp[:, :, i:i + 2 * oh - 1:2, j:j + 2 * ow - 1:2]
+               for i in range(3) for j in range(3)) / 9.0
+
+
+@pytest.mark.parametrize('radix', [1, 2, 4])
+def test_a_pool_inside_the_attention_equals_pooling_its_output(radix):
+    """attend(x, pool) pools the splits before their weighted sum (inference graphs of ResNeSt
+    do this with the avd pool); it must equal Eq. 1-3 followed by the pool."""
+    from mxnet.gluon import nn
+    blk = _block(16, radix, 2, in_channels=8 * 2 * radix)
+    x = np.random.uniform(-1, 1, (3, 8 * 2 * radix, 9, 8))
+    ref = _avg_pool_3x3_stride2(split_attention(x, structural_params(blk), 16, radix, 2))
+    got = blk.attend(mx.nd, mx.nd.array(x), nn.AvgPool2D(3, 2, padding=1)).asnumpy()
+    assert got.shape == ref.shape == (3, 16, 5, 4)
+    assert np.abs(got - ref).max() <= 1e-5
+
+
 def test_attention_weights_sum_to_one_across_splits():
     # with every split equal to the same map (same weights, same input chunk), a softmax
     # attention returns that map exactly

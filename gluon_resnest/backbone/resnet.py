@@ -4,6 +4,7 @@ One trunk and one bottleneck serve every model: ``radix >= 1`` makes the bottlen
 Split-Attention conv, ``radix == 0`` leaves the plain ResNet-D 3x3 conv. Child names follow
 GluonCV's ResNeSt so its ``.params`` files load with ``load_parameters``.
 """
+from mxnet import autograd
 from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
@@ -70,13 +71,18 @@ class Bottleneck(HybridBlock):
         out = F.Activation(act_type='relu', data=self.dropblock1(self.bn1(self.conv1(x))))
         if self.avd_layer is not None and self.avd_first:
             out = self.avd_layer(out)
-        out = self.conv2(out)
+        pool_after = self.avd_layer if self.avd_layer is not None and not self.avd_first \
+            else None
         if self.bn2 is not None:
-            out = F.Activation(act_type='relu', data=self.dropblock2(self.bn2(out)))
+            out = F.Activation(act_type='relu', data=self.dropblock2(self.bn2(self.conv2(out))))
+        elif pool_after is not None and not autograd.is_training():
+            # DropBlock is the identity here, so the avd pool can move inside the attention,
+            # before the weighted sum of the splits (same values, less work)
+            out, pool_after = self.conv2.attend(F, out, pool_after), None
         else:
-            out = self.dropblock2(out)
-        if self.avd_layer is not None and not self.avd_first:
-            out = self.avd_layer(out)
+            out = self.dropblock2(self.conv2(out))
+        if pool_after is not None:
+            out = pool_after(out)
         out = self.dropblock3(self.bn3(self.conv3(out)))
         shortcut = x if self.downsample is None else self.downsample(x)
         return F.Activation(act_type='relu', data=out + shortcut)
