@@ -55,6 +55,7 @@ def test_benchmark_command_prints_one_json_line_per_measurement():
     net = gr.get_model('resnest14_small')
     net.initialize()
     assert [r['mode'] for r in records] == ['inference', 'training']
+    assert records[0]['backend'] == 'onednn'  # the inference path evaluate.py uses on the CPU
     assert peak['conv_peak_gmacs'] > 0
     for r in records:
         assert r['img_per_s'] > 0 and r['peak_rss_mb'] > 0 and r['params'] == count_params(net)
@@ -74,6 +75,19 @@ def test_benchmark_command_prints_one_json_line_per_measurement():
     assert bad.returncode != 0 and 'Traceback' not in bad.stderr
     assert 'GluonCV has no resnest14_small; --compare gluoncv works for resnest101, ' \
         'resnest14,' in bad.stderr
+
+
+def test_benchmark_rounds_report_the_median_of_each_implementations_rounds():
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'eval', 'benchmark.py'), '--model',
+                           'resnest14_small', '--mode', 'inference', '--batch-size', '2',
+                           '--repeats', '1', '--rounds', '3', '--backend', 'fp32', '--no-peak'],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record, = [json.loads(line) for line in proc.stdout.splitlines()]
+    rounds = record['img_per_s_rounds']
+    assert len(rounds) == record['rounds'] == 3 and record['backend'] == 'fp32'
+    assert record['img_per_s'] == pytest.approx(sorted(rounds)[1], abs=1e-3)
+    assert record['median_ms'] == pytest.approx(2e3 / record['img_per_s'], rel=1e-3)
 
 
 def test_alternating_timings_interleave_the_steps_and_time_each_one():
@@ -142,13 +156,28 @@ def test_profile_command_times_every_convolution_of_the_model(tmp_path):
     assert sum(float(r[2]) for r in rows.values()) == pytest.approx(100, abs=1)
 
 
+PEER_STAND_IN = """#!/bin/sh
+echo "$@" > {args}
+extra=""
+while [ $# -gt 0 ]; do
+  if [ "$1" = --also-onnx ]; then
+    [ -f "$2" ] && echo file > {exported}
+    extra=', "also_onnx_img_per_s": 5.0'
+  fi
+  shift
+done
+echo '{{"img_per_s": 4.0, "median_ms": 500.0, "peer_model": "resnest14d"'"$extra}}"
+"""
+
+
 def test_benchmark_compares_with_timm_through_the_peers_environment(tmp_path):
     """--compare timm runs analysis/peer_benchmark.py with the peers' python (here a stand-in
     that answers like it) and prints its figure, the ratio and the fraction of the peak; a
     missing environment is one line naming make bench-env."""
     fake = tmp_path / 'python'
-    fake.write_text('#!/bin/sh\necho "$@" > %s\necho \'{"img_per_s": 4.0, "median_ms": 500.0, '
-                    '"peer_model": "resnest14d"}\'\n' % (tmp_path / 'args'))
+    # answers like the peer script; with --also-onnx FILE also that file's rate, and notes
+    # whether FILE existed while it ran
+    fake.write_text(PEER_STAND_IN.format(args=tmp_path / 'args', exported=tmp_path / 'exported'))
     fake.chmod(0o755)
     cmd = [sys.executable, os.path.join(ROOT, 'eval', 'benchmark.py'), '--model', 'resnest14',
            '--mode', 'inference', '--size', '32', '--batch-size', '2', '--repeats', '1',
@@ -167,6 +196,15 @@ def test_benchmark_compares_with_timm_through_the_peers_environment(tmp_path):
                              capture_output=True, text=True, timeout=300)
     assert missing.returncode != 0 and 'make bench-env' in missing.stderr
     assert 'Traceback' not in missing.stderr
+    # timm's ONNX export: our own export goes to the same ONNX Runtime, timed beside it
+    onnx = subprocess.run(cmd[:-1] + ['timm-onnxruntime', '--peer-python', str(fake)],
+                          capture_output=True, text=True, timeout=300)
+    assert onnx.returncode == 0, onnx.stderr[-2000:]
+    peer, ratio = [json.loads(line) for line in onnx.stdout.splitlines()][2:]
+    assert peer['ours_onnx_img_per_s'] == 5.0 and ratio['onnx_speedup'] == 1.25
+    args = (tmp_path / 'args').read_text().split()
+    assert args[args.index('--impl') + 1] == 'timm-onnxruntime'
+    assert (tmp_path / 'exported').read_text().strip() == 'file'  # there while the peer ran
     other = subprocess.run(cmd[:3] + ['resnest14_small', '--compare', 'timm'],
                            capture_output=True, text=True, timeout=300)
     assert other.returncode != 0 and 'timm has no resnest14_small' in other.stderr

@@ -60,6 +60,7 @@ def test_two_process_evaluation_equals_one_process(oracle_data):
     lines = [l for l in multi.stdout.splitlines() if '{' in l]
     two = json.loads(lines[-1][lines[-1].index('{'):])
     assert (one['world_size'], two['world_size']) == (1, 2)
+    assert one['backend'] == two['backend'] == 'onednn'  # the CPU's default: oneDNN fusion
     for key in ('correct', 'samples', 'top1', 'top5'):
         assert one[key] == two[key], key
 

@@ -138,10 +138,13 @@ def conv_peak_gmacs(ctx=None, repeats=10):
     return macs * result['img_per_s'] / 1e9
 
 
-def time_peer(python, model, impl, mode, batch_size, size, repeats, threads=None):
+def time_peer(python, model, impl, mode, batch_size, size, repeats, threads=None,
+              also_onnx=None):
     """Runs ``peer_benchmark.py`` (timm on PyTorch, or timm's ONNX export in ONNX Runtime) with
-    the peers' ``python`` and returns its measurement; FileNotFoundError names the missing
-    environment, RuntimeError carries the peer's own error."""
+    the peers' ``python`` and returns its measurement; with ``also_onnx`` (impl
+    timm-onnxruntime) that ONNX file is timed too, its steps alternating with timm's export, as
+    ``also_onnx_img_per_s``. FileNotFoundError names the missing environment, RuntimeError
+    carries the peer's own error."""
     if not python or not os.path.isfile(python):
         raise FileNotFoundError('the peers\' environment %s is missing: make bench-env (a '
                                 'separate venv with torch, timm and onnxruntime), or pass '
@@ -151,7 +154,8 @@ def time_peer(python, model, impl, mode, batch_size, size, repeats, threads=None
         len(os.sched_getaffinity(0))
     proc = subprocess.run([python, script, '--model', model, '--impl', impl, '--mode', mode,
                            '--batch-size', str(batch_size), '--size', str(size),
-                           '--repeats', str(repeats), '--threads', str(threads)],
+                           '--repeats', str(repeats), '--threads', str(threads)] +
+                          (['--also-onnx', also_onnx] if also_onnx else []),
                           capture_output=True, text=True)
     return _last_record(proc.returncode, proc.stdout, proc.stderr, '%s %s' % (impl, model))
 

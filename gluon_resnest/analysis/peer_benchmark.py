@@ -50,7 +50,7 @@ def median_rates(steps, batch_size, warmup, repeats):
     return results
 
 
-def measure(model, impl, mode, batch_size, size, repeats, threads):
+def measure(model, impl, mode, batch_size, size, repeats, threads, also_onnx=None):
     import torch
     import timm
     torch.set_num_threads(threads)
@@ -76,18 +76,26 @@ def measure(model, impl, mode, batch_size, size, repeats, threads):
             with torch.inference_mode():
                 net(x)
         return median_rate(step, batch_size, 3, repeats)
-    import onnxruntime as ort
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, 'model.onnx')
         torch.onnx.export(net, x[:1], path, input_names=['data'], output_names=['out'],
                           dynamic_axes={'data': {0: 'batch'}, 'out': {0: 'batch'}},
                           opset_version=17, dynamo=False)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        options.log_severity_level = 3
-        session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+        sessions = [_session(p, threads) for p in [path] + ([also_onnx] if also_onnx else [])]
     data = x.numpy()
-    return median_rate(lambda: session.run(None, {'data': data}), batch_size, 3, repeats)
+    results = median_rates([lambda s=s: s.run(None, {s.get_inputs()[0].name: data})
+                            for s in sessions], batch_size, 3, repeats)
+    if also_onnx:  # the other file, its steps alternating with timm's in this ONNX Runtime
+        results[0]['also_onnx_img_per_s'] = results[1]['img_per_s']
+    return results[0]
+
+
+def _session(path, threads):
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
 
 
 def main(argv=None):
@@ -98,6 +106,9 @@ def main(argv=None):
     parser.add_argument('--batch-size', type=int, default=8)
     parser.add_argument('--size', type=int, default=224)
     parser.add_argument('--repeats', type=int, default=10)
+    parser.add_argument('--also-onnx', help='timm-onnxruntime: an ONNX file (NCHW float input) '
+                        "timed in the same ONNX Runtime session settings, its steps alternating "
+                        "with timm's export")
     parser.add_argument('--threads', type=int,
                         default=int(os.environ.get('OMP_NUM_THREADS', 0)) or
                         len(os.sched_getaffinity(0)))
@@ -108,7 +119,10 @@ def main(argv=None):
     except ImportError as err:
         sys.exit('error: %s; this runs in the peers\' environment (make bench-env)' % err)
     result = measure(args.model, args.impl, args.mode, args.batch_size, args.size,
-                     args.repeats, args.threads)
+                     args.repeats, args.threads, args.also_onnx)
+    if args.impl == 'timm-onnxruntime':
+        import onnxruntime
+        result['onnxruntime'] = onnxruntime.__version__
     print(json.dumps(dict(result, peer_model=args.model, threads=args.threads,
                           torch=torch.__version__, timm=timm.__version__)))
 

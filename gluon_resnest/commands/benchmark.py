@@ -15,6 +15,7 @@ each with the machine's measured convolution peak and the fraction of it the fig
 import argparse
 import json
 import os
+import statistics
 import tempfile
 
 import mxnet as mx
@@ -25,7 +26,7 @@ from ..analysis import (INFERENCE_BATCH, TRAINING_BATCH, TRAINING_SIZE,
                         time_training)
 from ..analysis.benchmark import (conv_peak_gmacs, time_model_alone, time_onnxruntime,
                                   time_peer, time_trainer, time_trainings)
-from ..deploy import export_onnx
+from ..deploy import BACKENDS, export_onnx, optimize_for_cpu
 from ..argtypes import positive_int
 
 
@@ -80,8 +81,17 @@ def measure(impl, args, mode):
                  of_model_alone=round(trainer['img_per_s'] / alone['img_per_s'], 3)))]
     if impl.startswith('timm'):
         batch = args.batch_size if mode == 'inference' else args.train_batch_size
-        result = time_peer(args.peer_python, TIMM_NAMES[args.model], impl, mode, batch, size,
-                           args.repeats if mode == 'inference' else args.train_repeats)
+        with tempfile.TemporaryDirectory() as tmp:
+            ours = None
+            if impl == 'timm-onnxruntime':  # our export in the peers' ONNX Runtime beside timm's
+                ours = export_onnx(build('gluon_resnest', args.model, mode, size, 0.0,
+                                         args.classes), os.path.join(tmp, 'model.onnx'),
+                                   (1, 3, size, size))
+            result = time_peer(args.peer_python, TIMM_NAMES[args.model], impl, mode, batch,
+                               size, args.repeats if mode == 'inference' else
+                               args.train_repeats, also_onnx=ours)
+        if 'also_onnx_img_per_s' in result:
+            result['ours_onnx_img_per_s'] = result.pop('also_onnx_img_per_s')
         return dict(model=args.model, impl=impl, mode=mode, batch_size=batch, size=size,
                     **{k: round(v, 3) if isinstance(v, float) else v
                        for k, v in result.items()})
@@ -101,19 +111,49 @@ def measure(impl, args, mode):
     else:
         net = build(impl, args.model, mode, size, args.dropblock_prob, args.classes)
         if mode == 'inference':
-            result = time_inference(net, args.batch_size, size, repeats=args.repeats)
+            shape = (args.batch_size, 3, size, size)
+            params = count_params(net)
+            # speed only: INT8 calibrated on random images (evaluate.py calibrates on data)
+            calib = mx.nd.random.uniform(shape=shape) if args.backend == 'int8' else None
+            net = optimize_for_cpu(net, args.backend, shape, calib)
+            result = dict(time_inference(net, args.batch_size, size, repeats=args.repeats,
+                                         hybridize=False), backend=args.backend)
             batch = args.batch_size
         else:
             result = time_training(net, args.train_batch_size, size, args.classes,
                                    repeats=args.train_repeats)
             batch = args.train_batch_size
+    if mode != 'inference' or impl == 'onnxruntime':
+        params = count_params(net)
     record = dict(model=args.model, impl=impl, mode=mode, batch_size=batch, size=size,
-                  params=count_params(net), **{k: round(v, 3) if isinstance(v, float) else v
-                                               for k, v in result.items()})
+                  params=params, **{k: round(v, 3) if isinstance(v, float) else v
+                                    for k, v in result.items()})
     if impl == 'gluon_resnest':
-        record['gflops'] = round(count_flops(net, (1, 3, args.size, args.size)) / 1e9, 3)
+        record['gflops'] = round(count_flops(build(impl, args.model, 'inference', size, 0.0,
+                                                   args.classes),
+                                             (1, 3, args.size, args.size)) / 1e9, 3)
     record['peak_rss_mb'] = round(peak_rss_mb(), 1)
     record['omp_threads'] = os.environ.get('OMP_NUM_THREADS', 'mxnet default')
+    return record
+
+
+def _median_over_rounds(records):
+    """One record from the same measurement's records of several rounds: the median of each
+    rate, with the rounds' values beside it."""
+    if records[0] is None or len(records) == 1:
+        return records[0]
+    if isinstance(records[0], list):  # the trainer's pair: the model alone, then the trainer
+        alone, trainer = [_median_over_rounds(list(pair)) for pair in zip(*records)]
+        trainer['of_model_alone'] = round(trainer['img_per_s'] / alone['img_per_s'], 3)
+        return [alone, trainer]
+    record = dict(records[0], rounds=len(records))
+    for key in ('img_per_s', 'with_dropblock_img_per_s', 'ours_onnx_img_per_s'):
+        if key in record:
+            values = [r[key] for r in records]
+            record[key], record[key + '_rounds'] = round(statistics.median(values), 3), values
+    if 'median_ms' in record:  # the step time of the median rate, not of the first round
+        record['median_ms'] = round(record['batch_size'] * 1e3 / record['img_per_s'], 3)
+        record.pop('min_ms', None)
     return record
 
 
@@ -146,6 +186,15 @@ def main(argv=None):
                         help='processes (--compare trainer)')
     parser.add_argument('--iterations', type=positive_int, default=100,
                         help='timed trainer steps per process (--compare trainer)')
+    parser.add_argument('--backend', default='onednn', choices=BACKENDS,
+                        help='inference path of this project (and of GluonCV with --compare '
+                             'gluoncv): onednn (fusion, BatchNorm folded; what evaluate.py uses '
+                             'on the CPU), fp32 (hybridized), int8 (calibrated on random images: '
+                             'speed only), bf16')
+    parser.add_argument('--rounds', type=positive_int, default=1,
+                        help='measure every implementation this many times, in turn, and report '
+                             "each one's median: peers in other processes cannot alternate "
+                             'step by step, so rounds give a slow spell of the machine to all')
     parser.add_argument('--no-peak', action='store_true',
                         help='skip measuring the convolution peak')
     parser.add_argument('--peer-python', default=os.environ.get(
@@ -174,9 +223,11 @@ def main(argv=None):
         print(json.dumps(dict(conv_peak_gmacs=round(peak, 1))), flush=True)
     for mode in modes:
         try:
-            results = {impl: measure(impl, args, mode) for impl in impls}
-        except (FileNotFoundError, RuntimeError) as err:
+            rounds = [{impl: measure(impl, args, mode) for impl in impls}
+                      for _ in range(args.rounds)]
+        except (FileNotFoundError, RuntimeError, ValueError) as err:
             raise SystemExit('error: %s' % err)
+        results = {impl: _median_over_rounds([r[impl] for r in rounds]) for impl in impls}
         results = {impl: record for impl, record in results.items() if record is not None}
         macs = count_flops(build('gluon_resnest', args.model, 'inference', 0, 0.0),
                            (1, 3) + (results['gluon_resnest']['size'],) * 2)
@@ -191,9 +242,12 @@ def main(argv=None):
                 # DropBlock's cost: from its own alternating pair, not two separate timings
                 ours = results[impl].get('with_dropblock_img_per_s',
                                          results['gluon_resnest']['img_per_s'])
-                ratio = ours / results[impl]['img_per_s']
-                print(json.dumps(dict(model=args.model, mode=mode, compare=impl,
-                                      speedup=round(ratio, 2))), flush=True)
+                ratio = dict(speedup=round(ours / results[impl]['img_per_s'], 2))
+                if 'ours_onnx_img_per_s' in results[impl]:  # both files in one ONNX Runtime
+                    ratio['onnx_speedup'] = round(results[impl]['ours_onnx_img_per_s'] /
+                                                  results[impl]['img_per_s'], 2)
+                print(json.dumps(dict(model=args.model, mode=mode, compare=impl, **ratio)),
+                      flush=True)
 
 if __name__ == '__main__':
     main()

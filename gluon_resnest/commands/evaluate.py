@@ -15,7 +15,7 @@ from ..analysis import time_inference
 from ..analysis.accuracy import (calibration_images, evaluate_records,
                                  load_network)
 from ..argtypes import non_negative_int, positive_int
-from ..deploy import BACKENDS, optimize_for_cpu
+from ..deploy import BACKENDS, default_backend, optimize_for_cpu
 from ..deploy.optimize import CALIB_MODES, INT8_GRANULARITIES
 from ..training.data import RecordError
 from ..training.distributed import Comm, device
@@ -33,8 +33,9 @@ def main(argv=None):
                         help="default: the model's eval crop")
     parser.add_argument('--batch-size', type=positive_int, default=64)
     parser.add_argument('--workers', type=non_negative_int, default=2)
-    parser.add_argument('--backend', default='fp32', choices=BACKENDS,
-                        help='CPU inference backend: oneDNN fusion, INT8, bfloat16')
+    parser.add_argument('--backend', default=None, choices=BACKENDS,
+                        help='inference backend: fp32 (hybridized), onednn (fusion, BatchNorm '
+                             'folded: the default on the CPU, fp32 on a GPU), int8, bf16')
     parser.add_argument('--rec-calib', help='RecordIO images for INT8 calibration (use training '
                         'data, not the evaluation set)')
     parser.add_argument('--calib-images', type=positive_int, default=512)
@@ -47,6 +48,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     comm = Comm()
     ctx = device(comm.local_rank)
+    args.backend = args.backend or default_backend(ctx)
     try:
         net, info, classes = load_network(args.model, args.params, args.symbol, args.checkpoint,
                                           args.classes, ctx)

@@ -4,7 +4,7 @@ import mxnet as mx
 
 from ..layers.dropblock import deploy_mode
 
-__all__ = ['BACKENDS', 'CALIB_MODES', 'INT8_GRANULARITIES', 'optimize_for_cpu',
+__all__ = ['BACKENDS', 'default_backend', 'CALIB_MODES', 'INT8_GRANULARITIES', 'optimize_for_cpu',
            'require_bfloat16_cpu', 'end_layers']
 
 BACKENDS = ('fp32', 'onednn', 'int8', 'bf16')
@@ -13,6 +13,13 @@ BACKENDS = ('fp32', 'onednn', 'int8', 'bf16')
 CALIB_MODES = ('naive', 'entropy')
 # one weight scale per tensor, or per output channel
 INT8_GRANULARITIES = ('tensor-wise', 'channel-wise')
+
+
+def default_backend(ctx):
+    """The fastest exact inference path for ``ctx``: oneDNN fusion on the CPU (the same
+    mathematics as float32, BatchNorm folded into the convolutions), plain hybridized float32
+    elsewhere (the optimizations here are the CPU's)."""
+    return 'onednn' if ctx.device_type == 'cpu' else 'fp32'
 
 
 def require_bfloat16_cpu():
