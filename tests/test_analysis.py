@@ -205,6 +205,17 @@ def test_benchmark_compares_with_timm_through_the_peers_environment(tmp_path):
     args = (tmp_path / 'args').read_text().split()
     assert args[args.index('--impl') + 1] == 'timm-onnxruntime'
     assert (tmp_path / 'exported').read_text().strip() == 'file'  # there while the peer ran
+    (tmp_path / 'exported').unlink()
+    int8 = subprocess.run(cmd[:-1] + ['timm-onnxruntime-int8', '--backend', 'int8',
+                                      '--peer-python', str(fake)],
+                          capture_output=True, text=True, timeout=300)
+    assert int8.returncode == 0, int8.stderr[-2000:]
+    ours, peer, ratio = [json.loads(line) for line in int8.stdout.splitlines()
+                         if line.startswith('{')][1:]
+    assert ours['backend'] == ratio['backend'] == 'int8' and peer['img_per_s'] == 4.0
+    args = (tmp_path / 'args').read_text().split()
+    assert args[args.index('--impl') + 1] == 'timm-onnxruntime-int8'
+    assert '--also-onnx' not in args and not (tmp_path / 'exported').exists()
     other = subprocess.run(cmd[:3] + ['resnest14_small', '--compare', 'timm'],
                            capture_output=True, text=True, timeout=300)
     assert other.returncode != 0 and 'timm has no resnest14_small' in other.stderr

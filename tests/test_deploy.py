@@ -44,6 +44,24 @@ def test_onnx_runtime_matches_mxnet_at_any_batch(name, tmp_path):
         assert np.abs(got - expected).max() <= 1e-4
 
 
+def test_the_peers_int8_quantization_of_an_onnx_file_runs_and_stays_close(tmp_path):
+    """The benchmark's timm-onnxruntime-int8 peer: ONNX Runtime's static QDQ quantization
+    (exercised here on our own export; the peers' environment runs it on timm's)."""
+    import onnx
+    from gluon_resnest.analysis.peer_benchmark import _quantize
+    net = _net('resnest14_small')
+    path = gr.export_onnx(net, str(tmp_path / 'm.onnx'), (1, 3, 28, 28))
+    x = np.random.RandomState(0).uniform(-2, 2, (8, 3, 28, 28)).astype('f4')
+    quantized = _quantize(path, x)
+    ops = {node.op_type for node in onnx.load(quantized).graph.node}
+    assert {'QuantizeLinear', 'DequantizeLinear'} <= ops
+    sess = _session(quantized)
+    got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    expected = net(mx.nd.array(x)).asnumpy()
+    assert not np.allclose(got, expected, atol=1e-6)  # quantized, not the float graph
+    assert np.abs(got - expected).max() <= 0.25 * np.abs(expected).max()
+
+
 @pytest.mark.parametrize('name, gate', [('resnest14_small', 'Softmax'),
                                         ('resnest50_fast_2s2x40d', 'Softmax'),
                                         ('regnet_sa50', 'Sigmoid')])  # radix 1: a gate

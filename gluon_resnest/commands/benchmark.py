@@ -7,6 +7,8 @@ each with the machine's measured convolution peak and the fraction of it the fig
     python eval/benchmark.py --model resnest50 --compare gluoncv
     python eval/benchmark.py --model resnest50 --mode inference --compare onnxruntime
     python eval/benchmark.py --model resnest50 --compare timm,timm-onnxruntime
+    python eval/benchmark.py --model resnest50 --mode inference --backend int8 \
+        --compare timm-onnxruntime-int8
     python eval/benchmark.py --model resnest50 --mode training --compare no-dropblock
     python eval/benchmark.py --model resnest14_small --mode training --train-size 28 \
         --train-batch-size 128 --classes 10 --compare trainer \
@@ -30,7 +32,8 @@ from ..deploy import BACKENDS, export_onnx, optimize_for_cpu
 from ..argtypes import positive_int
 
 
-COMPARISONS = ('gluoncv', 'onnxruntime', 'no-dropblock', 'timm', 'timm-onnxruntime', 'trainer')
+COMPARISONS = ('gluoncv', 'onnxruntime', 'no-dropblock', 'timm', 'timm-onnxruntime',
+               'timm-onnxruntime-int8', 'trainer')
 # zoo name -> timm's name of the same network
 TIMM_NAMES = {'resnest14': 'resnest14d', 'resnest26': 'resnest26d', 'resnest50': 'resnest50d',
               'resnest101': 'resnest101e', 'resnest200': 'resnest200e',
@@ -61,7 +64,7 @@ def build(impl, name, mode, size, dropblock_prob, classes=1000):
 
 
 def measure(impl, args, mode):
-    if impl in ('onnxruntime', 'timm-onnxruntime') and mode != 'inference':
+    if 'onnxruntime' in impl and mode != 'inference':
         return None  # ONNX Runtime's CPU provider does not train
     if impl in ('no-dropblock', 'trainer') and mode != 'training':
         return None  # DropBlock is an identity in inference; the trainer trains
@@ -175,10 +178,12 @@ def main(argv=None):
                         help="also measure (comma-separated): gluoncv (GluonCV's model of the "
                              "same name), onnxruntime (this model's ONNX export, inference), "
                              "no-dropblock (training without DropBlock: its cost), timm "
-                             "(timm's model on PyTorch) or timm-onnxruntime (timm's ONNX "
-                             "export), trainer (train/train.py on --rec-train in --np Horovod "
-                             "processes beside the model alone in as many processes: the "
-                             "data pipeline's and communication's cost); prints each ratio")
+                             "(timm's model on PyTorch), timm-onnxruntime (timm's ONNX "
+                             "export, with ours beside it), timm-onnxruntime-int8 (timm's export "
+                             "quantized by ONNX Runtime: static QDQ, per channel), trainer "
+                             "(train/train.py on --rec-train in --np Horovod processes beside "
+                             "the model alone in as many processes: the data pipeline's and "
+                             "communication's cost); prints each ratio")
     parser.add_argument('--classes', type=positive_int, default=1000)
     parser.add_argument('--rec-train', help='RecordIO training data (--compare trainer)')
     parser.add_argument('--rec-val', help='RecordIO validation data (--compare trainer)')
@@ -246,6 +251,8 @@ def main(argv=None):
                 if 'ours_onnx_img_per_s' in results[impl]:  # both files in one ONNX Runtime
                     ratio['onnx_speedup'] = round(results[impl]['ours_onnx_img_per_s'] /
                                                   results[impl]['img_per_s'], 2)
+                if mode == 'inference':
+                    ratio['backend'] = args.backend
                 print(json.dumps(dict(model=args.model, mode=mode, compare=impl, **ratio)),
                       flush=True)
 
