@@ -1,3 +1,5 @@
+import json
+
 import mxnet as mx
 import numpy as np
 import pytest
@@ -5,6 +7,7 @@ from mxnet import autograd
 from mxnet.gluon import nn
 
 from gluon_resnest.layers import DropBlock, deploy_mode, set_drop_prob
+from gluon_resnest.layers.dropblock import _walk
 
 
 def _train(block, x):
@@ -165,6 +168,32 @@ def test_deploy_mode_leaves_no_random_ops_in_the_graph():
     with autograd.record():
         net(mx.nd.ones((1, 3, 8, 8)))
     assert 'random' in net._cached_graph[1].tojson()
+
+
+@pytest.mark.parametrize('first_call', ['predict', 'record'])
+def test_a_resnest_graph_keeps_every_dropblock_whatever_mode_traced_it(first_call):
+    """A hybridized graph is traced once, by its first call, and then serves training too:
+    tracing it in predict mode must not drop DropBlock layers (the avd blocks move their pool
+    inside the attention only when nothing sits between them)."""
+    import gluon_resnest as gr
+    net = gr.get_model('resnest26', classes=10, dropblock_prob=0.1)
+    net.initialize()
+    net.hybridize()
+    layers = [b for b in _walk(net) if isinstance(b, DropBlock)]
+    assert len(layers) == 3 * (2 + 2)  # three per bottleneck of stages 3-4 (2 blocks each)
+    x = mx.nd.ones((1, 3, 64, 64))
+    if first_call == 'predict':
+        net(x)
+    else:
+        with autograd.record():
+            net(x)
+    nodes = json.loads(net._cached_graph[1].tojson())['nodes']
+    assert sum(n['op'] == '_random_uniform_like' for n in nodes) == len(layers)
+    # the same graph in deploy mode: no DropBlock, every avd pool inside its attention
+    with deploy_mode(net):
+        net(x)
+        nodes = json.loads(net._cached_graph[1].tojson())['nodes']
+    assert not any('random' in n['op'] for n in nodes)
 
 
 @pytest.mark.parametrize('kwargs, message', [

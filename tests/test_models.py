@@ -69,6 +69,46 @@ def test_dilated_modes_match_gluoncv(output_stride, gluoncv_kwargs, tmp_path):
     assert np.abs(ours(x).asnumpy() - ref(x).asnumpy()).max() <= 1e-5
 
 
+@pytest.mark.parametrize('hybridize', [False, True])
+def test_training_mode_output_and_gradients_match_gluoncv(hybridize, tmp_path):
+    """Training graphs (batch statistics, the avd pool inside the attention when no DropBlock
+    sits between them) against GluonCV's model with the same weights, in float64."""
+    # 128 px: GluonCV's DropBlock (rate 0) divides by the map size less the block size
+    from functools import partial
+    from gluoncv.nn.dropblock import set_drop_prob as gluoncv_set_drop_prob
+    ref = _gluoncv_reference('resnest26', 128)
+    ref.apply(partial(gluoncv_set_drop_prob, 0.0))  # GluonCV's zoo builds DropBlock 0.1 in
+    ref.save_parameters(str(tmp_path / 'w.params'))
+    ours = gr.get_model('resnest26')
+    ours.load_parameters(str(tmp_path / 'w.params'))
+    ref.cast('float64')
+    ours.cast('float64')
+    if hybridize:
+        ours.hybridize()
+    x = mx.nd.random.uniform(-2, 2, shape=(3, 3, 128, 128), dtype='float64')
+    outputs, grads = [], []
+    for net in (ref, ours):
+        data = x.copy()
+        data.attach_grad()
+        with autograd.record():
+            out = net(data)
+            loss = (out * mx.nd.arange(out.size, dtype='float64').reshape(out.shape)).sum()
+        loss.backward()
+        outputs.append(out.asnumpy())
+        # by structural name (what save/load_parameters match on)
+        grads.append(dict(data=data.grad.asnumpy(), **{
+            name: p.grad().asnumpy() for name, p in net._collect_params_with_prefix().items()
+            if p.grad_req != 'null'}))
+    assert np.abs(outputs[1] - outputs[0]).max() <= 1e-8 * np.abs(outputs[0]).max()
+    assert sorted(grads[0]) == sorted(grads[1]) and len(grads[0]) > 100
+    # biases before a training-mode BatchNorm have zero gradient: rounding noise only, hence
+    # an absolute floor far below the network's gradients
+    floor = 1e-10 * max(np.abs(g).max() for g in grads[0].values())
+    for name, expected in grads[0].items():
+        error = np.abs(grads[1][name] - expected).max()
+        assert error <= 1e-8 * np.abs(expected).max() + floor, name
+
+
 @pytest.mark.parametrize('output_stride, strides', [(32, (4, 8, 16, 32)), (16, (4, 8, 16, 16)),
                                                     (8, (4, 8, 8, 8))])
 def test_stage_outputs_for_dense_prediction(output_stride, strides):

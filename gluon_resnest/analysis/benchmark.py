@@ -15,9 +15,9 @@ import numpy as np
 from .peer_benchmark import median_rate, median_rates
 
 __all__ = ['inference_step', 'training_step', 'time_inference', 'time_training', 'time_trainings',
-           'time_onnxruntime', 'rss_mb',
+           'onnxruntime_step', 'rss_mb',
            'peak_rss_mb', 'INFERENCE_BATCH', 'TRAINING_BATCH', 'TRAINING_SIZE',
-           'conv_peak_gmacs', 'time_peer', 'time_model_alone', 'time_trainer']
+           'conv_peak_gmacs', 'PeerProcess', 'time_model_alone', 'time_trainer']
 
 # the speed issue's settings: inference batch 8 (at the model's eval crop), training batch 16
 # at 128 px
@@ -103,12 +103,10 @@ def time_trainings(nets, batch_size=TRAINING_BATCH, size=TRAINING_SIZE, classes=
     return results
 
 
-def time_onnxruntime(path, batch_size=INFERENCE_BATCH, size=224, threads=None, warmup=3,
-                     repeats=10):
-    """Inference images per second of an ONNX file (NCHW float32 input) in ONNX Runtime's CPU
-    provider, on ``threads`` intra-op threads (default: MXNet's OMP_NUM_THREADS, else all
-    cores), timed like :func:`time_inference`."""
-    import os
+def onnxruntime_step(path, batch_size=INFERENCE_BATCH, size=224, threads=None):
+    """A function running one batch of an ONNX file (NCHW float32 input) in ONNX Runtime's CPU
+    provider on ``threads`` intra-op threads (default: MXNet's OMP_NUM_THREADS, else all
+    cores), and the thread count."""
     import onnxruntime as ort
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or int(os.environ.get('OMP_NUM_THREADS', 0)) or \
@@ -118,10 +116,7 @@ def time_onnxruntime(path, batch_size=INFERENCE_BATCH, size=224, threads=None, w
     session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
     name = session.get_inputs()[0].name
     x = np.random.uniform(size=(batch_size, 3, size, size)).astype(np.float32)
-    result = median_rate(lambda: session.run(None, {name: x}), batch_size, warmup, repeats)
-    result['threads'] = options.intra_op_num_threads
-    result['rss_mb'] = rss_mb()
-    return result
+    return (lambda: session.run(None, {name: x})), options.intra_op_num_threads
 
 
 def conv_peak_gmacs(ctx=None, repeats=10):
@@ -138,26 +133,72 @@ def conv_peak_gmacs(ctx=None, repeats=10):
     return macs * result['img_per_s'] / 1e9
 
 
-def time_peer(python, model, impl, mode, batch_size, size, repeats, threads=None,
-              also_onnx=None):
-    """Runs ``peer_benchmark.py`` (timm on PyTorch, or timm's ONNX export in ONNX Runtime) with
-    the peers' ``python`` and returns its measurement; with ``also_onnx`` (impl
-    timm-onnxruntime) that ONNX file is timed too, its steps alternating with timm's export, as
-    ``also_onnx_img_per_s``. FileNotFoundError names the missing environment, RuntimeError
-    carries the peer's own error."""
-    if not python or not os.path.isfile(python):
-        raise FileNotFoundError('the peers\' environment %s is missing: make bench-env (a '
-                                'separate venv with torch, timm and onnxruntime), or pass '
-                                '--peer-python' % (python or '(none given)'))
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'peer_benchmark.py')
-    threads = threads or int(os.environ.get('OMP_NUM_THREADS', 0)) or \
-        len(os.sched_getaffinity(0))
-    proc = subprocess.run([python, script, '--model', model, '--impl', impl, '--mode', mode,
-                           '--batch-size', str(batch_size), '--size', str(size),
-                           '--repeats', str(repeats), '--threads', str(threads)] +
-                          (['--also-onnx', also_onnx] if also_onnx else []),
-                          capture_output=True, text=True)
-    return _last_record(proc.returncode, proc.stdout, proc.stderr, '%s %s' % (impl, model))
+class PeerProcess(object):
+    """``peer_benchmark.py`` (timm on PyTorch, or timm's ONNX export in ONNX Runtime) running in
+    the peers' ``python`` as a server, so that its steps can alternate with this process's own
+    in one :func:`median_rates` (different processes cannot share a step loop otherwise).
+    ``info`` holds what the peer reported (model, versions, threads, ``steps``);
+    ``step(i)`` is a step function returning the peer's own timing. FileNotFoundError names a
+    missing environment, RuntimeError carries the peer's own error. Use it as a context
+    manager: leaving stops the peer."""
+
+    def __init__(self, python, model, impl, mode, batch_size, size, threads=None,
+                 also_onnx=None):
+        if not python or not os.path.isfile(python):
+            raise FileNotFoundError('the peers\' environment %s is missing: make bench-env (a '
+                                    'separate venv with torch, timm and onnxruntime), or pass '
+                                    '--peer-python' % (python or '(none given)'))
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'peer_benchmark.py')
+        threads = threads or int(os.environ.get('OMP_NUM_THREADS', 0)) or \
+            len(os.sched_getaffinity(0))
+        self.what = '%s %s' % (impl, model)
+        # the peer's warnings go to a file: a pipe nobody reads could fill up and stall it
+        self._stderr = tempfile.TemporaryFile(mode='w+')
+        self._proc = subprocess.Popen(
+            [python, script, '--model', model, '--impl', impl, '--mode', mode, '--batch-size',
+             str(batch_size), '--size', str(size), '--threads', str(threads), '--serve'] +
+            (['--also-onnx', also_onnx] if also_onnx else []),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True)
+        self.info = self._reply()
+
+    def _reply(self):
+        line = self._proc.stdout.readline()
+        if not line.startswith('{'):
+            self._proc.kill()
+            self._proc.wait()
+            self._stderr.seek(0)
+            lines = self._stderr.read().strip().splitlines() or ['no output']
+            self.close()
+            raise RuntimeError('%s failed: %s' % (self.what, lines[-1]))
+        return json.loads(line)
+
+    def step(self, index=0):
+        def run():
+            self._proc.stdin.write('step %d\n' % index)
+            self._proc.stdin.flush()
+            return self._reply()['seconds']
+        return run
+
+    def close(self):
+        if self._proc.poll() is None:
+            try:
+                self._proc.stdin.write('quit\n')
+                self._proc.stdin.close()
+            except (BrokenPipeError, OSError):
+                pass
+            try:
+                self._proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        if not self._stderr.closed:
+            self._stderr.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def _last_record(returncode, stdout, stderr, what):

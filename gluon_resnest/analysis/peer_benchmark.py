@@ -32,7 +32,8 @@ def median_rate(step, batch_size, warmup, repeats):
 
 def median_rates(steps, batch_size, warmup, repeats):
     """:func:`median_rate` of several ``steps`` timed in alternation (one call of each per
-    round), so that a slow spell of a shared machine falls on all of them alike."""
+    round), so that a slow spell of a shared machine falls on all of them alike. A step that
+    returns a number has timed itself (seconds): a step run by another process."""
     for _ in range(warmup):
         for step in steps:
             step()
@@ -40,8 +41,9 @@ def median_rates(steps, batch_size, warmup, repeats):
     for _ in range(repeats):
         for step, timed in zip(steps, times):
             start = time.perf_counter()
-            step()
-            timed.append(time.perf_counter() - start)
+            own = step()
+            elapsed = time.perf_counter() - start
+            timed.append(own if isinstance(own, float) else elapsed)
     results = []
     for timed in times:
         median = statistics.median(timed)
@@ -50,7 +52,10 @@ def median_rates(steps, batch_size, warmup, repeats):
     return results
 
 
-def measure(model, impl, mode, batch_size, size, repeats, threads, also_onnx=None):
+def make_steps(model, impl, mode, batch_size, size, threads, also_onnx=None):
+    """One-batch step functions of ``impl`` on timm's ``model``: [timm's step], or for
+    timm-onnxruntime with ``also_onnx`` [timm's export, that file] in the same ONNX Runtime
+    settings."""
     import torch
     import timm
     torch.set_num_threads(threads)
@@ -69,13 +74,13 @@ def measure(model, impl, mode, batch_size, size, repeats, threads, also_onnx=Non
             optimizer.zero_grad(set_to_none=True)
             loss_fn(net(x), y).backward()
             optimizer.step()
-        return median_rate(step, batch_size, 2, repeats)
+        return [step]
     net.eval()
     if impl == 'timm':
         def step():
             with torch.inference_mode():
                 net(x)
-        return median_rate(step, batch_size, 3, repeats)
+        return [step]
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, 'model.onnx')
         torch.onnx.export(net, x[:1], path, input_names=['data'], output_names=['out'],
@@ -85,11 +90,31 @@ def measure(model, impl, mode, batch_size, size, repeats, threads, also_onnx=Non
             path = _quantize(path, x.numpy())
         sessions = [_session(p, threads) for p in [path] + ([also_onnx] if also_onnx else [])]
     data = x.numpy()
-    results = median_rates([lambda s=s: s.run(None, {s.get_inputs()[0].name: data})
-                            for s in sessions], batch_size, 3, repeats)
-    if also_onnx:  # the other file, its steps alternating with timm's in this ONNX Runtime
+    return [lambda s=s: s.run(None, {s.get_inputs()[0].name: data}) for s in sessions]
+
+
+def measure(model, impl, mode, batch_size, size, repeats, threads, also_onnx=None):
+    """:func:`make_steps` timed like ``analysis.benchmark`` (steps alternating); with
+    ``also_onnx`` the file's rate is ``also_onnx_img_per_s``."""
+    results = median_rates(make_steps(model, impl, mode, batch_size, size, threads, also_onnx),
+                           batch_size, 3 if mode == 'inference' else 2, repeats)
+    if also_onnx:
         results[0]['also_onnx_img_per_s'] = results[1]['img_per_s']
     return results[0]
+
+
+def serve(steps, info, lines=sys.stdin, out=sys.stdout):
+    """Runs steps on request so that another process can alternate them with its own: prints
+    ``info`` as one JSON line, then for each input line ``step I`` runs step I and answers
+    ``{"seconds": ...}``; stops at ``quit`` or the end of the input."""
+    print(json.dumps(dict(info, ready=True, steps=len(steps))), file=out, flush=True)
+    for line in lines:
+        words = line.split()
+        if not words or words[0] == 'quit':
+            break
+        start = time.perf_counter()
+        steps[int(words[1])]()
+        print(json.dumps(dict(seconds=time.perf_counter() - start)), file=out, flush=True)
 
 
 def _quantize(path, images):
@@ -140,19 +165,28 @@ def main(argv=None):
     parser.add_argument('--threads', type=int,
                         default=int(os.environ.get('OMP_NUM_THREADS', 0)) or
                         len(os.sched_getaffinity(0)))
+    parser.add_argument('--serve', action='store_true',
+                        help='build the steps, then run them on request from standard input '
+                             '("step I" -> {"seconds": ...}): how eval/benchmark.py alternates '
+                             "them with its own steps")
     args = parser.parse_args(argv)
     try:
         import timm
         import torch
     except ImportError as err:
         sys.exit('error: %s; this runs in the peers\' environment (make bench-env)' % err)
-    result = measure(args.model, args.impl, args.mode, args.batch_size, args.size,
-                     args.repeats, args.threads, args.also_onnx)
+    info = dict(peer_model=args.model, threads=args.threads, torch=torch.__version__,
+                timm=timm.__version__)
     if args.impl.startswith('timm-onnxruntime'):
         import onnxruntime
-        result['onnxruntime'] = onnxruntime.__version__
-    print(json.dumps(dict(result, peer_model=args.model, threads=args.threads,
-                          torch=torch.__version__, timm=timm.__version__)))
+        info['onnxruntime'] = onnxruntime.__version__
+    if args.serve:
+        serve(make_steps(args.model, args.impl, args.mode, args.batch_size, args.size,
+                         args.threads, args.also_onnx), info)
+        return
+    result = measure(args.model, args.impl, args.mode, args.batch_size, args.size,
+                     args.repeats, args.threads, args.also_onnx)
+    print(json.dumps(dict(result, **info)))
 
 
 if __name__ == '__main__':

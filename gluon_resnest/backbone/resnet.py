@@ -4,7 +4,6 @@ One trunk and one bottleneck serve every model: ``radix >= 1`` makes the bottlen
 Split-Attention conv, ``radix == 0`` leaves the plain ResNet-D 3x3 conv. Child names follow
 GluonCV's ResNeSt so its ``.params`` files load with ``load_parameters``.
 """
-from mxnet import autograd
 from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
@@ -22,6 +21,9 @@ class _Identity(HybridBlock):
     # keeps the downsample branch's child indices (pool, conv, bn) those of the published weights
     def hybrid_forward(self, F, x):
         return x
+
+    def traces_to_identity(self):
+        return True
 
 
 class Bottleneck(HybridBlock):
@@ -75,9 +77,11 @@ class Bottleneck(HybridBlock):
             else None
         if self.bn2 is not None:
             out = F.Activation(act_type='relu', data=self.dropblock2(self.bn2(self.conv2(out))))
-        elif pool_after is not None and not autograd.is_training():
-            # DropBlock is the identity here, so the avd pool can move inside the attention,
-            # before the weighted sum of the splits (same values, less work)
+        elif pool_after is not None and self.dropblock2.traces_to_identity():
+            # nothing between the attention and the avd pool in this graph (a hybridized graph
+            # is traced once and serves training and inference alike, so the test is the
+            # layer's, not the autograd mode's): the pool moves inside the attention, before
+            # the weighted sum of the splits (same values, less work)
             out, pool_after = self.conv2.attend(F, out, pool_after), None
         else:
             out = self.dropblock2(self.conv2(out))

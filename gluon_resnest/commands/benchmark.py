@@ -15,6 +15,7 @@ each with the machine's measured convolution peak and the fraction of it the fig
         --rec-train data/fashion-mnist/train.rec --rec-val data/fashion-mnist/val.rec
 """
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -23,11 +24,11 @@ import tempfile
 import mxnet as mx
 
 from .. import get_model, get_model_info, list_models
-from ..analysis import (INFERENCE_BATCH, TRAINING_BATCH, TRAINING_SIZE,
-                        count_flops, count_params, peak_rss_mb, time_inference,
-                        time_training)
-from ..analysis.benchmark import (conv_peak_gmacs, time_model_alone, time_onnxruntime,
-                                  time_peer, time_trainer, time_trainings)
+from ..analysis import (INFERENCE_BATCH, TRAINING_BATCH, TRAINING_SIZE, count_flops,
+                        count_params, inference_step, peak_rss_mb, training_step)
+from ..analysis.benchmark import (PeerProcess, conv_peak_gmacs, onnxruntime_step,
+                                  time_model_alone, time_trainer)
+from ..analysis.peer_benchmark import median_rates
 from ..deploy import BACKENDS, export_onnx, optimize_for_cpu
 from ..argtypes import positive_int
 
@@ -63,94 +64,107 @@ def build(impl, name, mode, size, dropblock_prob, classes=1000):
     return net
 
 
-def measure(impl, args, mode):
-    if 'onnxruntime' in impl and mode != 'inference':
-        return None  # ONNX Runtime's CPU provider does not train
-    if impl in ('no-dropblock', 'trainer') and mode != 'training':
-        return None  # DropBlock is an identity in inference; the trainer trains
-    size = args.size if mode == 'inference' else args.train_size
-    if impl == 'trainer':
-        # the trainer on real data beside what its ranks' computation alone allows, both in
-        # args.np processes sharing the cores
-        common = (args.model, args.np, args.train_batch_size, size, args.classes,
-                  args.dropblock_prob)
-        alone = time_model_alone(*common, repeats=max(args.train_repeats, 10))
-        trainer = time_trainer(args.model, args.rec_train, args.rec_val, args.np,
-                               *common[2:], iterations=args.iterations)
-        return [dict(model=args.model, impl=impl, mode=mode, batch_size=args.train_batch_size,
-                     size=size, **record) for record in (
-            dict(alone, what='model alone, fixed batch'),
-            dict(trainer, what='train/train.py on %s' % args.rec_train,
-                 of_model_alone=round(trainer['img_per_s'] / alone['img_per_s'], 3)))]
+def _rounded(result):
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}
+
+
+def prepare(impl, args, mode, stack):
+    """What ``impl`` times in ``mode``: (record fields, [one-batch step functions]), or None
+    when it has nothing to time there. The first step is the implementation's; the second, for
+    timm-onnxruntime, runs our ONNX export in the peers' ONNX Runtime. ``stack`` (an
+    ExitStack) owns temporary files and the peers' processes."""
+    inference = mode == 'inference'
+    if ('onnxruntime' in impl and not inference) or (impl == 'no-dropblock' and inference):
+        return None  # ONNX Runtime's CPU provider does not train; DropBlock is off at inference
+    size = args.size if inference else args.train_size
+    batch = args.batch_size if inference else args.train_batch_size
+    fields = dict(model=args.model, impl=impl, mode=mode, batch_size=batch, size=size)
     if impl.startswith('timm'):
-        batch = args.batch_size if mode == 'inference' else args.train_batch_size
-        with tempfile.TemporaryDirectory() as tmp:
-            ours = None
-            if impl == 'timm-onnxruntime':  # our export in the peers' ONNX Runtime beside timm's
-                ours = export_onnx(build('gluon_resnest', args.model, mode, size, 0.0,
-                                         args.classes), os.path.join(tmp, 'model.onnx'),
-                                   (1, 3, size, size))
-            result = time_peer(args.peer_python, TIMM_NAMES[args.model], impl, mode, batch,
-                               size, args.repeats if mode == 'inference' else
-                               args.train_repeats, also_onnx=ours)
-        if 'also_onnx_img_per_s' in result:
-            result['ours_onnx_img_per_s'] = result.pop('also_onnx_img_per_s')
-        return dict(model=args.model, impl=impl, mode=mode, batch_size=batch, size=size,
-                    **{k: round(v, 3) if isinstance(v, float) else v
-                       for k, v in result.items()})
-    if impl == 'no-dropblock':  # both networks in this process, steps alternating
-        with_dropblock, net = [build('gluon_resnest', args.model, mode, size, prob, args.classes)
-                               for prob in (args.dropblock_prob, 0.0)]
-        paired, result = time_trainings([with_dropblock, net], args.train_batch_size, size,
-                                        args.classes, repeats=args.train_repeats)
-        result['with_dropblock_img_per_s'] = paired['img_per_s']
-        batch = args.train_batch_size
-    elif impl == 'onnxruntime':
-        net = build('gluon_resnest', args.model, mode, size, args.dropblock_prob, args.classes)
-        with tempfile.TemporaryDirectory() as tmp:
-            path = export_onnx(net, os.path.join(tmp, 'model.onnx'), (1, 3, size, size))
-            result = time_onnxruntime(path, args.batch_size, size, repeats=args.repeats)
-        batch = args.batch_size
-    else:
-        net = build(impl, args.model, mode, size, args.dropblock_prob, args.classes)
-        if mode == 'inference':
-            shape = (args.batch_size, 3, size, size)
-            params = count_params(net)
-            # speed only: INT8 calibrated on random images (evaluate.py calibrates on data)
-            calib = mx.nd.random.uniform(shape=shape) if args.backend == 'int8' else None
-            net = optimize_for_cpu(net, args.backend, shape, calib)
-            result = dict(time_inference(net, args.batch_size, size, repeats=args.repeats,
-                                         hybridize=False), backend=args.backend)
-            batch = args.batch_size
-        else:
-            result = time_training(net, args.train_batch_size, size, args.classes,
-                                   repeats=args.train_repeats)
-            batch = args.train_batch_size
-    if mode != 'inference' or impl == 'onnxruntime':
-        params = count_params(net)
-    record = dict(model=args.model, impl=impl, mode=mode, batch_size=batch, size=size,
-                  params=params, **{k: round(v, 3) if isinstance(v, float) else v
-                                    for k, v in result.items()})
-    if impl == 'gluon_resnest':
-        record['gflops'] = round(count_flops(build(impl, args.model, 'inference', size, 0.0,
-                                                   args.classes),
-                                             (1, 3, args.size, args.size)) / 1e9, 3)
-    record['peak_rss_mb'] = round(peak_rss_mb(), 1)
-    record['omp_threads'] = os.environ.get('OMP_NUM_THREADS', 'mxnet default')
-    return record
+        ours = None
+        if impl == 'timm-onnxruntime':  # our export in the peers' ONNX Runtime beside timm's
+            folder = stack.enter_context(tempfile.TemporaryDirectory())
+            ours = export_onnx(build('gluon_resnest', args.model, mode, size, 0.0, args.classes),
+                               os.path.join(folder, 'model.onnx'), (1, 3, size, size))
+        peer = stack.enter_context(PeerProcess(args.peer_python, TIMM_NAMES[args.model], impl,
+                                               mode, batch, size, also_onnx=ours))
+        fields.update((k, v) for k, v in peer.info.items() if k not in ('ready', 'steps'))
+        return fields, [peer.step(i) for i in range(peer.info['steps'])]
+    dropblock = 0.0 if impl == 'no-dropblock' else args.dropblock_prob
+    net = build('gluon_resnest' if impl in ('onnxruntime', 'no-dropblock') else impl,
+                args.model, mode, size, dropblock, args.classes)
+    fields['params'] = count_params(net)
+    if impl == 'onnxruntime':
+        folder = stack.enter_context(tempfile.TemporaryDirectory())
+        step, fields['threads'] = onnxruntime_step(
+            export_onnx(net, os.path.join(folder, 'model.onnx'), (1, 3, size, size)), batch, size)
+        return fields, [step]
+    if not inference:
+        return fields, [training_step(net, batch, size, args.classes)]
+    shape = (batch, 3, size, size)
+    # speed only: INT8 calibrated on random images (evaluate.py calibrates on data)
+    calib = mx.nd.random.uniform(shape=shape) if args.backend == 'int8' else None
+    fields['backend'] = args.backend
+    return fields, [inference_step(optimize_for_cpu(net, args.backend, shape, calib), batch, size,
+                                   hybridize=False)]
+
+
+def measure(impls, args, mode):
+    """{impl: record} for ``mode``: every implementation's steps alternate in one
+    :func:`median_rates` (the peers' in their own processes, on request), so a slow spell of
+    the machine falls on all alike. The trainer, a multi-process run, is timed on its own."""
+    inference = mode == 'inference'
+    with contextlib.ExitStack() as stack:
+        prepared = [(impl, prepare(impl, args, mode, stack)) for impl in impls
+                    if impl != 'trainer']
+        prepared = [(impl, found) for impl, found in prepared if found]
+        rates = iter(median_rates(
+            [step for _, (_, steps) in prepared for step in steps],
+            args.batch_size if inference else args.train_batch_size, 3 if inference else 2,
+            args.repeats if inference else args.train_repeats))
+        records = {}
+        for impl, (fields, steps) in prepared:
+            records[impl] = dict(fields, **_rounded(next(rates)))
+            if len(steps) > 1:  # both ONNX files in the peers' ONNX Runtime
+                records[impl]['ours_onnx_img_per_s'] = round(next(rates)['img_per_s'], 3)
+    ours = records['gluon_resnest']
+    ours['gflops'] = round(count_flops(build('gluon_resnest', args.model, 'inference',
+                                             ours['size'], 0.0, args.classes),
+                                       (1, 3, args.size, args.size)) / 1e9, 3)
+    ours['omp_threads'] = os.environ.get('OMP_NUM_THREADS', 'mxnet default')
+    if len(prepared) == 1 or all(impl.startswith('timm') for impl, _ in prepared[1:]):
+        ours['peak_rss_mb'] = round(peak_rss_mb(), 1)  # no other network in this process
+    if 'trainer' in impls and not inference:
+        records['trainer'] = measure_trainer(args)
+    return records
+
+
+def measure_trainer(args):
+    """The trainer on real data beside what its ranks' computation alone allows, both in
+    ``args.np`` processes sharing the cores."""
+    common = (args.model, args.np, args.train_batch_size, args.train_size, args.classes,
+              args.dropblock_prob)
+    alone = time_model_alone(*common, repeats=max(args.train_repeats, 10))
+    trainer = time_trainer(args.model, args.rec_train, args.rec_val, args.np, *common[2:],
+                           iterations=args.iterations)
+    return [dict(model=args.model, impl='trainer', mode='training',
+                 batch_size=args.train_batch_size, size=args.train_size, **record)
+            for record in (dict(alone, what='model alone, fixed batch'),
+                           dict(trainer, what='train/train.py on %s' % args.rec_train,
+                                of_model_alone=round(trainer['img_per_s'] /
+                                                     alone['img_per_s'], 3)))]
 
 
 def _median_over_rounds(records):
     """One record from the same measurement's records of several rounds: the median of each
     rate, with the rounds' values beside it."""
-    if records[0] is None or len(records) == 1:
+    if len(records) == 1:
         return records[0]
     if isinstance(records[0], list):  # the trainer's pair: the model alone, then the trainer
         alone, trainer = [_median_over_rounds(list(pair)) for pair in zip(*records)]
         trainer['of_model_alone'] = round(trainer['img_per_s'] / alone['img_per_s'], 3)
         return [alone, trainer]
     record = dict(records[0], rounds=len(records))
-    for key in ('img_per_s', 'with_dropblock_img_per_s', 'ours_onnx_img_per_s'):
+    for key in ('img_per_s', 'ours_onnx_img_per_s'):
         if key in record:
             values = [r[key] for r in records]
             record[key], record[key + '_rounds'] = round(statistics.median(values), 3), values
@@ -198,8 +212,8 @@ def main(argv=None):
                              'speed only), bf16')
     parser.add_argument('--rounds', type=positive_int, default=1,
                         help='measure every implementation this many times, in turn, and report '
-                             "each one's median: peers in other processes cannot alternate "
-                             'step by step, so rounds give a slow spell of the machine to all')
+                             "each one's median (within a round the steps of all of them "
+                             'alternate already)')
     parser.add_argument('--no-peak', action='store_true',
                         help='skip measuring the convolution peak')
     parser.add_argument('--peer-python', default=os.environ.get(
@@ -228,12 +242,10 @@ def main(argv=None):
         print(json.dumps(dict(conv_peak_gmacs=round(peak, 1))), flush=True)
     for mode in modes:
         try:
-            rounds = [{impl: measure(impl, args, mode) for impl in impls}
-                      for _ in range(args.rounds)]
+            rounds = [measure(impls, args, mode) for _ in range(args.rounds)]
         except (FileNotFoundError, RuntimeError, ValueError) as err:
             raise SystemExit('error: %s' % err)
-        results = {impl: _median_over_rounds([r[impl] for r in rounds]) for impl in impls}
-        results = {impl: record for impl, record in results.items() if record is not None}
+        results = {impl: _median_over_rounds([r[impl] for r in rounds]) for impl in rounds[0]}
         macs = count_flops(build('gluon_resnest', args.model, 'inference', 0, 0.0),
                            (1, 3) + (results['gluon_resnest']['size'],) * 2)
         for records in results.values():
@@ -244,10 +256,8 @@ def main(argv=None):
                 print(json.dumps(record), flush=True)
         for impl in args.compare:
             if impl in results and impl != 'trainer':  # the trainer's ratio is in its record
-                # DropBlock's cost: from its own alternating pair, not two separate timings
-                ours = results[impl].get('with_dropblock_img_per_s',
-                                         results['gluon_resnest']['img_per_s'])
-                ratio = dict(speedup=round(ours / results[impl]['img_per_s'], 2))
+                ratio = dict(speedup=round(results['gluon_resnest']['img_per_s'] /
+                                           results[impl]['img_per_s'], 2))
                 if 'ours_onnx_img_per_s' in results[impl]:  # both files in one ONNX Runtime
                     ratio['onnx_speedup'] = round(results[impl]['ours_onnx_img_per_s'] /
                                                   results[impl]['img_per_s'], 2)

@@ -88,8 +88,13 @@ class DropBlock(_Stochastic, HybridBlock):
             raise ValueError('DropBlock: drop_prob must be in [0, 1), got %r' % (value,))
         self._drop_prob = value
 
+    def traces_to_identity(self):
+        """Whether a graph traced now leaves this layer out (rate 0 or deploy mode). Training
+        vs inference is a runtime flag of the traced graph and does not count."""
+        return self.drop_prob == 0 or self.deploy
+
     def hybrid_forward(self, F, x):
-        if self.drop_prob == 0 or self.deploy:
+        if self.traces_to_identity():
             return x
         bs, pad = self.block_size, self.block_size // 2
         first = F.slice_axis(x, axis=0, begin=0, end=1)  # (1, C, H, W)
