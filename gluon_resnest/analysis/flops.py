@@ -14,6 +14,7 @@ import mxnet as mx
 import numpy as np
 
 from ..layers.dropblock import deploy_mode
+from ..layers.splat import pool_after_sum
 
 __all__ = ['count_flops', 'count_params', 'symbol_of', 'CONVENTIONS']
 
@@ -24,8 +25,9 @@ CONVENTIONS = {'paper': _MACS + _POOLING, 'macs': _MACS, 'macs+bn': _MACS + ('Ba
 
 
 def symbol_of(net, input_shape):
-    """The inference graph of ``net`` for one ``input_shape`` (N, C, H, W)."""
-    with deploy_mode(net), mx.autograd.predict_mode():
+    """The inference graph of ``net`` for one ``input_shape`` (N, C, H, W), with its operators
+    in the paper's order (an avd pool after the attention's weighted sum, not moved inside it)."""
+    with deploy_mode(net), pool_after_sum(), mx.autograd.predict_mode():
         out = net(mx.sym.var('data'))
     if isinstance(out, (list, tuple)):
         out = mx.sym.Group(list(out))

@@ -6,11 +6,27 @@ convolution group ``r * cardinality + k``. The attention branch works per cardin
 1x1 layers) and emits its logits cardinality-major, ``(cardinality, radix, channels/cardinality)``,
 which is the layout of GluonCV's and the official ResNeSt's published weights.
 """
+import contextlib
+
 from mxnet import autograd
 from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
-__all__ = ['SplitAttention', 'SplitAttentionConv', 'attention_channels', 'global_avg_pool']
+__all__ = ['SplitAttention', 'SplitAttentionConv', 'attention_channels', 'global_avg_pool',
+           'pool_after_sum']
+
+_POOL_AFTER_SUM = [False]
+
+
+@contextlib.contextmanager
+def pool_after_sum():
+    """Graphs traced inside apply :meth:`SplitAttention.attend`'s pool after the weighted sum,
+    the paper's order of operations (same values, more work): what FLOP counts describe."""
+    _POOL_AFTER_SUM[0], before = True, _POOL_AFTER_SUM[0]
+    try:
+        yield
+    finally:
+        _POOL_AFTER_SUM[0] = before
 
 
 def attention_channels(in_channels, radix, reduction_factor=4):
@@ -168,9 +184,11 @@ class SplitAttention(HybridBlock):
             # transpose, not swapaxes: the ONNX exporter writes swapaxes as a chain of shape
             # computations (Shape, ScatterND, GatherND, Pad, ...) around the Transpose
             att = F.transpose(att, axes=(0, 2, 1, 3)).reshape((0, -1, 1, 1))
-        if pool is not None:
-            x = pool(x)
-        return _weighted_sum(F, x, att, self.radix, self.channels)
+        if pool is None:
+            return _weighted_sum(F, x, att, self.radix, self.channels)
+        if _POOL_AFTER_SUM[0]:
+            return pool(_weighted_sum(F, x, att, self.radix, self.channels))
+        return _weighted_sum(F, pool(x), att, self.radix, self.channels)
 
     def __repr__(self):
         return '%s(channels=%d, radix=%d, cardinality=%d)' % (
