@@ -12,7 +12,7 @@ import tempfile
 import mxnet as mx
 import numpy as np
 
-from .peer_benchmark import median_rate, median_rates
+from .peer_benchmark import median_rate, median_rates, onnxruntime_session
 
 __all__ = ['inference_step', 'training_step', 'time_inference', 'time_training', 'time_trainings',
            'onnxruntime_step', 'rss_mb',
@@ -107,19 +107,12 @@ def onnxruntime_step(path, batch_size=INFERENCE_BATCH, size=224, threads=None):
     """A function running one batch of an ONNX file (NCHW float32 input) in ONNX Runtime's CPU
     provider on ``threads`` intra-op threads (default: MXNet's OMP_NUM_THREADS, else all
     cores), and the thread count."""
-    import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or int(os.environ.get('OMP_NUM_THREADS', 0)) or \
+    threads = threads or int(os.environ.get('OMP_NUM_THREADS', 0)) or \
         len(os.sched_getaffinity(0))
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    # no busy-waiting between runs: spinning threads would take the cores from the step
-    # timed next (another implementation's: -4% for MXNet after ONNX Runtime here)
-    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
-    session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+    session = onnxruntime_session(path, threads)
     name = session.get_inputs()[0].name
     x = np.random.uniform(size=(batch_size, 3, size, size)).astype(np.float32)
-    return (lambda: session.run(None, {name: x})), options.intra_op_num_threads
+    return (lambda: session.run(None, {name: x})), threads
 
 
 def conv_peak_gmacs(ctx=None, repeats=10):

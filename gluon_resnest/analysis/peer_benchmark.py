@@ -88,7 +88,8 @@ def make_steps(model, impl, mode, batch_size, size, threads, also_onnx=None):
                           opset_version=17, dynamo=False)
         if impl == 'timm-onnxruntime-int8':
             path = _quantize(path, x.numpy())
-        sessions = [_session(p, threads) for p in [path] + ([also_onnx] if also_onnx else [])]
+        sessions = [onnxruntime_session(p, threads)
+                    for p in [path] + ([also_onnx] if also_onnx else [])]
     data = x.numpy()
     return [lambda s=s: s.run(None, {s.get_inputs()[0].name: data}) for s in sessions]
 
@@ -142,7 +143,9 @@ def _quantize(path, images):
     return quantized
 
 
-def _session(path, threads):
+def onnxruntime_session(path, threads):
+    """An ONNX Runtime CPU session on ``threads`` intra-op threads (shared with
+    ``analysis.benchmark``)."""
     import onnxruntime as ort
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
