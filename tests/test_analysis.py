@@ -197,6 +197,15 @@ def test_benchmark_compares_with_timm_through_the_peers_environment(tmp_path):
     args = (tmp_path / 'args').read_text().split()
     assert args[0].endswith('peer_benchmark.py') and args[args.index('--model') + 1] == \
         'resnest14d' and args[args.index('--size') + 1] == '32' and '--serve' in args
+    # a peer that fails while setting up: its own last error line, no traceback of ours
+    broken = tmp_path / 'broken'
+    broken.write_text('#!/bin/sh\necho "Traceback (most recent call last):" >&2\n'
+                      'echo "RuntimeError: no such model" >&2\nexit 1\n')
+    broken.chmod(0o755)
+    failed = subprocess.run(cmd + ['--peer-python', str(broken)], capture_output=True,
+                            text=True, timeout=300)
+    assert failed.returncode != 0 and 'Traceback' not in failed.stderr
+    assert 'timm resnest14d failed: RuntimeError: no such model' in failed.stderr
     missing = subprocess.run(cmd + ['--peer-python', str(tmp_path / 'none')],
                              capture_output=True, text=True, timeout=300)
     assert missing.returncode != 0 and 'make bench-env' in missing.stderr
