@@ -127,9 +127,6 @@ def measure(impls, args, mode):
             if len(steps) > 1:  # both ONNX files in the peers' ONNX Runtime
                 records[impl]['ours_onnx_img_per_s'] = round(next(rates)['img_per_s'], 3)
     ours = records['gluon_resnest']
-    ours['gflops'] = round(count_flops(build('gluon_resnest', args.model, 'inference',
-                                             ours['size'], 0.0, args.classes),
-                                       (1, 3, args.size, args.size)) / 1e9, 3)
     ours['omp_threads'] = os.environ.get('OMP_NUM_THREADS', 'mxnet default')
     if len(prepared) == 1 or all(impl.startswith('timm') for impl, _ in prepared[1:]):
         ours['peak_rss_mb'] = round(peak_rss_mb(), 1)  # no other network in this process
@@ -240,14 +237,17 @@ def main(argv=None):
     peak = None if args.no_peak else conv_peak_gmacs()
     if peak:
         print(json.dumps(dict(conv_peak_gmacs=round(peak, 1))), flush=True)
+    # one network for the FLOP counts: at the inference crop (reported) and per mode's size
+    counted = build('gluon_resnest', args.model, 'inference', 0, 0.0, args.classes)
+    gflops = round(count_flops(counted, (1, 3, args.size, args.size)) / 1e9, 3)
     for mode in modes:
         try:
             rounds = [measure(impls, args, mode) for _ in range(args.rounds)]
         except (FileNotFoundError, RuntimeError, ValueError) as err:
             raise SystemExit('error: %s' % err)
         results = {impl: _median_over_rounds([r[impl] for r in rounds]) for impl in rounds[0]}
-        macs = count_flops(build('gluon_resnest', args.model, 'inference', 0, 0.0),
-                           (1, 3) + (results['gluon_resnest']['size'],) * 2)
+        results['gluon_resnest']['gflops'] = gflops
+        macs = count_flops(counted, (1, 3) + (results['gluon_resnest']['size'],) * 2)
         for records in results.values():
             for record in records if isinstance(records, list) else [records]:
                 if peak:  # a training step is about three passes (forward, two backward)
