@@ -1,5 +1,6 @@
 """The in-memory small-image pipeline against MXNet's own image augmenters (the per-image path):
 same crop rule and distribution, same pixels for the same draws, same evaluation images."""
+import math
 import random
 from unittest import mock
 
@@ -73,11 +74,67 @@ def test_batch_pixels_equal_mx_image_augmenters_for_the_same_draws():
         np.testing.assert_allclose(out[k], ref.asnumpy(), rtol=1e-5, atol=1e-3, err_msg=str(k))
 
 
+def _zhong_official_boxes(size, n, prob, area=(0.02, 0.4), r1=0.3):
+    """Random erasing as the authors' released code states it, one image at a time with
+    Python's random: with probability ``prob``, up to 100 draws of area and aspect ratio until
+    the box is smaller than the image, then a uniform position; (x0, y0, w, h), zeros if none."""
+    random.seed(0)
+    boxes = np.zeros((n, 4), np.int64)
+    for k in range(n):
+        if random.uniform(0, 1) > prob:
+            continue
+        for _ in range(100):
+            target = random.uniform(*area) * size * size
+            aspect = random.uniform(r1, 1 / r1)
+            h = int(round(math.sqrt(target * aspect)))
+            w = int(round(math.sqrt(target / aspect)))
+            if w < size and h < size:
+                boxes[k] = random.randint(0, size - w), random.randint(0, size - h), w, h
+                break
+    return boxes
+
+
+def test_random_erasing_boxes_have_the_authors_distribution():
+    size, n, prob = 28, 20000, 0.5
+    augment = BatchAugment(size, erase_prob=prob)
+    ours = np.stack(augment.erase_boxes(augment.draws(0, 0, n)), axis=1)
+    ref = _zhong_official_boxes(size, n, prob)
+    assert (ours[:, 0] + ours[:, 2] <= size).all() and (ours[:, 1] + ours[:, 3] <= size).all()
+    erased, ref_erased = ours[:, 2] > 0, ref[:, 2] > 0
+    assert abs(erased.mean() - prob) < 0.015 and abs(ref_erased.mean() - erased.mean()) < 0.015
+    area = ours[erased, 2] * ours[erased, 3] / float(size * size)
+    assert area.min() >= 0.01 and area.max() <= 0.45
+    for k, name in enumerate(('x0', 'y0', 'w', 'h')):
+        assert abs(ours[erased, k].mean() - ref[ref_erased, k].mean()) < 0.2, name
+        assert abs(ours[erased, k].std() - ref[ref_erased, k].std()) < 0.2, name
+
+
+def test_random_erasing_replaces_only_its_box_with_uniform_values():
+    """The other augmentations draw the same numbers with erasing on (the table is only
+    extended): outside each box the pixels equal the unerased batch's; inside they are new,
+    uniform on [0, 255]."""
+    images, _ = _images(64, 3, 20)
+    plain, erasing = BatchAugment(16, 0.5, 0.3), BatchAugment(16, 0.5, 0.3, erase_prob=0.5)
+    rows = erasing.draws(5, 1, 64)
+    a, b = plain(images, plain.draws(5, 1, 64)), erasing(images, rows)
+    x0, y0, w, h = erasing.erase_boxes(rows)
+    inside = np.zeros(a.shape, bool)
+    for k in range(64):
+        inside[k, y0[k]:y0[k] + h[k], x0[k]:x0[k] + w[k]] = True
+    assert 20 < (w > 0).sum() < 44
+    np.testing.assert_array_equal(a[~inside], b[~inside])
+    values = b[inside]
+    assert values.min() >= 0 and values.max() <= 255 and abs(values.mean() - 127.5) < 5
+    assert abs(values.std() - 255 / math.sqrt(12)) < 5
+    assert np.mean(values == a[inside]) < 0.01
+
+
 def _loader(images, labels, rank, size, epoch, augment=True, batch=4):
     sampler = ShardSampler(len(images), rank, size, seed=7)
     sampler.set_epoch(epoch)
     return MemoryLoader(images, labels, sampler, batch, MEAN, STD,
-                        BatchAugment(16, 0.5, 0.3) if augment else None, seed=7)
+                        BatchAugment(16, 0.5, 0.3, erase_prob=0.5) if augment else None,
+                        seed=7)
 
 
 def _by_record(loader):
@@ -90,8 +147,9 @@ def _by_record(loader):
 
 
 def test_augmentation_is_a_function_of_seed_epoch_and_record():
-    """A record gets the same pixels whichever rank or batch it lands in (so a resumed or
-    re-sharded run replays exactly), and new ones in the next epoch."""
+    """A record gets the same pixels (random erasing's fill included) whichever rank or batch
+    it lands in (so a resumed or re-sharded run replays exactly), and new ones in the next
+    epoch."""
     images, labels = _images(24, 3, 20)
     one = _by_record(_loader(images, labels, 0, 1, epoch=2))
     two = {}

@@ -14,6 +14,7 @@ import pytest
 
 from gluon_resnest.training import TrainConfig, count_correct, train
 from gluon_resnest.training import recipe
+from gluon_resnest.training.checkpoint import read_meta
 from gluon_resnest.training.data import (RecordDataset, RecordError, ShardSampler, _Transformed,
                                          train_transform)
 from gluon_resnest.training.fashion_mnist import write_records
@@ -138,10 +139,12 @@ def test_benchmark_sets_the_trainer_beside_its_model_alone(tiny_rec):
         trainer['img_per_s'] / alone['img_per_s'], abs=1e-3)
 
 
-@pytest.mark.parametrize('pipeline', ['workers', 'memory'])
-def test_resume_equals_an_uninterrupted_run(tiny_rec, tmp_path, pipeline):
-    # per image with AutoAugment; in memory with the batch jitter and lighting
-    options = dict(pipeline=pipeline, autoaugment=pipeline == 'workers')
+@pytest.mark.parametrize('pipeline, extra', [
+    ('workers', {}), ('memory', {}), ('memory', dict(random_erasing=0.5, ema_decay=0.9))])
+def test_resume_equals_an_uninterrupted_run(tiny_rec, tmp_path, pipeline, extra):
+    # per image with AutoAugment; in memory with the batch jitter and lighting (and random
+    # erasing and a moving average of the weights)
+    options = dict(pipeline=pipeline, autoaugment=pipeline == 'workers', **extra)
     full, _ = train(_config(tiny_rec, tmp_path / 'full', **options), log=lambda *_: None)
     _stop_after_one_epoch(_config(tiny_rec, tmp_path / 'split', **options))
     # what a kill during the next checkpoint would leave behind must be ignored
@@ -154,6 +157,74 @@ def test_resume_equals_an_uninterrupted_run(tiny_rec, tmp_path, pipeline):
     assert a.keys() == b.keys()
     for k in a:
         np.testing.assert_allclose(a[k], b[k], rtol=1e-4, atol=1e-5, err_msg=k)
+    if extra.get('ema_decay'):  # the average resumes too, and best/ holds the average
+        a, b = (mx.nd.load(str(tmp_path / run / 'epoch-0001' / 'ema.params'))
+                for run in ('full', 'split'))
+        assert a.keys() == b.keys() == _trainable(full).keys()
+        for k in a:
+            np.testing.assert_allclose(a[k].asnumpy(), b[k].asnumpy(), rtol=1e-4, atol=1e-5,
+                                       err_msg=k)
+        assert read_meta(str(tmp_path / 'split' / 'epoch-0001'))['ema_updates'] == \
+            2 * (48 // 8)
+
+
+def test_weight_average_follows_its_recurrence_and_swaps_in_and_out():
+    """After each update the average is d_n * average + (1 - d_n) * weights, with
+    d_n = min(decay, (1 + n) / (10 + n)) (computed here in NumPy from the weights each step
+    had); inside ``applied()`` the network holds the average, changes made there stay in it,
+    and the network gets its own weights back."""
+    from gluon_resnest.training.ema import WeightAverage
+    net = mx.gluon.nn.Dense(3, in_units=4)
+    net.initialize(mx.init.Normal(1.0))
+    decay = 0.8
+    average = WeightAverage(net, decay)
+    expected = {k: v.copy() for k, v in _trainable(net).items()}
+    rng = np.random.RandomState(0)
+    for n in range(40):  # past n = 35, where the cap reaches the decay
+        for param in net.collect_params().values():
+            param.set_data(param.data() + mx.nd.array(rng.normal(size=param.shape)))
+        d = min(decay, (1.0 + n) / (10.0 + n))
+        weights = _trainable(net)
+        expected = {k: d * expected[k] + (1 - d) * weights[k] for k in expected}
+        average.update()
+    assert average.rate() == decay
+    own = _trainable(net)
+    with average.applied():
+        inside = _trainable(net)
+        for k in expected:
+            np.testing.assert_allclose(inside[k], expected[k], rtol=1e-5, atol=1e-6)
+        net.bias.set_data(mx.nd.ones(3) * 7)
+    after = _trainable(net)
+    for k in own:
+        np.testing.assert_array_equal(after[k], own[k])
+    np.testing.assert_array_equal(average.average['bias'].asnumpy(), np.full(3, 7.0))
+    with pytest.raises(ValueError, match=r'EMA decay must be in \(0, 1\), got 1.0'):
+        WeightAverage(net, 1.0)
+
+
+def test_with_a_moving_average_best_holds_the_average_it_validated(tiny_rec, tmp_path):
+    """--ema-decay: the validation top-1 recorded (and selected on) is the average's: best/'s
+    weights, evaluated independently, give it; the weights' own score is recorded beside it."""
+    from gluon_resnest.analysis.accuracy import load_network
+    from gluon_resnest.training.loop import evaluate
+    from gluon_resnest.training.memory_data import evaluation_loader
+    cfg = _config(tiny_rec, tmp_path / 'run', pipeline='memory', autoaugment=False,
+                  ema_decay=0.9, epochs=2)
+    _, summary = train(cfg, log=lambda *_: None)
+    best = str(tmp_path / 'run' / 'best')
+    chosen = summary['history'][read_meta(best)['epoch']]
+    assert 'val_top1_weights' in chosen
+    net, info, _ = load_network(checkpoint=best)
+    loader = evaluation_loader(RecordDataset(tiny_rec[1], classes=4), 8, info.mean, info.std,
+                               32, 1.0)
+    assert evaluate(net, loader, mx.cpu())['top1'] == pytest.approx(chosen['val_top1'])
+    epoch_folder = str(tmp_path / 'run' / ('epoch-%04d' % read_meta(best)['epoch']))
+    saved = mx.nd.load(os.path.join(epoch_folder, 'ema.params'))
+    kept = mx.nd.load(os.path.join(best, 'model.params'))
+    for key in saved:
+        assert np.array_equal(saved[key].asnumpy(), kept[key].asnumpy()), key
+    raw = mx.nd.load(os.path.join(epoch_folder, 'model.params'))
+    assert any(not np.array_equal(raw[k].asnumpy(), kept[k].asnumpy()) for k in raw)
 
 
 def _stop_after_one_epoch(cfg):
@@ -413,7 +484,7 @@ def test_every_flag_reaches_the_trainer():
     from gluon_resnest.training import loop
     source = ''.join(inspect.getsource(f) for f in (
         loop.train, loop._loaders, loop._setup_amp, loop.check_run_identity,
-        loop.progress_bar))
+        loop.progress_bar, loop._weight_average))
     for name in TrainConfig.__dataclass_fields__:  # each field is read where training happens
         assert 'cfg.' + name in source, name
 
@@ -510,9 +581,13 @@ def test_fresh_deletes_only_a_run_folder(tmp_path):
     ('base_lr', float('nan'), '--base-lr must be a finite number in (0, inf), got nan'),
     ('base_lr', -0.1, '--base-lr must be a finite number in (0, inf), got -0.1'),
     ('momentum', 1.5, '--momentum must be a finite number in [0, 1)'),
-    ('warmup_epochs', -1, '--warmup-epochs, --mixup-off-epochs and --max-iters must be >= 0')])
+    ('warmup_epochs', -1, '--warmup-epochs, --mixup-off-epochs and --max-iters must be >= 0'),
+    ('random_erasing', 1.5, '--random-erasing must be a finite number in [0, 1], got 1.5'),
+    ('ema_decay', 1.0, '--ema-decay must be a finite number in [0, 1), got 1.0'),
+    ('pipeline', 'workers', '--random-erasing runs in the in-memory batch pipeline')])
 def test_out_of_range_values_are_refused_up_front(field, value, message):
-    cfg = TrainConfig(model='resnest14_small', rec_train='t.rec', rec_val='v.rec')
+    cfg = TrainConfig(model='resnest14_small', rec_train='t.rec', rec_val='v.rec',
+                      random_erasing=0.5)
     cfg.validate()
     setattr(cfg, field, value)
     with pytest.raises(ValueError) as err:

@@ -79,14 +79,20 @@ def repair_run(folder):
                 os.replace(path, path[:-4])
 
 
-def save_checkpoint(folder, epoch, net, trainer, meta, keep=3, best_metric=None):
-    """Write ``epoch-NNNN/`` (params, trainer states, meta.json), keep the last ``keep`` and the
-    one with the best ``meta[best_metric]`` (copied to ``best/``). Returns the folder."""
+AVERAGE = 'ema.params'  # a checkpoint's moving average of the weights (training.ema)
+
+
+def save_checkpoint(folder, epoch, net, trainer, meta, keep=3, best_metric=None, average=None):
+    """Write ``epoch-NNNN/`` (params, trainer states, meta.json, and ``ema.params`` when an
+    ``average`` of the weights is kept), keep the last ``keep`` and the one with the best
+    ``meta[best_metric]`` (copied to ``best/``). Returns the folder."""
     final = os.path.join(folder, '%s%04d' % (PREFIX, epoch))
     with atomic_folder(final) as tmp:
         try:
             net.save_parameters(os.path.join(tmp, 'model.params'))
             trainer.save_states(os.path.join(tmp, 'trainer.states'))
+            if average is not None:
+                average.save(os.path.join(tmp, AVERAGE))
         except mx.base.MXNetError as err:  # e.g. a full disk: "FileStream.Write incomplete"
             raise OSError('cannot write the checkpoint %s (%s); nothing of it was kept'
                           % (final, str(err).strip().split('\n')[0][:200])) from None
@@ -100,8 +106,9 @@ def save_checkpoint(folder, epoch, net, trainer, meta, keep=3, best_metric=None)
 
 
 def _update_best(folder, candidate, value):
-    """Copy ``candidate``'s weights and meta (not its optimizer states: best/ is for
-    evaluation and deployment) to ``best/`` when ``value`` beats the recorded best."""
+    """Copy ``candidate``'s validated weights (its moving average where it has one, else its
+    weights) as ``best/model.params``, and its meta, to ``best/`` when ``value`` beats the
+    recorded best; not its optimizer states: best/ is for evaluation and deployment."""
     best = os.path.join(folder, 'best')
     if value is None:
         return
@@ -110,7 +117,8 @@ def _update_best(folder, candidate, value):
         if previous is not None and previous >= value:
             return
     with atomic_folder(best) as tmp:
-        shutil.copy2(os.path.join(candidate, 'model.params'), tmp)
+        weights = AVERAGE if os.path.isfile(os.path.join(candidate, AVERAGE)) else 'model.params'
+        shutil.copy2(os.path.join(candidate, weights), os.path.join(tmp, 'model.params'))
         data = dict(read_meta(candidate), best_value=value)
         with open(os.path.join(tmp, 'meta.json'), 'w') as f:
             json.dump(data, f, indent=1, sort_keys=True)

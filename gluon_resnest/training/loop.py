@@ -12,10 +12,11 @@ from ..argtypes import check_number, check_positive_ints, option
 from ..layers.dropblock import set_drop_prob
 from ..zoo.registry import get_model, get_model_info
 from . import recipe
-from .checkpoint import (check_writable, latest_checkpoint, load_checkpoint, read_meta,
+from .checkpoint import (AVERAGE, check_writable, latest_checkpoint, load_checkpoint, read_meta,
                          repair_run, save_checkpoint, write_jsonl)
 from .data import RecordDataset, ShardSampler, make_loader, train_transform
-from .memory_data import (BatchAugment, MemoryLoader, decode_all, evaluation_loader,
+from .ema import WeightAverage
+from .memory_data import (MAX_SIDE, BatchAugment, MemoryLoader, decode_all, evaluation_loader,
                           fits_in_memory)
 from .distributed import Comm, device
 
@@ -52,6 +53,10 @@ class TrainConfig:
     jitter: float = option(0.4, 'brightness/contrast/saturation jitter; 0: off')
     lighting: float = option(0.1, 'PCA lighting noise; 0: off')
     autoaugment: bool = option(False, 'ImageNet AutoAugment policy')
+    random_erasing: float = option(0.0, 'random erasing probability (Zhong et al. 2017; their '
+                                        'value: 0.5); in-memory pipeline; 0: off')
+    ema_decay: float = option(0.0, 'moving average of the weights (e.g. 0.999): validated, '
+                                   'selected and saved to best/ instead of the weights; 0: off')
     amp: bool = option(False, 'mixed precision (float16 on GPU, bfloat16 on CPU)')
     pipeline: str = option('auto', 'memory (decoded once, batch augmentation: small images), '
                                    'workers (per-image, worker processes) or auto')
@@ -77,7 +82,8 @@ class TrainConfig:
                 ('momentum', 0, 1, False, True), ('wd', 0, None, False, False),
                 ('label_smoothing', 0, 1, False, True), ('mixup_alpha', 0, None, False, False),
                 ('min_scale', 0, 1, True, False), ('jitter', 0, None, False, False),
-                ('lighting', 0, None, False, False)):
+                ('lighting', 0, None, False, False), ('random_erasing', 0, 1, False, False),
+                ('ema_decay', 0, 1, False, True)):
             check_number(name, getattr(self, name), low, high, low_open, high_open)
         if self.final_drop is not None:
             check_number('final_drop', self.final_drop, 0, 1, high_open=True)
@@ -87,6 +93,10 @@ class TrainConfig:
             raise ValueError('--pipeline %r: allowed %s' % (self.pipeline, ', '.join(PIPELINES)))
         if self.pipeline == 'memory' and self.autoaugment:
             raise ValueError('--autoaugment runs per image: use --pipeline workers or auto')
+        if self.random_erasing and (self.pipeline == 'workers' or self.autoaugment):
+            raise ValueError('--random-erasing runs in the in-memory batch pipeline (images of '
+                             'at most %d px), not with --pipeline workers or --autoaugment'
+                             % MAX_SIDE)
 
 
 def count_correct(logits, labels, k=5):
@@ -169,6 +179,7 @@ def train(cfg, comm=None, log=print):
 
     start_epoch, history, best = resume_and_broadcast(ckpt, comm, net, trainer, ctx, 'best_top1',
                                                       log, schedule)
+    average = _weight_average(cfg, net, ckpt, log if comm.rank == 0 else None)
     net.hybridize(static_alloc=True, static_shape=True)
 
     loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=False)
@@ -200,6 +211,8 @@ def train(cfg, comm=None, log=print):
             else:
                 loss.backward()
             trainer.step(data.shape[0])
+            if average is not None:
+                average.update()
             batch_loss = check_finite(float(loss.mean().asscalar()), epoch, i, cfg.save_dir)
             loss_sum += batch_loss * data.shape[0]
             seen += data.shape[0]
@@ -215,10 +228,16 @@ def train(cfg, comm=None, log=print):
         train_loss = comm.sum([loss_sum, seen], 'train_loss')
         comm.average_running_stats(net)  # one model validated, checkpointed and resumed
         val = evaluate(net, val_loader, ctx, comm)
+        extra = {}
+        if average is not None:  # the average is what is selected; the weights for comparison
+            extra = dict(val_top1_weights=val['top1'], val_loss_weights=val['loss'])
+            with average.applied():
+                comm.average_running_stats(net)
+                val = evaluate(net, val_loader, ctx, comm)
         record = dict(epoch=epoch + 1, train_loss=train_loss[0] / max(train_loss[1], 1),
                       val_top1=val['top1'], val_top5=val['top5'], val_loss=val['loss'],
                       lr=trainer.learning_rate, img_per_s=train_loss[1] / elapsed,
-                      epoch_seconds=elapsed)
+                      epoch_seconds=elapsed, **extra)
         history.append(record)
         best = max(best or 0.0, val['top1'])
         if comm.rank == 0:
@@ -230,8 +249,9 @@ def train(cfg, comm=None, log=print):
                                  val_top1=val['top1'], world_size=comm.size,
                                  # every random stream is re-seeded from (seed, epoch) at the
                                  # start of an epoch, so this is all a resume needs
-                                 seed=cfg.seed),
-                            keep=cfg.keep, best_metric='val_top1')
+                                 seed=cfg.seed,
+                                 ema_updates=average.updates if average else None),
+                            keep=cfg.keep, best_metric='val_top1', average=average)
             write_jsonl(metrics_path, history)
     summary = dict(model=cfg.model, epochs=cfg.epochs, history=history, best_top1=best,
                    final=history[-1] if history else None, save_dir=cfg.save_dir,
@@ -239,6 +259,23 @@ def train(cfg, comm=None, log=print):
     if comm.rank == 0 and history:
         plot_curves(history, os.path.join(cfg.save_dir, 'curves.png'))
     return net, summary
+
+
+def _weight_average(cfg, net, ckpt, log=None):
+    """The moving average of ``net``'s weights when ``cfg.ema_decay`` is set (None otherwise),
+    restored from the checkpoint ``ckpt`` a run resumes from; started from the current weights
+    when that checkpoint kept none (a run resumed with EMA newly switched on)."""
+    if not cfg.ema_decay:
+        return None
+    average = WeightAverage(net, cfg.ema_decay)
+    if ckpt:
+        path = os.path.join(ckpt, AVERAGE)
+        if os.path.isfile(path):
+            average.load(path, read_meta(ckpt).get('ema_updates') or 0)
+        elif log:
+            log('%s kept no moving average of the weights: it starts from the resumed weights'
+                % ckpt)
+    return average
 
 
 def _loaders(cfg, comm, info, size, crop_ratio):
@@ -249,10 +286,15 @@ def _loaders(cfg, comm, info, size, crop_ratio):
     memory = cfg.pipeline == 'memory' or (
         cfg.pipeline == 'auto' and not cfg.autoaugment and fits_in_memory(train_set)
         and fits_in_memory(val_set))
+    if cfg.random_erasing and not memory:
+        raise ValueError('--random-erasing runs in the in-memory batch pipeline; %s has images '
+                         'larger than %d px (or too many to hold), which take the per-image path'
+                         % (cfg.rec_train, MAX_SIDE))
     if memory:
         sampler = ShardSampler(len(train_set), comm.rank, comm.size, shuffle=True,
                                seed=cfg.seed, pad=True)
-        augment = BatchAugment(size, cfg.min_scale, cfg.jitter, cfg.lighting, info.interpolation)
+        augment = BatchAugment(size, cfg.min_scale, cfg.jitter, cfg.lighting, info.interpolation,
+                               erase_prob=cfg.random_erasing)
         train_loader = MemoryLoader(*decode_all(train_set), sampler, cfg.batch_size, info.mean,
                                     info.std, augment, cfg.seed)
     else:

@@ -4,8 +4,8 @@ For 28-64 px images (Fashion-MNIST: 47 MB decoded) the per-image path (a DataLoa
 decoding each record and running MXNet's image operators on it) costs more CPU than the
 model's own forward/backward. Here every record is decoded once, and a batch is augmented in
 the training process with OpenCV/NumPy: the same random resized crop, flip, colour jitter and
-PCA lighting as ``data.train_transform``, each record's draws taken from a table made per
-(seed, epoch), so augmentation stays a function of (seed, epoch, record) and a resumed run sees
+PCA lighting as ``data.train_transform`` (and optionally random erasing), each record's draws
+taken from a table made per (seed, epoch), so augmentation stays a function of (seed, epoch, record) and a resumed run sees
 what an uninterrupted one does. Large images (ImageNet) keep the per-image path, where decoding
 dominates and workers pay off.
 """
@@ -70,7 +70,11 @@ def decode_all(dataset):
 
 
 class BatchAugment(object):
-    """``data.train_transform`` (without AutoAugment) for a batch of same-sized uint8 images.
+    """``data.train_transform`` (without AutoAugment) for a batch of same-sized uint8 images,
+    then, with probability ``erase_prob``, random erasing (Zhong et al., 2017): a rectangle of
+    ``erase_area`` of the image at aspect ratio (height / width) in [erase_ratio,
+    1 / erase_ratio], its pixels replaced by uniform random values in [0, 255] (the paper's
+    RE-R); sizes are drawn until one fits, then the position is uniform over where it fits.
 
     ``draws(seed, epoch, n)`` makes the epoch's table of random numbers, one row per record;
     ``__call__(images, rows)`` augments ``images`` with their records' rows and returns float32
@@ -78,20 +82,45 @@ class BatchAugment(object):
     """
 
     def __init__(self, size, min_scale=0.08, jitter=0.0, lighting=0.0,
-                 interpolation='bilinear', ratio=(3.0 / 4.0, 4.0 / 3.0)):
+                 interpolation='bilinear', ratio=(3.0 / 4.0, 4.0 / 3.0), erase_prob=0.0,
+                 erase_area=(0.02, 0.4), erase_ratio=0.3):
         self.size, self.min_scale = size, min_scale
+        self.erase_prob, self.erase_area, self.erase_ratio = erase_prob, erase_area, erase_ratio
         self.jitter, self.lighting = jitter, lighting
         self.interp = INTERPOLATION[interpolation]
         self.log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
 
     def draws(self, seed, epoch, n):
         rng = np.random.default_rng([seed, epoch])
-        return dict(area=rng.uniform(self.min_scale, 1.0, (n, _ATTEMPTS)),
+        rows = dict(area=rng.uniform(self.min_scale, 1.0, (n, _ATTEMPTS)),
                     log_ratio=rng.uniform(self.log_ratio[0], self.log_ratio[1], (n, _ATTEMPTS)),
                     position=rng.random((n, 2)), flip=rng.random(n) < 0.5,
                     jitter=rng.uniform(-self.jitter, self.jitter, (n, 3)),
                     order=np.argsort(rng.random((n, 3)), axis=1),
                     lighting=rng.normal(0.0, self.lighting, (n, 3)) if self.lighting else None)
+        if self.erase_prob:  # drawn after the others: without erasing the table is unchanged
+            rows.update(erase=rng.random(n) < self.erase_prob,
+                        erase_area=rng.uniform(*self.erase_area, (n, _ATTEMPTS)),
+                        erase_ratio=rng.uniform(self.erase_ratio, 1.0 / self.erase_ratio,
+                                                (n, _ATTEMPTS)),
+                        erase_position=rng.random((n, 2)),
+                        erase_seed=rng.integers(0, 2 ** 63, n))
+        return rows
+
+    def erase_boxes(self, rows):
+        """(x0, y0, w, h) of each row's erased rectangle in the output (w = h = 0: none)."""
+        area = rows['erase_area'] * float(self.size * self.size)
+        box_h = np.round(np.sqrt(area * rows['erase_ratio'])).astype(np.int64)
+        box_w = np.round(np.sqrt(area / rows['erase_ratio'])).astype(np.int64)
+        fits = (box_w < self.size) & (box_h < self.size)
+        first = np.argmax(fits, axis=1)
+        pick = np.arange(len(first))
+        erased = rows['erase'] & fits.any(axis=1)
+        box_w = np.where(erased, box_w[pick, first], 0)
+        box_h = np.where(erased, box_h[pick, first], 0)
+        x0 = np.floor(rows['erase_position'][:, 0] * (self.size - box_w + 1)).astype(np.int64)
+        y0 = np.floor(rows['erase_position'][:, 1] * (self.size - box_h + 1)).astype(np.int64)
+        return x0, y0, box_w, box_h
 
     def crop_boxes(self, height, width, rows):
         """(x0, y0, w, h) per row: mx.image.random_size_crop's rule (the first of its attempts
@@ -131,7 +160,17 @@ class BatchAugment(object):
             # mx.image.LightingAug: one RGB offset per image from the PCA of ImageNet colours
             out += ((PCA_EIGVEC[None] * rows['lighting'][:, None, :]) @ PCA_EIGVAL).astype(
                 np.float32)[:, None, None, :]
+        if self.erase_prob:
+            self._erase(out, rows)
         return out
+
+    def _erase(self, out, rows):
+        x0, y0, box_w, box_h = self.erase_boxes(rows)
+        for k in np.nonzero(box_w)[0]:
+            # the fill comes from the record's own seed: a function of (seed, epoch, record)
+            noise = np.random.default_rng(rows['erase_seed'][k]).uniform(
+                0.0, 255.0, (box_h[k], box_w[k], out.shape[3]))
+            out[k, y0[k]:y0[k] + box_h[k], x0[k]:x0[k] + box_w[k]] = noise
 
     @staticmethod
     def _color_jitter(out, rows):
