@@ -797,6 +797,38 @@ def test_model_comparison_trains_each_model_by_the_main_job_and_tabulates(tmp_pa
         'radix-ablation')
 
 
+def test_recipe_comparison_trains_each_recipe_with_its_flags(tmp_path, capsys):
+    """--recipe LABEL=FLAGS: every model runs with every recipe's flags (read back from what
+    each run's trainer recorded), the table names them, and a label reused for other flags is
+    refused before anything trains."""
+    from gluon_resnest.commands import compare_models
+    images, labels = _garments(8)
+    src = write_raw_fashion_mnist(str(tmp_path / 'raw'), images, labels, *_garments(2, seed=1))
+    save_dir = tmp_path / 'recipes'
+    common = ['--models', 'resnetd14_small', '--seeds', '0', '--epochs', '1', '--save-dir',
+              str(save_dir), '--source', src, '--data-dir', str(tmp_path / 'data'), '--np', '1',
+              '--batch-size', '16', '--no-progress']
+    compare_models.main(common + ['--recipe', 'plain=', '--recipe',
+                                  'erasing=--random-erasing 0.5 --ema-decay 0.9'])
+    result = json.load(open(str(save_dir / 'comparison.json')))
+    assert [r['arm'] for r in result['runs']] == ['resnetd14_small+plain',
+                                                  'resnetd14_small+erasing']
+    for arm, erasing, ema in (('plain', 0.0, 0.0), ('erasing', 0.5, 0.9)):
+        config = read_meta(str(save_dir / ('resnetd14_small+%s-seed0' % arm) / 'best'))['config']
+        assert (config['random_erasing'], config['ema_decay']) == (erasing, ema), arm
+    table = open(str(save_dir / 'comparison.md')).read()
+    assert '| `resnetd14_small+erasing` | --random-erasing 0.5 --ema-decay 0.9 |' in table
+    with pytest.raises(SystemExit, match='holds a run of resnetd14_small with flags '
+                                         '--random-erasing 0.5 --ema-decay 0.9, this '
+                                         'comparison gives it resnetd14_small with flags '
+                                         '--ema-decay 0.99'):
+        compare_models.main(common + ['--recipe', 'erasing=--ema-decay 0.99'])
+    for bad in ('noequals', '=--wd 1', 'a b=--wd 1'):
+        with pytest.raises(SystemExit):
+            compare_models.parse_args(['--recipe', bad])
+        assert 'a recipe is LABEL=FLAGS' in capsys.readouterr().err
+
+
 def test_a_killed_and_resumed_default_run_is_bitwise_identical_under_the_naive_engine(
         tiny_rec, tmp_path):
     """README: with MXNET_ENGINE_TYPE=NaiveEngine a run with the default settings (data

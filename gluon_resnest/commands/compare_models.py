@@ -1,6 +1,7 @@
-"""Zoo models compared on the main job over seeds: each trained by the main job (best epoch on
-validation, the test set read once per run); writes a table and a plot of mean ± std validation
-and test top-1 and training img/s, with each model's parameters and FLOPs at its input size.
+"""Zoo models (and training recipes) compared on the main job over seeds: each trained by the
+main job (best epoch on validation, the test set read once per run); writes a table and a plot
+of mean ± std validation and test top-1 and training img/s, with each model's parameters and
+FLOPs at its input size. Choose by the validation column: the test column is for reporting.
 
 By default the paper's radix ablation (Table 5: 0s1x64d, 1s1x64d, 2s1x64d, 4s1x64d) in
 miniature: the main job's model with radix 0 (ResNet-D), 1, 2 and 4 at matched FLOPs.
@@ -9,6 +10,8 @@ miniature: the main job's model with radix 0 (ResNet-D), 1, 2 and 4 at matched F
     python train/compare_models.py --epochs 3 --seeds 0,1
     python train/compare_models.py --models fbnetv2_f1,sa_fbnetv2_f1 --input-size 32 \\
         --crop-ratio 1 --dropblock-prob 0 --save-dir runs/compare-fbnet
+    python train/compare_models.py --models resnest14_small --recipe plain= \\
+        --recipe erasing='--random-erasing 0.5' --recipe ema='--ema-decay 0.998'
 
 Re-running resumes: finished runs are read back, an interrupted one continues from its last
 epoch. Any other main-job or train/train.py flag is passed through.
@@ -16,6 +19,7 @@ epoch. Any other main-job or train/train.py flag is passed through.
 import argparse
 import json
 import os
+import shlex
 import sys
 
 from .. import get_model, get_model_info, list_models
@@ -41,19 +45,46 @@ def _models(text):
     return names
 
 
+def _recipe(text):
+    """'LABEL=FLAGS' -> (label, [flags])."""
+    label, sep, flags = text.partition('=')
+    if not sep or not label or not label.replace('_', '').replace('-', '').isalnum():
+        raise argparse.ArgumentTypeError(
+            '%r: a recipe is LABEL=FLAGS (LABEL: letters, digits, - or _; FLAGS: main-job or '
+            'train/train.py flags, possibly none), e.g. ema=\'--ema-decay 0.998\'' % text)
+    return label, shlex.split(flags)
+
+
+def arms(args):
+    """{label: (model, flags)}: every model with every recipe (labelled ``model+recipe``; the
+    model's name alone when no recipe is given), in the order they run within a seed."""
+    if not args.recipes:
+        return {model: (model, []) for model in args.models}
+    return {'%s+%s' % (model, label): (model, flags) for model in args.models
+            for label, flags in args.recipes}
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--models', type=_models, default=RADIX_MODELS,
                         help='default: the radix ablation (%s)' % ', '.join(RADIX_MODELS))
+    parser.add_argument('--recipe', dest='recipes', type=_recipe, action='append', default=[],
+                        metavar='LABEL=FLAGS',
+                        help='a training recipe to compare (repeat the flag): its label and the '
+                             'main-job flags it adds, e.g. ema=\'--ema-decay 0.998\'; every '
+                             'model runs with every recipe')
     parser.add_argument('--seeds', type=seed_list, default=(0, 1, 2))
     parser.add_argument('--save-dir', default=None,
                         help='default: runs/radix-ablation (runs/compare with --models)')
     parser.add_argument('--epochs', type=positive_int, default=None,
                         help='default: the main job\'s (%d)' % fashion_mnist.DEFAULT['epochs'])
     args, extra = parser.parse_known_args(argv)
+    labels = [label for label, _ in args.recipes]
+    if len(set(labels)) < len(labels):
+        parser.error('--recipe labels must differ, got %s' % ', '.join(labels))
     if args.save_dir is None:
         args.save_dir = os.path.join('runs', 'radix-ablation' if args.models == RADIX_MODELS
-                                     else 'compare')
+                                     and not args.recipes else 'compare')
     args.save_dir = os.path.abspath(args.save_dir)
     return args, extra
 
@@ -67,31 +98,60 @@ def model_costs(name, size):
 
 
 def run_comparison(args, extra, log=print):
-    """Every (seed, model) run in turn (models alternating within a seed, so a partial table
-    stays balanced); ``comparison.json`` is rewritten after each run. Returns its content."""
-    rows, result, costs = [], None, {}
+    """Every (seed, arm) run in turn (arms alternating within a seed, so a partial table stays
+    balanced); ``comparison.json`` is rewritten after each run. Every run's flags are checked
+    before the first one trains. Returns the comparison."""
+    plan = arms(args)
+    jobs = []
     for seed in args.seeds:
-        for model in args.models:
+        for label, (model, flags) in plan.items():
             job_argv = ['--model', model, '--save-dir',
-                        os.path.join(args.save_dir, '%s-seed%d' % (model, seed)),
+                        os.path.join(args.save_dir, '%s-seed%d' % (label, seed)),
                         '--seed', str(seed)] + (['--epochs', str(args.epochs)] if args.epochs
-                                                else []) + extra
+                                                else []) + extra + flags
             job_args, job_extra = fashion_mnist.parse_args(job_argv)
             fashion_mnist.check_training_flags(job_args, job_extra)
-            if model not in costs:
-                costs[model] = model_costs(model, _input_size(extra) or
-                                           get_model_info(model).input_size)
-            log('%s, seed %d' % (model, seed))
-            summary = _finished(job_args) or fashion_mnist.run_main_job(job_args, job_extra,
-                                                                        log=log)
-            rows.append(dict(model=model, seed=seed, params=costs[model][0],
-                             flops=costs[model][1], **{key: summary[key] for key in METRICS}))
-            result = dict(runs=rows, seeds=list(args.seeds),
-                          mean_std=mean_std(rows, 'model', args.models, METRICS),
-                          costs={m: dict(params=p, flops=f) for m, (p, f) in costs.items()})
-            write_json(os.path.join(args.save_dir, 'comparison.json'), result)
+            _claim(job_args.save_dir, model, flags)
+            jobs.append((seed, label, model, job_args, job_extra))
+    rows, result, costs = [], None, {}
+    for seed, label, model, job_args, job_extra in jobs:
+        if model not in costs:
+            costs[model] = model_costs(model, _input_size(extra + plan[label][1]) or
+                                       get_model_info(model).input_size)
+        log('%s, seed %d' % (label, seed))
+        summary = _finished(job_args) or fashion_mnist.run_main_job(job_args, job_extra,
+                                                                    log=log)
+        rows.append(dict(arm=label, model=model, seed=seed, params=costs[model][0],
+                         flops=costs[model][1], **{key: summary[key] for key in METRICS}))
+        result = dict(runs=rows, seeds=list(args.seeds),
+                      recipes={label: flags for label, (_, flags) in plan.items()},
+                      mean_std=mean_std(rows, 'arm', list(plan), METRICS),
+                      costs={m: dict(params=p, flops=f) for m, (p, f) in costs.items()})
+        write_json(os.path.join(args.save_dir, 'comparison.json'), result)
     plot_comparison(result, os.path.join(args.save_dir, 'comparison.png'))
     return result
+
+
+ARM_FILE = 'arm.json'
+
+
+def _claim(run_dir, model, flags):
+    """Record which model and recipe flags ``run_dir`` trains (``arm.json``), or exit naming
+    both when the folder already holds a run of other flags (a label reused for another
+    recipe would otherwise read that run back)."""
+    path = os.path.join(run_dir, ARM_FILE)
+    mine = dict(model=model, flags=flags)
+    if os.path.isfile(path):
+        with open(path) as f:
+            saved = json.load(f)
+        if saved != mine:
+            sys.exit('error: %s holds a run of %s with flags %s, this comparison gives it %s '
+                     'with flags %s: pass another label or --save-dir'
+                     % (run_dir, saved.get('model'), ' '.join(saved.get('flags', [])) or
+                        '(none)', model, ' '.join(flags) or '(none)'))
+        return
+    os.makedirs(run_dir, exist_ok=True)
+    write_json(path, mine)
 
 
 def _input_size(extra):
@@ -114,12 +174,14 @@ def _finished(job_args):
 
 
 def markdown_table(result):
-    lines = ['| model | params | MFLOPs | runs | val top-1 | test top-1 | train img/s |',
-             '|---|---|---|---|---|---|---|']
-    for model, row in result['mean_std'].items():
-        cost = result['costs'][model]
-        lines.append('| `%s` | %.3fM | %.1f | %d | %s | %s | %s |' % (
-            model, cost['params'] / 1e6, cost['flops'] / 1e6, row['runs'],
+    lines = ['| model | recipe | params | MFLOPs | runs | val top-1 | test top-1 | train img/s |',
+             '|---|---|---|---|---|---|---|---|']
+    models = {row['arm']: row['model'] for row in result['runs']}
+    for arm, row in result['mean_std'].items():
+        cost = result['costs'][models[arm]]
+        recipe = ' '.join(result['recipes'][arm]) or '-'
+        lines.append('| `%s` | %s | %.3fM | %.1f | %d | %s | %s | %s |' % (
+            arm, recipe, cost['params'] / 1e6, cost['flops'] / 1e6, row['runs'],
             *('%.2f ± %.2f' % tuple(row[key]) for key in METRICS)))
     return '\n'.join(lines)
 
