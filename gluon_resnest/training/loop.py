@@ -397,6 +397,11 @@ def plot_curves(history, path, metric='val_top1', metric_label='validation top-1
     ax1.set_ylabel('loss')
     ax1.legend()
     ax2.plot(epochs, [h[metric] for h in history], 'o-', color='C2')
+    if all(metric + '_weights' in h for h in history):  # --ema-decay: the average was validated
+        ax2.lines[-1].set_label('moving average (selected on)')
+        ax2.plot(epochs, [h[metric + '_weights'] for h in history], 's--', color='C1',
+                 label='weights')
+        ax2.legend()
     ax2.set_xlabel('epoch')
     ax2.set_ylabel(metric_label)
     for ax in (ax1, ax2):
