@@ -742,6 +742,50 @@ def test_ctrl_c_gives_one_line_and_the_same_command_resumes(tiny_rec, tmp_path):
     assert 'resumed from' in again.stdout
 
 
+@pytest.mark.parametrize('processes', [1, 2])
+def test_a_terminated_main_job_stops_its_ranks_and_resumes(tmp_path, processes):
+    """SIGTERM to the main job (kill, timeout, a job scheduler) reaches the training it
+    launched: no rank trains on, orphaned, writing checkpoints a resumed run would race; the
+    job says what is kept, and the same command continues."""
+    import signal
+    if processes > 1:
+        require_horovodrun()
+    images, labels = _garments(8)
+    src = write_raw_fashion_mnist(str(tmp_path / 'raw'), images, labels, *_garments(2, seed=1))
+    save_dir = str(tmp_path / 'run')
+    cmd = [sys.executable, os.path.join(ROOT, 'train', 'fashion_mnist.py'), '--source', src,
+           '--data-dir', str(tmp_path / 'data'), '--save-dir', save_dir, '--np', str(processes),
+           '--batch-size', '16', '--no-progress', '--epochs', '400']
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS='1'))
+    deadline = time.time() + 240
+    while not os.path.isdir(os.path.join(save_dir, 'epoch-0000')) and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and 'Traceback' not in err, err[-3000:]
+    assert 'interrupted: completed epochs are kept in %s' % save_dir in err
+
+    def training():
+        ps = subprocess.run(['ps', '-eo', 'args'], capture_output=True, text=True).stdout
+        return [line for line in ps.splitlines() if save_dir in line]
+    deadline = time.time() + 30  # Horovod gives its ranks 5 s to stop before killing them
+    while training() and time.time() < deadline:
+        time.sleep(0.5)
+    orphans = training()
+    if orphans:  # the defect: stop them, then fail
+        subprocess.run(['pkill', '-f', save_dir])
+    assert not orphans
+    epochs = sorted(d for d in os.listdir(save_dir) if d.startswith('epoch-'))
+    time.sleep(3)  # nothing writes there any more
+    assert sorted(d for d in os.listdir(save_dir) if d.startswith('epoch-')) == epochs
+    done = int(epochs[-1].split('-')[1]) + 1
+    again = subprocess.run(cmd[:-1] + [str(done + 1)], capture_output=True, text=True,
+                           timeout=600, env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.load(open(os.path.join(save_dir, 'summary.json')))['invocations'] == 2
+
+
 def test_a_checkpoint_that_cannot_be_written_names_its_folder_and_leaves_nothing(tmp_path):
     import mxnet as mx
     from gluon_resnest.training import checkpoint

@@ -1,9 +1,12 @@
 """Horovod when it is there and launched; a single process otherwise, with the same interface."""
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 
 import mxnet as mx
 
@@ -151,23 +154,22 @@ def run_ranks(command, env, log_path, processes):
     last lines. Raises CalledProcessError like ``subprocess.run(check=True)``."""
     env = _with_package_path(env)
     if processes == 1:
-        return subprocess.run(command, check=True, env=env)
+        proc = subprocess.Popen(command, env=env)
+        with _stopped_with_this_process(proc):
+            code = proc.wait()
+        if code:
+            raise subprocess.CalledProcessError(code, command)
+        return proc
     os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
     with open(log_path, 'a') as log:
         view = RankOutput(log=log)
         proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT)
-        try:
+        with _stopped_with_this_process(proc):
             for data in iter(lambda: proc.stdout.read1(65536), b''):
                 view.feed(data.decode('utf-8', 'replace'))
-        except KeyboardInterrupt:  # the ranks got the same Ctrl-C: let them stop, then say so
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            raise
-        view.close()
-        code = proc.wait()
+            view.close()
+            code = proc.wait()
     if code:
         if view.errors:  # the ranks said what went wrong
             sys.stderr.write('the ranks stopped (exit status %d); their output is in %s\n'
@@ -179,6 +181,33 @@ def run_ranks(command, env, log_path, processes):
                              % (code, log_path, '\n'.join(tail)))
         raise subprocess.CalledProcessError(code, command)
     return proc
+
+
+@contextlib.contextmanager
+def _stopped_with_this_process(proc):
+    """While ``proc`` (the training command, or horovodrun with its ranks) runs: a Ctrl-C lets
+    it stop on its own (it got the same signal from the terminal) for up to 30 s, then kills
+    it; a SIGTERM to this process (``kill``, ``timeout``, a job scheduler) is passed on to it
+    and ends this process like a Ctrl-C (KeyboardInterrupt). Without that, the ranks would
+    train on, orphaned, and race a resumed run for the same checkpoints."""
+    forward = threading.current_thread() is threading.main_thread()
+    if forward:
+        def on_terminate(signum, frame):
+            proc.send_signal(signal.SIGTERM)  # horovodrun's end makes Horovod stop the ranks
+            raise KeyboardInterrupt
+        previous = signal.signal(signal.SIGTERM, on_terminate)
+    try:
+        yield
+    except KeyboardInterrupt:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
+    finally:
+        if forward:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def device(local_rank=0):
