@@ -716,7 +716,6 @@ def test_a_ctrl_c_that_lands_in_a_destructor_is_sent_again_not_lost(monkeypatch)
 
 def test_ctrl_c_gives_one_line_and_the_same_command_resumes(tiny_rec, tmp_path):
     import signal
-    import time
     save_dir = str(tmp_path / 'run')
     cmd = [sys.executable, os.path.join(ROOT, 'train', 'train.py'), '--model', 'resnest14_small',
            '--classes', '4', '--rec-train', tiny_rec[0], '--rec-val', tiny_rec[1],
@@ -724,22 +723,28 @@ def test_ctrl_c_gives_one_line_and_the_same_command_resumes(tiny_rec, tmp_path):
            '--workers', '0', '--save-dir', save_dir, '--no-progress', '--resume']
     # SIGINT handled as in a terminal even when the suite itself runs in the background (a
     # shell starts background jobs with SIGINT ignored, and children inherit that)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, OMP_NUM_THREADS='1'),
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.time() + 120
-    while not os.path.isdir(os.path.join(save_dir, 'epoch-0000')) and time.time() < deadline:
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode != 0 and 'Traceback' not in err, err[-3000:]
-    assert 'interrupted: completed epochs are kept in %s' % save_dir in err
+    _stop_after_first_checkpoint(cmd, save_dir, signal.SIGINT, 120, preexec_fn=lambda:
+                                 signal.signal(signal.SIGINT, signal.SIG_DFL))
     # what was kept is complete, and the same command continues from it
     again = subprocess.run(cmd[:cmd.index('200')] + ['2'] + cmd[cmd.index('200') + 1:],
                            capture_output=True, text=True, timeout=300,
                            env=dict(os.environ, OMP_NUM_THREADS='1'))
     assert again.returncode == 0, again.stderr[-3000:]
     assert 'resumed from' in again.stdout
+
+
+def _stop_after_first_checkpoint(cmd, save_dir, signum, wait, **popen_kwargs):
+    """Start ``cmd``, send it ``signum`` once its first checkpoint is in ``save_dir`` (within
+    ``wait`` s), and check it stops with one line saying what is kept, no traceback."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS='1'), **popen_kwargs)
+    deadline = time.time() + wait
+    while not os.path.isdir(os.path.join(save_dir, 'epoch-0000')) and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and 'Traceback' not in err, err[-3000:]
+    assert 'interrupted: completed epochs are kept in %s' % save_dir in err
 
 
 @pytest.mark.parametrize('processes', [1, 2])
@@ -756,15 +761,7 @@ def test_a_terminated_main_job_stops_its_ranks_and_resumes(tmp_path, processes):
     cmd = [sys.executable, os.path.join(ROOT, 'train', 'fashion_mnist.py'), '--source', src,
            '--data-dir', str(tmp_path / 'data'), '--save-dir', save_dir, '--np', str(processes),
            '--batch-size', '16', '--no-progress', '--epochs', '400']
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, OMP_NUM_THREADS='1'))
-    deadline = time.time() + 240
-    while not os.path.isdir(os.path.join(save_dir, 'epoch-0000')) and time.time() < deadline:
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode != 0 and 'Traceback' not in err, err[-3000:]
-    assert 'interrupted: completed epochs are kept in %s' % save_dir in err
+    _stop_after_first_checkpoint(cmd, save_dir, signal.SIGTERM, 240)
 
     def training():
         ps = subprocess.run(['ps', '-eo', 'args'], capture_output=True, text=True).stdout
