@@ -6,8 +6,8 @@ model's own forward/backward. Here every record is decoded once, and a batch is 
 the training process with OpenCV/NumPy: the same random resized crop, flip, colour jitter and
 PCA lighting as ``data.train_transform`` (and optionally random erasing), each record's draws
 taken from a table made per (seed, epoch), so augmentation stays a function of (seed, epoch,
-record) and a resumed run sees what an uninterrupted one does. Large images (ImageNet) keep the per-image path, where decoding
-dominates and workers pay off.
+record) and a resumed run sees what an uninterrupted one does. Large images (ImageNet) keep the
+per-image path, where decoding dominates and workers pay off.
 """
 import math
 from concurrent.futures import ThreadPoolExecutor
