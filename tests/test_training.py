@@ -126,7 +126,8 @@ def test_benchmark_sets_the_trainer_beside_its_model_alone(tiny_rec):
     missing = subprocess.run(base, capture_output=True, text=True, timeout=300)
     assert missing.returncode != 0 and '--compare trainer needs --rec-train' in missing.stderr
     proc = subprocess.run(base + ['--rec-train', tiny_rec[0], '--rec-val', tiny_rec[1],
-                                  '--iterations', '3'], capture_output=True, text=True,
+                                  '--iterations', '3', '--dropblock-prob', '0.1'],
+                          capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = [json.loads(line) for line in proc.stdout.splitlines()]
@@ -214,6 +215,8 @@ def test_with_a_moving_average_best_holds_the_average_it_validated(tiny_rec, tmp
     best = str(tmp_path / 'run' / 'best')
     chosen = summary['history'][read_meta(best)['epoch']]
     assert 'val_top1_weights' in chosen
+    # the training rate after each epoch's first step (eval/benchmark.py --compare trainer)
+    assert all(h['img_per_s_steady'] > 0 for h in summary['history'])
     net, info, _ = load_network(checkpoint=best)
     loader = evaluation_loader(RecordDataset(tiny_rec[1], classes=4), 8, info.mean, info.std,
                                32, 1.0)

@@ -233,8 +233,8 @@ def time_trainer(model, rec_train, rec_val, processes, batch_size, size, classes
     """Training img/s of the project's trainer (``train/train.py``: its data pipeline,
     augmentation, loss, Horovod allreduce and update) on RecordIO data in ``processes`` local
     ranks, set up as the main job runs them (naive engine, the main job's augmentation): the
-    second of two epochs of ``iterations`` steps (the first includes graph building), with
-    DropBlock at ``dropblock_prob`` (the ramp's last epoch)."""
+    second of two epochs of ``iterations`` steps (the first includes graph building), after its
+    first step (where DropBlock's ramp, reaching ``dropblock_prob``, re-traces the graph)."""
     from ..training.distributed import _with_package_path, launch_command, rank_env
     with tempfile.TemporaryDirectory() as tmp:
         flags = ['--model', model, '--rec-train', rec_train, '--rec-val', rec_val,
@@ -253,5 +253,5 @@ def time_trainer(model, rec_train, rec_val, processes, batch_size, size, classes
             raise RuntimeError('the trainer failed: %s' % lines[-1])
         with open(metrics) as f:
             history = [json.loads(line) for line in f]
-    return dict(img_per_s=history[-1]['img_per_s'], processes=processes,
+    return dict(img_per_s=history[-1]['img_per_s_steady'], processes=processes,
                 iterations=iterations)

@@ -192,6 +192,7 @@ def train(cfg, comm=None, log=print):
         use_mixup = cfg.mixup_alpha > 0 and epoch < cfg.epochs - cfg.mixup_off_epochs
         bar = progress_bar(cfg, comm, iters, epoch)
         loss_sum, seen, tic = 0.0, 0, time.time()
+        first_seen = first_done = None
         for i, (data, label) in enumerate(train_loader):
             if i >= iters:
                 break
@@ -216,6 +217,8 @@ def train(cfg, comm=None, log=print):
             batch_loss = check_finite(float(loss.mean().asscalar()), epoch, i, cfg.save_dir)
             loss_sum += batch_loss * data.shape[0]
             seen += data.shape[0]
+            if i == 0:  # the steady rate leaves out the first step (graph building, re-tracing)
+                first_seen, first_done = seen, time.time()
             if bar is not None:
                 bar.update(1)
                 if i % cfg.log_interval == 0 or i == iters - 1:
@@ -223,6 +226,9 @@ def train(cfg, comm=None, log=print):
                                     lr='%.4f' % trainer.learning_rate,
                                     img_s='%.0f' % (seen * comm.size / (time.time() - tic)))
         elapsed = time.time() - tic
+        steady = None
+        if first_seen is not None and seen > first_seen:
+            steady = (seen - first_seen) * comm.size / max(time.time() - first_done, 1e-9)
         if bar is not None:
             bar.close()
         train_loss = comm.sum([loss_sum, seen], 'train_loss')
@@ -237,7 +243,7 @@ def train(cfg, comm=None, log=print):
         record = dict(epoch=epoch + 1, train_loss=train_loss[0] / max(train_loss[1], 1),
                       val_top1=val['top1'], val_top5=val['top5'], val_loss=val['loss'],
                       lr=trainer.learning_rate, img_per_s=train_loss[1] / elapsed,
-                      epoch_seconds=elapsed, **extra)
+                      img_per_s_steady=steady, epoch_seconds=elapsed, **extra)
         history.append(record)
         best = max(best or 0.0, val['top1'])
         if comm.rank == 0:
