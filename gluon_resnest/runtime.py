@@ -59,11 +59,18 @@ def configure_horovod_cycle(num_gpus, environ=None):
 # oneDNN (MXNet 1.9) runs bfloat16 convolutions on AVX-512 cores (natively with AVX512-BF16);
 # elsewhere it cannot build the primitives ("could not create a primitive descriptor")
 BF16_CPU_FLAGS = ('avx512f', 'avx512bw')
+# oneDNN's instruction-set cap (ONEDNN_MAX_CPU_ISA, or its older name DNNL_MAX_CPU_ISA): below
+# AVX-512 it builds no bfloat16 primitive, as on a CPU without AVX-512
+ISA_VARIABLES = ('ONEDNN_MAX_CPU_ISA', 'DNNL_MAX_CPU_ISA')
+ISAS_WITHOUT_AVX512 = ('sse41', 'avx', 'avx2', 'avx2_vnni', 'avx_vnni')
 
 
-def cpu_supports_bfloat16(cpuinfo='/proc/cpuinfo'):
-    """Whether this CPU has the AVX-512 instructions MXNet's bfloat16 kernels need (True where
-    the flags cannot be read, e.g. not Linux: MXNet will say so itself)."""
+def cpu_supports_bfloat16(cpuinfo='/proc/cpuinfo', environ=os.environ):
+    """Whether this CPU has the AVX-512 instructions MXNet's bfloat16 kernels need and oneDNN
+    may use them (True where the flags cannot be read, e.g. not Linux: MXNet will say so
+    itself)."""
+    if any(environ.get(name, '').lower() in ISAS_WITHOUT_AVX512 for name in ISA_VARIABLES):
+        return False
     try:
         with open(cpuinfo) as f:
             flags = next((line.split(':', 1)[1].split() for line in f

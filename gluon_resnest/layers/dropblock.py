@@ -125,9 +125,13 @@ class DropBlock(_Stochastic, HybridBlock):
         if self.channels is None:
             return dilate(F, seeds, pad, counts=True)
         side = 2 * pad + 1
-        return F.Convolution(seeds, F.ones((self.channels, 1, side, side)), kernel=(side, side),
-                             pad=(pad, pad), num_filter=self.channels, num_group=self.channels,
-                             no_bias=True)
+        # the (C, 1, side, side) kernel of ones is made from the input: MXNet's AMP wraps every
+        # symbol creator to cast its inputs and fails on one that has none (F.ones)
+        corner = F.slice(seeds, begin=(0, 0, 0, 0), end=(1, None, 1, 1))  # (1, C, 1, 1)
+        kernel = F.broadcast_to(F.ones_like(F.transpose(corner, axes=(1, 0, 2, 3))),
+                                shape=(0, 0, side, side))
+        return F.Convolution(seeds, kernel, kernel=(side, side), pad=(pad, pad),
+                             num_filter=self.channels, num_group=self.channels, no_bias=True)
 
     def __repr__(self):
         return '%s(drop_prob=%g, block_size=%d%s)' % (

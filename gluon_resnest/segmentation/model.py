@@ -110,7 +110,22 @@ class ASPP(HybridBlock):
                                  norm(channels), nn.Activation('relu'), nn.Dropout(0.5))
 
     def hybrid_forward(self, F, x):
-        return self.project(self.concurent(x))
+        # the branches of ``concurent`` concatenated as HybridConcurrent would, but in one dtype
+        branches = [branch(x) for branch in self.concurent._children.values()]
+        return self.project(F.concat(*_same_dtype(F, branches), dim=1))
+
+
+def _same_dtype(F, tensors):
+    """``tensors`` cast to the widest of their dtypes under MXNet's AMP, unchanged otherwise.
+
+    AMP counts concatenation as dtype-neutral, so it casts none of its inputs, yet the image
+    pooling branch comes out of ``broadcast_like`` in float32 while the convolution branches
+    are in bfloat16 (type inference then fails). AMP's own widest-type cast aligns them; without
+    AMP the graph (and an export of it) has no cast."""
+    from mxnet.contrib.amp import amp
+    if not amp._amp_initialized:
+        return tensors
+    return list(F.amp_multicast(*tensors, num_outputs=len(tensors)))
 
 
 class DeepLabHead(HybridBlock):
