@@ -526,3 +526,57 @@ def test_the_demo_command_passes_its_epochs_to_pretraining_and_segmentation(monk
     command.main(['--save-dir', str(tmp_path), '--compare', '--pretrain-epochs', '5'])
     assert calls[0]['pretrain'] == {'epochs': 6} and calls[0]['epochs'] == 14
     assert calls[1]['pretrain'] == {'epochs': 5} and calls[1]['epochs'] == DEMO['epochs']
+
+
+def _write_mixed_voc(root, sizes, classes=5):
+    """A VOC-layout dataset whose images differ in size, as real datasets' do: split 'train'
+    and split 'val' both list every image."""
+    ids = ['img%d' % i for i in range(len(sizes))]
+    for i, size in zip(ids, sizes):
+        _write_voc(root, [i], size=size, classes=classes)
+    for split in ('train', 'val'):
+        with open(os.path.join(root, 'ImageSets/Segmentation', split + '.txt'), 'w') as f:
+            f.write('\n'.join(ids) + '\n')
+    return ids
+
+
+MIXED_SIZES = [(40, 32), (48, 40), (40, 32), (36, 44), (48, 40)]  # (width, height)
+
+
+@pytest.mark.parametrize('pipeline', ['workers', 'memory'])
+def test_training_and_evaluation_take_images_of_mixed_sizes(tmp_path, pipeline):
+    """Validation and evaluation batch whole images of one size together: a batch of two
+    images of different sizes used to fail after the first training epoch."""
+    from gluon_resnest.segmentation.evaluate import evaluate_split
+    from gluon_resnest.segmentation.train import SegTrainConfig, train_segmentation
+    root = str(tmp_path / 'voc')
+    _write_mixed_voc(root, MIXED_SIZES)
+    cfg = SegTrainConfig(data_root=root, classes=5, backbone='resnest14_small',
+                         output_stride=16, aspp_rates='1,2,3', head_channels=16, base_size=40,
+                         crop_size=32, epochs=1, batch_size=2, workers=1, pipeline=pipeline,
+                         save_dir=str(tmp_path / 'run'), progress=False)
+    net, summary = train_segmentation(cfg, log=lambda *a: None)
+    assert 0 <= summary['history'][0]['val_miou'] <= 100
+    pixels = sum(w * h for w, h in MIXED_SIZES)
+    scores = {batch: evaluate_split(net, 'voc', root, 'val', 5, 'resnest14_small',
+                                    batch_size=batch, workers=0) for batch in (1, 2, 3)}
+    assert all(s['pixels'] <= pixels for s in scores.values())
+    assert scores[1]['pixels'] == scores[2]['pixels'] == scores[3]['pixels'] > 0
+    assert scores[2]['miou'] == pytest.approx(scores[1]['miou'], abs=1e-6)
+    assert scores[3]['miou'] == pytest.approx(scores[1]['miou'], abs=1e-6)
+
+
+def test_full_image_batches_hold_one_size_and_cover_each_shard_once(tmp_path):
+    from gluon_resnest.segmentation.data import (SegmentationEvalTransform, full_image_loader,
+                                                 image_size, open_dataset)
+    root = str(tmp_path / 'voc')
+    _write_mixed_voc(root, MIXED_SIZES)
+    data = open_dataset('voc', root, 'val', classes=5)
+    assert [image_size(data, i) for i in range(len(data))] == [(h, w) for w, h in MIXED_SIZES]
+    transform = SegmentationEvalTransform((0.5,) * 3, (0.25,) * 3)
+    seen = []
+    for rank in (0, 1):
+        for images, labels in full_image_loader(data, transform, 2, rank, 2):
+            assert images.shape[0] == labels.shape[0] <= 2
+            seen += [tuple(images.shape[2:])] * images.shape[0]
+    assert sorted(seen) == sorted((h, w) for w, h in MIXED_SIZES)

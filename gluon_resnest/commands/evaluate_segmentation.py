@@ -29,7 +29,7 @@ def main(argv=None):
     parser.add_argument('--multi-scale', action='store_true',
                         help='scales %s with flips' % ', '.join(map(str, MULTI_SCALES)))
     parser.add_argument('--batch-size', type=positive_int, default=1,
-                        help='images of one size only (above 1)')
+                        help='images per batch (images of one size are batched together)')
     parser.add_argument('--workers', type=non_negative_int, default=0)
     parser.add_argument('--out', help='also write the scores (with per-class IoU) to this JSON '
                         'file')

@@ -22,7 +22,8 @@ from mxnet.gluon.data import Dataset
 from PIL import Image
 
 __all__ = ['SegmentationDataError', 'VOCLayout', 'GluonCVLayout', 'open_dataset',
-           'SegmentationTrainTransform', 'SegmentationEvalTransform', 'DATASETS']
+           'SegmentationTrainTransform', 'SegmentationEvalTransform', 'DATASETS',
+           'image_size', 'full_image_loader']
 
 
 class SegmentationDataError(ValueError):
@@ -92,6 +93,9 @@ class VOCLayout(_Checked):
                                                                       err)) from None
         return self._check(image, label, label_path)
 
+    def image_path(self, i):
+        return self.items[i][0]
+
 
 class GluonCVLayout(_Checked):
     """ADE20K or Cityscapes through GluonCV's dataset classes (file pairs and label mapping)."""
@@ -123,6 +127,9 @@ class GluonCVLayout(_Checked):
         label[label == -1] = self.ignore_label  # GluonCV marks ignored pixels -1
         return self._check(image.asnumpy(), label, self.base.images[i])
 
+    def image_path(self, i):
+        return self.base.images[i]
+
 
 DATASETS = ('voc', 'ade20k', 'cityscapes')
 
@@ -135,6 +142,34 @@ def open_dataset(name, root, split, classes=None, ignore_label=255):
     if name in GluonCVLayout.LAYOUTS:
         return GluonCVLayout(name, root, split, ignore_label)
     raise SegmentationDataError('unknown dataset %r; allowed: %s' % (name, ', '.join(DATASETS)))
+
+
+def image_size(dataset, i):
+    """(height, width) of item ``i``'s image: from the file's header where the dataset has
+    files (nothing is decoded), else from the decoded item."""
+    if hasattr(dataset, 'image_path'):
+        path = dataset.image_path(i)
+        try:
+            with Image.open(path) as image:
+                return image.size[::-1]
+        except OSError as err:
+            raise SegmentationDataError('cannot read %s (%s)' % (path, err)) from None
+    return tuple(dataset[i][0].shape[:2])
+
+
+def full_image_loader(dataset, transform, batch_size, rank=0, size=1, workers=0):
+    """A loader of this rank's shard of whole images (every image exactly once across ranks),
+    in batches of up to ``batch_size`` images of one size: a batch is one array, and the images
+    of real datasets differ in size. ``transform`` maps (image, label) pairs."""
+    from mxnet.gluon.data import DataLoader
+    from ..training.data import ShardSampler, _Transformed
+    by_size = {}
+    for i in ShardSampler(len(dataset), rank, size, shuffle=False, pad=False):
+        by_size.setdefault(image_size(dataset, i), []).append((0, i))
+    batches = [indices[start:start + batch_size] for indices in by_size.values()
+               for start in range(0, len(indices), batch_size)]
+    return DataLoader(_Transformed(dataset, transform, None, joint=True), batch_sampler=batches,
+                      num_workers=workers, thread_pool=False)
 
 
 def _normalize(image, mean, std):

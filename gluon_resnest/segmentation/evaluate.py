@@ -5,10 +5,9 @@ import os
 import mxnet as mx
 
 from ..training.checkpoint import read_meta
-from ..training.data import make_loader
 from ..training.distributed import Comm, device
 from ..zoo.registry import get_model_info
-from .data import SegmentationEvalTransform, open_dataset
+from .data import SegmentationEvalTransform, full_image_loader, open_dataset
 
 __all__ = ['load_segmentation', 'evaluate_split']
 
@@ -41,13 +40,13 @@ def load_segmentation(checkpoint=None, symbol=None, params=None, backbone=None, 
 def evaluate_split(net, dataset, root, split, classes, backbone, scales=(1.0,), flip=False,
                    batch_size=1, workers=2, ignore_label=255, comm=None, progress=False):
     """Scores (``segmentation_scores``) of ``net`` on a dataset split; images are evaluated
-    whole, normalized with the backbone's mean/std."""
+    whole, normalized with the backbone's mean/std, in batches of one image size."""
     from .train import evaluate_segmentation
     comm = comm or Comm()
     info = get_model_info(backbone)
     data = open_dataset(dataset, root, split, classes, ignore_label)
-    loader, _ = make_loader(data, SegmentationEvalTransform(info.mean, info.std), batch_size,
-                            comm.rank, comm.size, train=False, workers=workers, joint=True)
+    loader = full_image_loader(data, SegmentationEvalTransform(info.mean, info.std),
+                               batch_size, comm.rank, comm.size, workers)
     comm.start()
     bar = None
     if progress and comm.rank == 0:

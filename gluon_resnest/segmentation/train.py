@@ -23,7 +23,7 @@ from ..training.loop import (PIPELINES, check_finite, check_run_identity,
                              resume_and_broadcast)
 from ..zoo.registry import get_model_info
 from .data import (DATASETS, SegmentationEvalTransform, SegmentationTrainTransform,
-                   open_dataset)
+                   full_image_loader, open_dataset)
 from .metrics import confusion_matrix, segmentation_scores
 from .model import ASPP_RATES, SEGMENTATION_HEADS, get_segmentation_model
 from .predict import predict_probabilities
@@ -188,10 +188,8 @@ def _loaders(cfg, comm, info):
                                               cfg.ignore_label, (cfg.min_scale, cfg.max_scale)),
         cfg.batch_size, comm.rank, comm.size, train=True, seed=cfg.seed, workers=workers,
         joint=True)
-    # full images, one per batch unless they all have one size (the demo's scenes)
-    val_loader, _ = make_loader(val_set, SegmentationEvalTransform(info.mean, info.std),
-                                cfg.batch_size, comm.rank, comm.size, train=False,
-                                workers=workers, joint=True)
+    val_loader = full_image_loader(val_set, SegmentationEvalTransform(info.mean, info.std),
+                                   cfg.batch_size, comm.rank, comm.size, workers)
     return train_loader, sampler, val_loader
 
 
