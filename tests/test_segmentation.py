@@ -580,3 +580,23 @@ def test_full_image_batches_hold_one_size_and_cover_each_shard_once(tmp_path):
             assert images.shape[0] == labels.shape[0] <= 2
             seen += [tuple(images.shape[2:])] * images.shape[0]
     assert sorted(seen) == sorted((h, w) for w, h in MIXED_SIZES)
+
+
+def test_segmentation_refuses_to_mix_another_run_into_its_folder(tmp_path):
+    from gluon_resnest.segmentation.train import SegTrainConfig, train_segmentation
+    root = str(tmp_path / 'voc')
+    _write_mixed_voc(root, MIXED_SIZES[:2])
+    common = dict(data_root=root, classes=5, output_stride=16, aspp_rates='1,2,3',
+                  head_channels=16, base_size=40, crop_size=32, epochs=1, batch_size=2,
+                  workers=0, save_dir=str(tmp_path / 'run'), progress=False)
+    train_segmentation(SegTrainConfig(backbone='resnest14_small', **common), log=lambda *a: None)
+    with pytest.raises(ValueError, match='holds another run .*--backbone resnest14_small there, '
+                                         'resnetd14_small here.*--fresh'):
+        train_segmentation(SegTrainConfig(backbone='resnetd14_small', **common))
+    longer = dict(common, epochs=2, backbone='resnest14_small')
+    with pytest.raises(ValueError, match='--epochs 1 there, 2 here'):  # another run's length
+        train_segmentation(SegTrainConfig(**longer))
+    said = []
+    _, summary = train_segmentation(SegTrainConfig(resume=True, **longer), log=said.append)
+    assert any('resumed from' in line and '(epoch 1 done)' in line for line in said)
+    assert [h['epoch'] for h in summary['history']] == [1, 2]

@@ -913,3 +913,52 @@ def test_run_clock_counts_every_invocation_of_a_run(tmp_path, monkeypatch):
         wall_seconds=42.0, invocations=2)
     # a folder holding only the clock is a run folder: --fresh may delete it
     assert checkpoint.remove_run(str(tmp_path / 'run'))
+
+
+def _train_command(tiny_rec, save_dir, *extra):
+    return [sys.executable, os.path.join(ROOT, 'train', 'train.py'), '--model', 'resnest14_small',
+            '--classes', '4', '--rec-train', tiny_rec[0], '--rec-val', tiny_rec[1],
+            '--input-size', '32', '--crop-ratio', '1', '--epochs', '4', '--batch-size', '4',
+            '--workers', '0', '--save-dir', save_dir, '--no-progress'] + list(extra)
+
+
+def test_the_same_command_after_a_kill_resumes_and_another_run_is_refused(tiny_rec, tmp_path):
+    """kill -9 during epoch 3 of 4, then the same command (without --resume) continues from the
+    newest checkpoint; a command for another run into that folder is refused without touching
+    it; --fresh starts over."""
+    import signal
+    save_dir = str(tmp_path / 'run')
+    command = _train_command(tiny_rec, save_dir)
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not os.path.isdir(os.path.join(save_dir, 'epoch-0001')) and time.time() < deadline:
+        assert proc.poll() is None, 'training ended before it could be killed'
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = sorted(d for d in os.listdir(save_dir) if d.startswith('epoch-'))
+    assert done and done[-1] != 'epoch-0003', done  # killed before the last epoch ended
+    kept = int(done[-1][len('epoch-'):]) + 1  # epochs completed before the kill
+    other = subprocess.run(_train_command(tiny_rec, save_dir, '--base-lr', '0.05'),
+                           capture_output=True, text=True, timeout=300)
+    assert other.returncode != 0 and 'Traceback' not in other.stderr
+    assert '--base-lr 0.1 there, 0.05 here' in other.stderr and '--resume' in other.stderr \
+        and '--fresh' in other.stderr, other.stderr[-2000:]
+    assert sorted(d for d in os.listdir(save_dir) if d.startswith('epoch-')) == done
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert 'resumed from %s (epoch %d done)' % (os.path.join(save_dir, done[-1]), kept) \
+        in again.stdout, again.stdout[-2000:]
+    history = [json.loads(line) for line in open(os.path.join(save_dir, 'metrics.jsonl'))]
+    assert [h['epoch'] for h in history] == [1, 2, 3, 4]
+    fresh = subprocess.run(_train_command(tiny_rec, save_dir, '--base-lr', '0.05', '--fresh',
+                                          '--epochs', '1'),
+                           capture_output=True, text=True, timeout=300)
+    assert fresh.returncode == 0 and 'resumed' not in fresh.stdout, fresh.stderr[-2000:]
+    history = [json.loads(line) for line in open(os.path.join(save_dir, 'metrics.jsonl'))]
+    assert [h['epoch'] for h in history] == [1]
+    assert sorted(d for d in os.listdir(save_dir) if d.startswith('epoch-')) == ['epoch-0000']
+    both = subprocess.run(command + ['--fresh', '--resume'], capture_output=True, text=True,
+                          timeout=300)
+    assert both.returncode != 0 and '--fresh deletes the run that --resume continues' in \
+        both.stderr

@@ -14,13 +14,13 @@ from ..argtypes import check_number, check_positive_ints, option
 from ..backbone.resnet import trunk_stride
 from ..layers.sync_batchnorm import HorovodSyncBatchNorm
 from ..training import recipe
-from ..training.checkpoint import check_writable, repair_run, save_checkpoint, write_jsonl
+from ..training.checkpoint import save_checkpoint, write_jsonl
 from ..training.data import make_loader
 from ..training.distributed import Comm, device
 from ..training.memory_data import DecodedPairs, fits_in_memory
 from ..training.loop import (PIPELINES, check_finite, check_run_identity,
                              iterations_per_epoch, plot_curves, progress_bar,
-                             resume_and_broadcast)
+                             resume_and_broadcast, start_run)
 from ..zoo.registry import get_model_info
 from .data import (DATASETS, SegmentationEvalTransform, SegmentationTrainTransform,
                    full_image_loader, open_dataset)
@@ -73,7 +73,9 @@ class SegTrainConfig:
     workers: int = option(2, 'data worker processes per rank (workers pipeline)')
     seed: int = option(0, 'seed of initialization, data order and augmentation')
     keep: int = option(2, 'epoch checkpoints kept besides best/')
-    resume: bool = option(False, 'continue from the newest checkpoint in --save-dir')
+    resume: bool = option(False, 'continue from the newest checkpoint in --save-dir, even with '
+                                 'other flags (the same command resumes without it)')
+    fresh: bool = option(False, 'delete the run in --save-dir and start over')
     progress: bool = option(True, 'progress bar (off: one line per epoch)')
     max_iters: int = option(0, 'stop each epoch after this many iterations; 0: whole epoch '
                                '(tests)')
@@ -200,10 +202,8 @@ def train_segmentation(cfg, comm=None, log=print):
     comm = comm or Comm()
     ctx = device(comm.local_rank)
     info = get_model_info(cfg.backbone)
-    if comm.rank == 0:
-        check_writable(cfg.save_dir)
-        repair_run(cfg.save_dir)  # what a kill inside a checkpoint update left behind
     ckpt = check_run_identity(cfg)  # before the data: a mismatch is named first
+    start_run(cfg, comm.rank)
     train_loader, sampler, val_loader = _loaders(cfg, comm, info)
     comm.start()  # after the loaders have forked their workers
     iters = iterations_per_epoch(sampler, cfg.batch_size, cfg.max_iters)

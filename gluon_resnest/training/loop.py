@@ -13,7 +13,7 @@ from ..layers.dropblock import set_drop_prob
 from ..zoo.registry import get_model, get_model_info
 from . import recipe
 from .checkpoint import (AVERAGE, check_writable, latest_checkpoint, load_checkpoint, read_meta,
-                         repair_run, save_checkpoint, write_jsonl)
+                         remove_run, repair_run, save_checkpoint, write_jsonl)
 from .data import RecordDataset, ShardSampler, make_loader, train_transform
 from .ema import WeightAverage
 from .memory_data import (MAX_SIDE, BatchAugment, MemoryLoader, decode_all, evaluation_loader,
@@ -21,7 +21,8 @@ from .memory_data import (MAX_SIDE, BatchAugment, MemoryLoader, decode_all, eval
 from .distributed import Comm, device
 
 __all__ = ['TrainConfig', 'train', 'evaluate', 'count_correct', 'iterations_per_epoch',
-           'check_run_identity', 'resume_and_broadcast', 'check_finite', 'progress_bar']
+           'check_run_identity', 'start_run', 'resume_and_broadcast', 'check_finite',
+           'progress_bar']
 
 
 PIPELINES = ('auto', 'memory', 'workers')
@@ -63,7 +64,9 @@ class TrainConfig:
     workers: int = option(2, 'data worker processes per rank (workers pipeline)')
     seed: int = option(0, 'seed of initialization, data order and augmentation')
     keep: int = option(3, 'epoch checkpoints kept besides best/')
-    resume: bool = option(False, 'continue from the newest checkpoint in --save-dir')
+    resume: bool = option(False, 'continue from the newest checkpoint in --save-dir, even with '
+                                 'other flags (the same command resumes without it)')
+    fresh: bool = option(False, 'delete the run in --save-dir and start over')
     log_interval: int = option(20, 'iterations between progress updates')
     progress: bool = option(True, 'progress bar (off: one line per epoch)')
     max_iters: int = option(0, 'stop each epoch after this many iterations; 0: whole epoch '
@@ -148,10 +151,8 @@ def train(cfg, comm=None, log=print):
     size = cfg.input_size or info.input_size
     crop_ratio = cfg.crop_ratio or info.crop_ratio
     amp_dtype = _setup_amp(cfg, ctx)
-    if comm.rank == 0:
-        check_writable(cfg.save_dir)
-        repair_run(cfg.save_dir)  # what a kill inside a checkpoint update left behind
     ckpt = check_run_identity(cfg)  # before the data: a mismatch is named first
+    start_run(cfg, comm.rank)
     train_loader, sampler, val_loader = _loaders(cfg, comm, info, size, crop_ratio)
     comm.start()  # after the loaders have forked their workers
     iters = iterations_per_epoch(sampler, cfg.batch_size, cfg.max_iters)
@@ -328,22 +329,59 @@ def iterations_per_epoch(sampler, batch_size, max_iters=0):
 # what a checkpoint's run and the resuming command must share; the rest (epochs, learning rate,
 # ...) follows the new command
 RUN_IDENTITY = ('model', 'backbone', 'classes', 'dataset')
+# flags that change how a run is watched or stored, not what it computes: a command that differs
+# from a run's own only in these is the same run
+RUN_INDEPENDENT = ('resume', 'fresh', 'progress', 'log_interval', 'workers', 'keep')
 
 
 def check_run_identity(cfg):
-    """With ``cfg.resume``: the newest checkpoint of ``cfg.save_dir`` (None if there is none),
-    after checking it holds the same model and classes as ``cfg`` (ValueError naming both
-    otherwise); called before the data are read, so a mismatch is named first."""
-    ckpt = latest_checkpoint(cfg.save_dir) if cfg.resume else None
-    if ckpt:
-        saved = read_meta(ckpt).get('config', {})
+    """The newest checkpoint of ``cfg.save_dir`` to resume from, or None to start afresh;
+    called on every rank before the data are read, so a mismatch is named first.
+
+    - ``cfg.fresh``: None (rank 0 deletes the old run, :func:`start_run`);
+    - ``cfg.resume``: the newest checkpoint, after checking it holds the same model and classes
+      (ValueError naming both otherwise); other flags may change (e.g. more ``--epochs``);
+    - neither: the newest checkpoint when the folder holds the run of this very command (the
+      same command after a kill resumes), ValueError when it holds another run: two runs are
+      never mixed in one folder."""
+    if cfg.fresh:
+        if cfg.resume:
+            raise ValueError('--fresh deletes the run that --resume continues: pass one of them')
+        return None
+    ckpt = latest_checkpoint(cfg.save_dir)
+    if not ckpt:
+        return None
+    saved = read_meta(ckpt).get('config', {})
+    if cfg.resume:
         for key in RUN_IDENTITY:
             if key in saved and hasattr(cfg, key) and saved[key] != getattr(cfg, key):
                 raise ValueError(
                     '--resume: %s holds a run with --%s %s, this command has --%s %s; pass '
                     'the same value or another --save-dir'
                     % (cfg.save_dir, key, saved[key], key, getattr(cfg, key)))
+        return ckpt
+    differing = ['--%s %s there, %s here' % (key.replace('_', '-'), saved.get(key, '(none)'),
+                                              value)
+                 for key, value in sorted(asdict(cfg).items())
+                 if key not in RUN_INDEPENDENT and saved.get(key, value) != value]
+    if differing:
+        raise ValueError('%s holds another run (%s): pass --resume to continue it with this '
+                         "command's flags, --fresh to delete it and start over, or another "
+                         '--save-dir' % (cfg.save_dir, '; '.join(differing[:3]) +
+                                         ('; ...' if len(differing) > 3 else '')))
     return ckpt
+
+
+def start_run(cfg, rank):
+    """Rank 0's preparation of ``cfg.save_dir`` before anything is written: with ``cfg.fresh``
+    the old run is deleted (only a folder the project wrote), then the folder must be writable
+    and what a kill inside a checkpoint update left behind is repaired."""
+    if rank != 0:
+        return
+    if cfg.fresh:
+        remove_run(cfg.save_dir)
+    check_writable(cfg.save_dir)
+    repair_run(cfg.save_dir)
 
 
 def resume_and_broadcast(ckpt, comm, net, trainer, ctx, best_key, log=print, lr_scheduler=None):
