@@ -224,12 +224,99 @@ def test_benchmark_compares_with_timm_through_the_peers_environment(tmp_path):
                                       '--peer-python', str(fake)],
                           capture_output=True, text=True, timeout=300)
     assert int8.returncode == 0, int8.stderr[-2000:]
+    # no int8 convolution peak is measured, so no line for it and no fraction
     ours, peer, ratio = [json.loads(line) for line in int8.stdout.splitlines()
-                         if line.startswith('{')][1:]
+                         if line.startswith('{')]
     assert ours['backend'] == ratio['backend'] == 'int8' and peer['img_per_s'] == 4.0
+    assert ours['dtype'] == peer['dtype'] == ratio['dtype'] == 'int8'
+    assert 'fraction_of_conv_peak' not in ours
     args = (tmp_path / 'args').read_text().split()
     assert args[args.index('--impl') + 1] == 'timm-onnxruntime-int8'
     assert '--also-onnx' not in args and not (tmp_path / 'exported').exists()
     other = subprocess.run(cmd[:3] + ['resnest14_small', '--compare', 'timm'],
                            capture_output=True, text=True, timeout=300)
     assert other.returncode != 0 and 'timm has no resnest14_small' in other.stderr
+
+
+def test_benchmark_compares_like_with_like():
+    """Every comparison runs in this project's dtype of the mode, or the command refuses it
+    in one line (checked before anything is built, on every CPU)."""
+    cmd = [sys.executable, os.path.join(ROOT, 'eval', 'benchmark.py'), '--model', 'resnest14']
+    for args, message in (
+            (['--backend', 'bf16', '--compare', 'onnxruntime'],
+             '--compare onnxruntime runs in float32, not in bfloat16 (inference --backend bf16)'),
+            (['--mode', 'inference', '--backend', 'bf16', '--compare', 'timm-onnxruntime'],
+             '--compare timm-onnxruntime runs in float32, not in bfloat16'),
+            (['--mode', 'inference', '--backend', 'int8', '--compare', 'timm'],
+             '--compare timm runs in float32 or bfloat16, not in int8'),
+            (['--mode', 'inference', '--compare', 'timm-onnxruntime-int8'],
+             '--compare timm-onnxruntime-int8 runs in int8, not in float32 (inference '
+             '--backend onednn)'),
+            (['--mode', 'training', '--backend', 'bf16'],
+             '--backend chooses the inference path; training runs float32, or bfloat16 with '
+             '--amp'),
+            (['--amp'], '--amp is mixed-precision training: use it with --mode training')):
+        proc = subprocess.run(cmd + args, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr[-2000:])
+        assert 'Traceback' not in proc.stderr
+
+
+def test_benchmark_runs_timm_in_bfloat16_beside_our_bfloat16(tmp_path):
+    """--backend bf16 (inference) and --amp (training) ask the peer for torch.autocast in
+    bfloat16, and every record and ratio names its dtype; a CPU without AVX-512 (or oneDNN
+    capped below it) refuses bfloat16 in one line before anything runs."""
+    fake = tmp_path / 'python'
+    fake.write_text(PEER_STAND_IN.format(args=tmp_path / 'args', exported=tmp_path / 'exported'))
+    fake.chmod(0o755)
+    base = [sys.executable, os.path.join(ROOT, 'eval', 'benchmark.py'), '--model', 'resnest14',
+            '--compare', 'timm', '--peer-python', str(fake), '--no-peak']
+    runs = ((['--mode', 'inference', '--backend', 'bf16', '--size', '32', '--batch-size', '2',
+              '--repeats', '1']),
+            (['--mode', 'training', '--amp', '--train-size', '32', '--train-batch-size', '2',
+              '--train-repeats', '1']))
+    capped = dict(os.environ, ONEDNN_MAX_CPU_ISA='AVX2')
+    for flags in runs:
+        refused = subprocess.run(base + flags, capture_output=True, text=True, timeout=300,
+                                 env=capped)
+        assert refused.returncode == 2 and 'bfloat16 on the CPU needs AVX-512' in \
+            refused.stderr and 'Traceback' not in refused.stderr, refused.stderr[-2000:]
+    from gluon_resnest.runtime import cpu_supports_bfloat16
+    if not cpu_supports_bfloat16():
+        pytest.skip('this CPU has no AVX-512: bfloat16 cannot run (the refusal is tested above)')
+    for flags in runs:
+        proc = subprocess.run(base + flags, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        ours, timm, ratio = [json.loads(line) for line in proc.stdout.splitlines()]
+        assert ours['dtype'] == timm['dtype'] == ratio['dtype'] == 'bfloat16'
+        args = (tmp_path / 'args').read_text().split()
+        assert args[args.index('--dtype') + 1] == 'bfloat16'
+
+
+def test_a_figure_above_the_measured_peak_gets_no_fraction():
+    from gluon_resnest.commands.benchmark import _add_peak_fraction
+    inference = dict(mode='inference', img_per_s=10.0)
+    _add_peak_fraction(inference, 5e9, 100.0)  # 50 G multiply-adds/s of a 100 G peak
+    assert inference['fraction_of_conv_peak'] == 0.5
+    training = dict(mode='training', img_per_s=10.0)
+    _add_peak_fraction(training, 5e9, 100.0)  # three passes: 150 G/s, above the peak
+    assert 'fraction_of_conv_peak' not in training
+    unmeasured = dict(mode='inference', img_per_s=10.0)
+    _add_peak_fraction(unmeasured, 5e9, None)
+    assert 'fraction_of_conv_peak' not in unmeasured
+
+
+def test_the_convolution_peak_is_the_best_of_several_layers(monkeypatch):
+    """The peak is the fastest of PEAK_LAYERS (each one's fastest call), in the dtype asked."""
+    from gluon_resnest.analysis import benchmark
+    monkeypatch.setattr(benchmark, 'PEAK_LAYERS', ((2, 16, 8, 3), (2, 32, 8, 1)))
+    timed = []
+    real = benchmark.median_rates
+
+    def recording(steps, *args):
+        results = real(steps, *args)
+        timed.append(results[0]['min_ms'])
+        return results
+    monkeypatch.setattr(benchmark, 'median_rates', recording)
+    peak = benchmark.conv_peak_gmacs(repeats=2, warmup=1)
+    macs = [2 * 8 * 8 * 16 * 16 * 9, 2 * 8 * 8 * 32 * 32]
+    assert peak == pytest.approx(max(m / (t * 1e6) for m, t in zip(macs, timed)))

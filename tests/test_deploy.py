@@ -156,6 +156,40 @@ def test_optimized_cpu_backends_agree_with_fp32(backend, tolerance):
     assert (got.argmax(1) == expected.argmax(1)).mean() >= (1.0 if backend == 'onednn' else 0.75)
 
 
+BACKENDS_ON_A_CAPPED_CPU = """
+import json, sys
+sys.path[:0] = sys.argv[1:3]
+import mxnet as mx, numpy as np
+from helpers import randomize
+import gluon_resnest as gr
+from gluon_resnest.deploy import optimize_for_cpu
+net = gr.get_model('resnest14_small', classes=10)
+net.initialize()
+randomize(net, seed=5)
+x = mx.nd.array(np.random.RandomState(0).uniform(-2, 2, (8, 3, 28, 28)))
+expected = net(x).asnumpy()
+calib = mx.nd.array(np.random.RandomState(1).uniform(-2, 2, (32, 3, 28, 28)))
+errors = {}
+for backend in ('onednn', 'int8'):
+    got = optimize_for_cpu(net, backend, (8, 3, 28, 28), calib_images=calib)(x).asnumpy()
+    errors[backend] = float(np.abs(got - expected).max() / np.abs(expected).max())
+print(json.dumps(errors))
+"""
+
+
+@pytest.mark.parametrize('isa', ['AVX2', 'AVX512_CORE'])
+def test_onednn_fusion_and_int8_run_on_cpus_without_avx512_or_vnni(isa):
+    """What an AVX2 machine (no AVX-512, no VNNI) and an AVX-512 one without VNNI run, shown on
+    any CPU by capping oneDNN's instruction set (a cap above the CPU's own changes nothing)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    proc = subprocess.run([sys.executable, '-c', BACKENDS_ON_A_CAPPED_CPU, here,
+                           os.path.join(here, '..')], capture_output=True, text=True,
+                          timeout=600, env=dict(os.environ, ONEDNN_MAX_CPU_ISA=isa))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    errors = json.loads(proc.stdout.splitlines()[-1])
+    assert errors['onednn'] <= 1e-4 and errors['int8'] <= 0.25, errors
+
+
 @pytest.mark.parametrize('options', [dict(calib_mode='entropy'),
                                      dict(granularity='channel-wise', fp32_ends=True)])
 def test_int8_options_agree_with_fp32_and_keep_the_ends_in_fp32(options):

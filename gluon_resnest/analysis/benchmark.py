@@ -115,18 +115,35 @@ def onnxruntime_step(path, batch_size=INFERENCE_BATCH, size=224, threads=None):
     return (lambda: session.run(None, {name: x})), threads
 
 
-def conv_peak_gmacs(ctx=None, repeats=10):
-    """The machine's float32 convolution throughput through MXNet (billion multiply-adds per
-    second): a 3x3, 256-to-256-channel convolution on a batch of 8 maps of 28 x 28, the kind of
-    layer that runs fastest; what a model's img/s x multiply-adds per image is compared to."""
+# (batch, channels in = out, map side, kernel): the convolutions of ResNet-like trunks that run
+# fastest; the peak is the best of them
+PEAK_LAYERS = ((8, 256, 28, 3), (8, 512, 14, 3), (16, 128, 56, 3), (8, 1024, 14, 1),
+               (32, 64, 56, 1))
+
+
+def conv_peak_gmacs(dtype='float32', ctx=None, repeats=10, warmup=3):
+    """The machine's convolution throughput through MXNet in ``dtype`` (float32, or bfloat16 on
+    CPUs with AVX-512), billion multiply-adds per second, meant as an upper bound for what a
+    model's img/s x multiply-adds per image can reach: the best over PEAK_LAYERS of each one's
+    fastest of ``repeats`` calls after ``warmup``, on the process's threads."""
+    from ..deploy.optimize import convert_to_bfloat16
     ctx = ctx or mx.cpu()
-    conv = mx.gluon.nn.Conv2D(256, 3, padding=1, in_channels=256, use_bias=False)
-    conv.initialize(ctx=ctx)
-    conv.hybridize(static_alloc=True, static_shape=True)
-    x = mx.nd.random.uniform(shape=(8, 256, 28, 28), ctx=ctx)
-    macs = 8 * 28 * 28 * 256 * 256 * 9
-    result = median_rate(lambda: conv(x).wait_to_read(), 1, 3, repeats)
-    return macs * result['img_per_s'] / 1e9
+    best = 0.0
+    for batch, channels, side, kernel in PEAK_LAYERS:
+        conv = mx.gluon.nn.Conv2D(channels, kernel, padding=kernel // 2, in_channels=channels,
+                                  use_bias=False)
+        conv.initialize(ctx=ctx)
+        shape = (batch, channels, side, side)
+        if dtype == 'bfloat16':
+            conv = convert_to_bfloat16(conv, shape)
+        else:
+            conv.hybridize(static_alloc=True, static_shape=True)
+        x = mx.nd.random.uniform(shape=shape, ctx=ctx)
+        fastest_ms = median_rates([lambda: conv(x).wait_to_read()], 1, warmup,
+                                  repeats)[0]['min_ms']
+        best = max(best, batch * side * side * channels * channels * kernel * kernel /
+                   (fastest_ms * 1e6))
+    return best
 
 
 class PeerProcess(object):
@@ -139,7 +156,7 @@ class PeerProcess(object):
     manager: leaving stops the peer."""
 
     def __init__(self, python, model, impl, mode, batch_size, size, threads=None,
-                 also_onnx=None):
+                 also_onnx=None, dtype='float32'):
         if not python or not os.path.isfile(python):
             raise FileNotFoundError('the peers\' environment %s is missing: make bench-env (a '
                                     'separate venv with torch, timm and onnxruntime), or pass '
@@ -152,7 +169,8 @@ class PeerProcess(object):
         self._stderr = tempfile.TemporaryFile(mode='w+')
         self._proc = subprocess.Popen(
             [python, script, '--model', model, '--impl', impl, '--mode', mode, '--batch-size',
-             str(batch_size), '--size', str(size), '--threads', str(threads), '--serve'] +
+             str(batch_size), '--size', str(size), '--threads', str(threads), '--dtype', dtype,
+             '--serve'] +
             (['--also-onnx', also_onnx] if also_onnx else []),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True)
         self.info = self._reply()
@@ -207,7 +225,8 @@ def _last_record(returncode, stdout, stderr, what):
     return json.loads(lines[-1])
 
 
-def time_model_alone(model, processes, batch_size, size, classes, dropblock_prob, repeats=20):
+def time_model_alone(model, processes, batch_size, size, classes, dropblock_prob, repeats=20,
+                     amp=False):
     """Summed training img/s of ``processes`` concurrent processes, each timing ``model``'s
     training step alone (a fixed batch: no data, no communication) on its share of the cores:
     the rate ``processes`` ranks' computation allows. Median over ``repeats`` steps each;
@@ -216,7 +235,8 @@ def time_model_alone(model, processes, batch_size, size, classes, dropblock_prob
     command = [sys.executable, '-m', 'gluon_resnest.commands.benchmark', '--model', model,
                '--mode', 'training', '--train-repeats', str(repeats), '--no-peak',
                '--train-batch-size', str(batch_size), '--train-size', str(size),
-               '--classes', str(classes), '--dropblock-prob', str(dropblock_prob)]
+               '--classes', str(classes), '--dropblock-prob', str(dropblock_prob)] + \
+        (['--amp'] if amp else [])
     env = _with_package_path(rank_env(processes, naive_engine=True))
     procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(processes)]
@@ -229,7 +249,7 @@ def time_model_alone(model, processes, batch_size, size, classes, dropblock_prob
 
 
 def time_trainer(model, rec_train, rec_val, processes, batch_size, size, classes,
-                 dropblock_prob, iterations=100):
+                 dropblock_prob, iterations=100, amp=False):
     """Training img/s of the project's trainer (``train/train.py``: its data pipeline,
     augmentation, loss, Horovod allreduce and update) on RecordIO data in ``processes`` local
     ranks, set up as the main job runs them (naive engine, the main job's augmentation): the
@@ -242,7 +262,8 @@ def time_trainer(model, rec_train, rec_val, processes, batch_size, size, classes
                  '--max-iters', str(iterations), '--batch-size', str(batch_size),
                  '--input-size', str(size), '--dropblock-prob', str(dropblock_prob),
                  '--warmup-epochs', '0', '--mixup-alpha', '0', '--min-scale', '0.8',
-                 '--jitter', '0', '--lighting', '0', '--workers', '2', '--no-progress']
+                 '--jitter', '0', '--lighting', '0', '--workers', '2', '--no-progress'] + \
+            (['--amp'] if amp else [])
         proc = subprocess.run(launch_command('train', flags, processes),
                               env=_with_package_path(rank_env(processes, naive_engine=True)),
                               capture_output=True, text=True)

@@ -24,6 +24,9 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
 
+DTYPES = ('float32', 'bfloat16')
+
+
 def median_rate(step, batch_size, warmup, repeats):
     """Images per second of ``step`` (one batch) from the median of ``repeats`` timed calls
     after ``warmup`` untimed ones; shared with ``analysis.benchmark``."""
@@ -52,15 +55,27 @@ def median_rates(steps, batch_size, warmup, repeats):
     return results
 
 
-def make_steps(model, impl, mode, batch_size, size, threads, also_onnx=None):
+def make_steps(model, impl, mode, batch_size, size, threads, also_onnx=None, dtype='float32'):
     """One-batch step functions of ``impl`` on timm's ``model``: [timm's step], or for
     timm-onnxruntime with ``also_onnx`` [timm's export, that file] in the same ONNX Runtime
-    settings."""
+    settings. ``dtype`` bfloat16 runs timm under ``torch.autocast`` (eager only), as a PyTorch
+    user runs mixed precision on a CPU."""
+    import contextlib
     import torch
     import timm
+    if dtype not in DTYPES:
+        raise SystemExit('error: --dtype %r: choose one of %s' % (dtype, ', '.join(DTYPES)))
+    if dtype != 'float32' and impl != 'timm':
+        raise SystemExit('error: %s runs float32 here; --dtype %s needs --impl timm'
+                         % (impl, dtype))
     torch.set_num_threads(threads)
     net = timm.create_model(model, pretrained=False)
     x = torch.rand(batch_size, 3, size, size)
+
+    def precision():
+        if dtype == 'float32':
+            return contextlib.nullcontext()
+        return torch.autocast('cpu', dtype=getattr(torch, dtype))
     if mode == 'training':
         if impl != 'timm':
             raise SystemExit('error: %s does not train; --mode training needs --impl timm' % impl)
@@ -72,13 +87,15 @@ def make_steps(model, impl, mode, batch_size, size, threads, also_onnx=None):
 
         def step():
             optimizer.zero_grad(set_to_none=True)
-            loss_fn(net(x), y).backward()
+            with precision():
+                loss = loss_fn(net(x), y)
+            loss.backward()
             optimizer.step()
         return [step]
     net.eval()
     if impl == 'timm':
         def step():
-            with torch.inference_mode():
+            with torch.inference_mode(), precision():
                 net(x)
         return [step]
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,11 +111,12 @@ def make_steps(model, impl, mode, batch_size, size, threads, also_onnx=None):
     return [lambda s=s: s.run(None, {s.get_inputs()[0].name: data}) for s in sessions]
 
 
-def measure(model, impl, mode, batch_size, size, repeats, threads, also_onnx=None):
+def measure(model, impl, mode, batch_size, size, repeats, threads, also_onnx=None,
+            dtype='float32'):
     """:func:`make_steps` timed like ``analysis.benchmark`` (steps alternating); with
     ``also_onnx`` the file's rate is ``also_onnx_img_per_s``."""
-    results = median_rates(make_steps(model, impl, mode, batch_size, size, threads, also_onnx),
-                           batch_size, 3 if mode == 'inference' else 2, repeats)
+    steps = make_steps(model, impl, mode, batch_size, size, threads, also_onnx, dtype)
+    results = median_rates(steps, batch_size, 3 if mode == 'inference' else 2, repeats)
     if also_onnx:
         results[0]['also_onnx_img_per_s'] = results[1]['img_per_s']
     return results[0]
@@ -168,6 +186,8 @@ def main(argv=None):
     parser.add_argument('--also-onnx', help='timm-onnxruntime: an ONNX file (NCHW float input) '
                         "timed in the same ONNX Runtime session settings, its steps alternating "
                         "with timm's export")
+    parser.add_argument('--dtype', choices=DTYPES, default='float32',
+                        help='bfloat16: timm under torch.autocast (--impl timm)')
     parser.add_argument('--threads', type=int,
                         default=int(os.environ.get('OMP_NUM_THREADS', 0)) or
                         len(os.sched_getaffinity(0)))
@@ -188,10 +208,10 @@ def main(argv=None):
         info['onnxruntime'] = onnxruntime.__version__
     if args.serve:
         serve(make_steps(args.model, args.impl, args.mode, args.batch_size, args.size,
-                         args.threads, args.also_onnx), info)
+                         args.threads, args.also_onnx, args.dtype), info)
         return
     result = measure(args.model, args.impl, args.mode, args.batch_size, args.size,
-                     args.repeats, args.threads, args.also_onnx)
+                     args.repeats, args.threads, args.also_onnx, args.dtype)
     print(json.dumps(dict(result, **info)))
 
 
