@@ -28,7 +28,7 @@ SIZE = 64
 
 
 def build(network):
-    from gluon_resnest import get_model, get_model_info
+    from gluon_resnest import get_model
     from gluon_resnest.layers.dropblock import DropBlock, set_drop_prob
     if network.startswith('deeplabv3-'):
         from gluon_resnest.segmentation import get_segmentation_model

@@ -118,3 +118,26 @@ def test_truncated_or_mismatched_files_are_named(tmp_path):
     _, other_params = gr.export_model(other, str(tmp_path / 'o'), (1, 3, 28, 28))
     with pytest.raises(ValueError, match='do not fit it'):
         import_symbol(sym, other_params)
+
+
+def test_a_checkpoint_with_a_truncated_params_file_is_named(tmp_path):
+    import gluon_resnest as gr
+    folder = tmp_path / 'best'
+    os.makedirs(str(folder))
+    (folder / 'meta.json').write_text(json.dumps({'config': {'model': 'resnest14_small',
+                                                             'classes': 10}}))
+    net = gr.get_model('resnest14_small', classes=10)
+    net.initialize()
+    net.save_parameters(str(folder / 'model.params'))
+    data = (folder / 'model.params').read_bytes()
+    (folder / 'model.params').write_bytes(data[:len(data) // 3])
+    with pytest.raises(ValueError, match='model.params is not a readable .params file'):
+        load_network(checkpoint=str(folder))
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
+    proc = subprocess.run([sys.executable, os.path.join(root, 'eval', 'evaluate.py'),
+                           '--checkpoint', str(folder), '--rec-val', 'x.rec'],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        'error: %s is not a readable .params file (truncated or corrupt)'
+        % (folder / 'model.params')], proc.stderr

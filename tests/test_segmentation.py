@@ -265,6 +265,12 @@ def test_ade20k_and_cityscapes_layouts_through_gluoncv(tmp_path):
     image, label = open_dataset('ade20k', str(tmp_path / 'ade'), 'train')[0]
     assert image.shape == (8, 9, 3)
     assert label[0, :3].tolist() == [255, 0, 149]
+    assert open_dataset('ade20k', str(tmp_path / 'ade'), 'training')[0][0].shape == (8, 9, 3)
+    # any other name read validation/ (GluonCV's rule): a typo trained on validation images
+    for typo in ('trian', 'test'):
+        with pytest.raises(SegmentationDataError, match="ade20k has no split '%s'; its splits: "
+                                                        'train, training, val, validation' % typo):
+            open_dataset('ade20k', str(tmp_path / 'ade'), typo)
 
     city = tmp_path / 'city'
     for sub in ('leftImg8bit/val/bonn', 'gtFine/val/bonn'):
@@ -275,6 +281,9 @@ def test_ade20k_and_cityscapes_layouts_through_gluoncv(tmp_path):
     Image.fromarray(ids).save(str(city / 'gtFine/val/bonn/bonn_000000_000000_gtFine_labelIds.png'))
     image, label = open_dataset('cityscapes', str(city), 'val')[0]
     assert label[0, :3].tolist() == [0, 13, 255]
+    with pytest.raises(SegmentationDataError, match="cityscapes has no split 'test'; its "
+                                                    'splits: train, val, trainval'):
+        open_dataset('cityscapes', str(city), 'test')
     with pytest.raises(SegmentationDataError, match='cityscapes: folder .*leftImg8bit not found'):
         open_dataset('cityscapes', str(tmp_path / 'nothing'), 'val')
 
@@ -441,7 +450,8 @@ def test_two_process_segmentation_training_resumes_and_evaluates_exactly(tiny_sc
     (['--norm', 'group'], "--norm 'group': allowed bn, sync, frozen"),
     (['--aspp-rates', '1,2'], '--aspp-rates must be 3 positive integers'),
     (['--base-lr', 'nan'], '--base-lr must be a finite number in (0, inf), got nan'),
-    (['--ignore-label', '3'], '--ignore-label 3 must be >= --classes')])
+    (['--ignore-label', '3'], '--ignore-label 3 must be >= --classes'),
+    (['--val-split', 'vla'], "split 'vla': ")])
 def test_training_flags_are_checked_before_anything_runs(tiny_scenes, tmp_path, flags, message):
     import subprocess
     import sys
@@ -600,3 +610,71 @@ def test_segmentation_refuses_to_mix_another_run_into_its_folder(tmp_path):
     _, summary = train_segmentation(SegTrainConfig(resume=True, **longer), log=said.append)
     assert any('resumed from' in line and '(epoch 1 done)' in line for line in said)
     assert [h['epoch'] for h in summary['history']] == [1, 2]
+
+
+def test_every_pretrained_base_failure_is_one_clear_error(tmp_path, tiny_scenes):
+    import json
+    import subprocess
+    import sys
+    from gluon_resnest.segmentation import get_segmentation_model
+    small = dict(backbone='resnest14_small', classes=5, output_stride=16, rates=(1, 2, 3),
+                 head_channels=16)
+    with pytest.raises(FileNotFoundError, match='runs/pretrain/bset: no such file or checkpoint '
+                                                'folder .*imagenet, a sha1 tag'):
+        get_segmentation_model(pretrained_base='runs/pretrain/bset', **small)
+    for task, model, message in (
+            ('segmentation', 'deeplabv3', 'is a segmentation checkpoint; the base takes'),
+            ('classification', 'resnetd14_small', 'holds resnetd14_small weights, but the '
+                                                  'backbone is resnest14_small')):
+        folder = tmp_path / task
+        os.makedirs(str(folder))
+        (folder / 'model.params').write_bytes(b'')
+        (folder / 'meta.json').write_text(json.dumps({'task': task, 'config': {'model': model}}))
+        with pytest.raises(ValueError, match=message):
+            get_segmentation_model(pretrained_base=str(folder), **small)
+    # through the command: one line, no traceback, no run folder (imagenet offline included)
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'train',
+                          'train_segmentation.py')
+    env = dict(os.environ, MXNET_HOME=str(tmp_path / 'empty-store'))
+    for base, backbone, message in (
+            ('runs/pretrain/bset', 'resnest14_small', 'no such file or checkpoint folder'),
+            (str(tmp_path / 'segmentation'), 'resnest14_small', 'is a segmentation checkpoint'),
+            ('imagenet', 'resnest14', 'resnest14-')):
+        flags = _seg_flags(tiny_scenes, str(tmp_path / 'run'), 1)
+        flags[flags.index('--backbone') + 1] = backbone
+        proc = subprocess.run([sys.executable, script] + flags + ['--pretrained-base', base],
+                              capture_output=True, text=True, timeout=120, env=env)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+        assert lines[-1].startswith('error: ') and message in lines[-1], lines
+        assert not os.path.exists(str(tmp_path / 'run'))
+
+
+def test_bad_label_maps_are_found_before_training_and_skipped_on_request(tmp_path):
+    """A bad label map in the validation split used to end the run after the first training
+    epoch (workers pipeline); an RGB label PNG passed the checks and failed after a step."""
+    from gluon_resnest.segmentation.train import SegTrainConfig, train_segmentation
+    root = str(tmp_path / 'voc')
+    _write_voc(root, ['bad'], size=(40, 32), classes=5, bad_label=9)  # label 9 of 5 classes
+    ids = _write_mixed_voc(root, MIXED_SIZES)  # rewrites the split files: 'bad' in neither
+    rgb = Image.fromarray(np.zeros((40, 48, 3), np.uint8))  # a colour-coded label map
+    rgb.save(os.path.join(root, 'SegmentationClass', ids[1] + '.png'))
+    with open(os.path.join(root, 'ImageSets/Segmentation/val.txt'), 'a') as f:
+        f.write('bad\n')
+    cfg = dict(data_root=root, classes=5, backbone='resnest14_small', output_stride=16,
+               aspp_rates='1,2,3', head_channels=16, base_size=40, crop_size=32, epochs=1,
+               batch_size=2, workers=1, pipeline='workers', save_dir=str(tmp_path / 'run'),
+               progress=False)
+    with pytest.raises(SegmentationDataError, match='img1.png: the label map has 3 channels.*'
+                                                    'voc split train; --bad-labels skip'):
+        train_segmentation(SegTrainConfig(**cfg))
+    assert not os.path.exists(str(tmp_path / 'run'))
+    said = []
+    _, summary = train_segmentation(SegTrainConfig(bad_labels='skip', **cfg), log=said.append)
+    warnings = [line for line in said if line.startswith('warning:')]
+    assert len(warnings) == 3, said  # img1 in both splits, 'bad' in validation
+    assert any('voc split val left out' in w and 'bad.png: label 9 is not a class' in w
+               for w in warnings)
+    assert 0 <= summary['history'][0]['val_miou'] <= 100
+    with pytest.raises(ValueError, match="--bad-labels 'ignore': allowed stop, skip"):
+        train_segmentation(SegTrainConfig(bad_labels='ignore', **cfg))

@@ -17,8 +17,7 @@ from gluon_resnest.training import recipe
 from gluon_resnest.training.checkpoint import read_meta
 from gluon_resnest.training.data import (RecordDataset, RecordError, ShardSampler, _Transformed,
                                          train_transform)
-from gluon_resnest.training.fashion_mnist import write_records
-from helpers import colored_images, require_horovodrun, write_raw_fashion_mnist
+from helpers import require_horovodrun, write_raw_fashion_mnist
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 
@@ -962,3 +961,27 @@ def test_the_same_command_after_a_kill_resumes_and_another_run_is_refused(tiny_r
                           timeout=300)
     assert both.returncode != 0 and '--fresh deletes the run that --resume continues' in \
         both.stderr
+
+
+def test_resume_skips_a_damaged_newest_checkpoint_and_names_it(tiny_rec, tmp_path):
+    quick = dict(autoaugment=False, mixup_alpha=0.0, max_iters=2)
+    train(_config(tiny_rec, tmp_path / 'run', epochs=2, **quick), log=lambda *a: None)
+    newest = tmp_path / 'run' / 'epoch-0001' / 'model.params'
+    data = newest.read_bytes()
+    newest.write_bytes(data[:len(data) // 2])
+    said = []
+    _, summary = train(_config(tiny_rec, tmp_path / 'run', epochs=3, resume=True, **quick),
+                       log=said.append)
+    assert any('checkpoint %s cannot be used' % newest.parent in line and
+               'not a readable .params file' in line for line in said), said
+    assert any('resumed from %s (epoch 1 done)' % (tmp_path / 'run' / 'epoch-0000') in line
+               for line in said), said
+    assert [h['epoch'] for h in summary['history']] == [1, 2, 3]
+
+
+@pytest.mark.parametrize('size', [0, -5])
+def test_an_input_size_below_one_is_refused(tiny_rec, tmp_path, size):
+    with pytest.raises(ValueError, match='--input-size must be a positive integer, got %d'
+                                         % size):
+        train(_config(tiny_rec, tmp_path / 'run', input_size=size))
+    assert not os.path.exists(str(tmp_path / 'run'))

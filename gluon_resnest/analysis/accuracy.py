@@ -5,6 +5,7 @@ import warnings
 import mxnet as mx
 
 from ..zoo.registry import get_model, get_model_info
+from ..zoo.store import read_params_file
 from ..training.checkpoint import read_meta
 from ..training.data import RecordDataset, eval_transform, make_loader
 from ..training.memory_data import evaluation_loader
@@ -41,7 +42,8 @@ def load_network(model=None, params=None, symbol=None, checkpoint=None, classes=
         return import_symbol(symbol, params, ctx), info, classes
     if not params:
         raise ValueError('pass --params (a .params file for %s) or --checkpoint' % model)
-    classes = classes or _classes_in(params)
+    arrays = read_params_file(params)  # a truncated file: named, not MXNet's traceback
+    classes = classes or _classes_in(arrays)
     net = get_model(model, classes=classes)
     try:
         net.load_parameters(params, ctx=ctx)
@@ -53,11 +55,7 @@ def load_network(model=None, params=None, symbol=None, checkpoint=None, classes=
 
 def import_symbol(symbol, params, ctx=None):
     """An exported graph, or ValueError naming the file that is corrupt or does not fit."""
-    try:
-        mx.nd.load(params)
-    except mx.base.MXNetError:
-        raise ValueError('%s is not a readable .params file (truncated or corrupt)'
-                         % params) from None
+    read_params_file(params)
     try:
         with warnings.catch_warnings():
             # MXNet cannot tell the input's dtype before the first call and says so; the
@@ -70,12 +68,7 @@ def import_symbol(symbol, params, ctx=None):
             from None
 
 
-def _classes_in(params):
-    try:
-        arrays = mx.nd.load(params)
-    except mx.base.MXNetError:
-        raise ValueError('%s is not a readable .params file (truncated or corrupt)'
-                         % params) from None
+def _classes_in(arrays):
     weight = arrays.get('fc.weight')
     return int(weight.shape[0]) if weight is not None else 1000
 

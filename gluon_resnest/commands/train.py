@@ -6,6 +6,7 @@
 import sys
 
 from ..training import train
+from ..zoo.store import PretrainedWeightsError
 from ..training.cli import (INTERRUPTED, config_from_args, deliver_interrupts,
                             config_parser)
 
@@ -17,7 +18,8 @@ def main(argv=None):
         _, summary = train(config_from_args(args))
     except KeyboardInterrupt:
         sys.exit(INTERRUPTED % args.save_dir)
-    except (ValueError, OSError, FloatingPointError) as err:  # OSError: files, disk, access
+    except (ValueError, OSError, FloatingPointError,
+            PretrainedWeightsError) as err:  # OSError: files, disk, access
         sys.exit('error: %s' % err)
     if summary['final']:
         print('best val top-1 %.2f%%, checkpoints in %s' % (summary['best_top1'],

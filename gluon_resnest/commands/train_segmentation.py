@@ -1,12 +1,13 @@
 """Train DeepLabV3 on a ResNeSt (or any zoo) backbone, on one process or many:
 
     python train/train_segmentation.py --dataset ade20k --data-root ~/data/ade --classes 150 \
-        --backbone resnest50 --pretrained-base --norm frozen
+        --backbone resnest50 --pretrained-base imagenet --norm frozen
     horovodrun -np 8 -H localhost:8 python train/train_segmentation.py ...
 """
 import sys
 
 from ..segmentation.train import SegTrainConfig, train_segmentation
+from ..zoo.store import PretrainedWeightsError
 from ..training.cli import (INTERRUPTED, config_from_args, deliver_interrupts,
                             config_parser)
 
@@ -18,7 +19,8 @@ def main(argv=None):
         _, summary = train_segmentation(config_from_args(args, SegTrainConfig))
     except KeyboardInterrupt:
         sys.exit(INTERRUPTED % args.save_dir)
-    except (ValueError, OSError, FloatingPointError) as err:  # data errors are ValueErrors
+    except (ValueError, OSError, FloatingPointError,
+            PretrainedWeightsError) as err:  # data errors are ValueErrors
         sys.exit('error: %s' % err)
     if summary['final']:
         print('best val mIoU %.2f%%, checkpoints in %s' % (summary['best_miou'],

@@ -23,7 +23,7 @@ from PIL import Image
 
 __all__ = ['SegmentationDataError', 'VOCLayout', 'GluonCVLayout', 'open_dataset',
            'SegmentationTrainTransform', 'SegmentationEvalTransform', 'DATASETS',
-           'image_size', 'full_image_loader']
+           'image_size', 'full_image_loader', 'check_labels', 'BAD_LABELS']
 
 
 class SegmentationDataError(ValueError):
@@ -36,23 +36,34 @@ def _require_dir(path, what):
 
 
 class _Checked(Dataset):
-    """Checks every pair it reads: sizes agree, labels are classes or the ignore label."""
+    """Checks every pair it reads: sizes agree, labels are classes or the ignore label.
+    Subclasses give ``image_path(i)`` and ``read_label(i)``."""
     classes = None
 
     def __init__(self, ignore_label=255):
         self.ignore_label = ignore_label
 
-    def _check(self, image, label, name):
-        if image.shape[:2] != label.shape[:2]:
+    def _check(self, image_shape, label, name):
+        if label.ndim != 2:
+            raise SegmentationDataError(
+                '%s: the label map has %d channels; it must have one, of class indices (a '
+                'palette or grayscale PNG, not a colour-coded RGB one)'
+                % (name, label.shape[2] if label.ndim == 3 else 0))
+        if tuple(image_shape[:2]) != label.shape[:2]:
             raise SegmentationDataError('%s: the label map is %dx%d but the image is %dx%d'
                                         % (name, label.shape[1], label.shape[0],
-                                           image.shape[1], image.shape[0]))
+                                           image_shape[1], image_shape[0]))
         bad = (label != self.ignore_label) & ((label < 0) | (label >= self.classes))
         if bad.any():
             raise SegmentationDataError(
                 '%s: label %d is not a class of this dataset (0..%d) nor the ignore label %d'
                 % (name, int(label[bad][0]), self.classes - 1, self.ignore_label))
-        return image, label.astype(np.float32)
+        return label.astype(np.float32)
+
+    def check_label(self, i):
+        """SegmentationDataError naming item ``i``'s label file unless it fits its image and
+        the dataset (reads the label map and the image's header only)."""
+        self._check(image_size(self, i), self.read_label(i), self.label_path(i))
 
 
 class VOCLayout(_Checked):
@@ -87,14 +98,22 @@ class VOCLayout(_Checked):
         image_path, label_path = self.items[i]
         try:
             image = np.asarray(Image.open(image_path).convert('RGB'))
-            label = np.asarray(Image.open(label_path)).astype(np.int64)
         except (OSError, ValueError) as err:
-            raise SegmentationDataError('cannot read %s / %s (%s)' % (image_path, label_path,
-                                                                      err)) from None
-        return self._check(image, label, label_path)
+            raise SegmentationDataError('cannot read %s (%s)' % (image_path, err)) from None
+        return image, self._check(image.shape, self.read_label(i), label_path)
+
+    def read_label(self, i):
+        path = self.items[i][1]
+        try:
+            return np.asarray(Image.open(path)).astype(np.int64)
+        except (OSError, ValueError) as err:
+            raise SegmentationDataError('cannot read %s (%s)' % (path, err)) from None
 
     def image_path(self, i):
         return self.items[i][0]
+
+    def label_path(self, i):
+        return self.items[i][1]
 
 
 class GluonCVLayout(_Checked):
@@ -102,9 +121,19 @@ class GluonCVLayout(_Checked):
 
     LAYOUTS = {'ade20k': ('ADEChallengeData2016', ('images', 'annotations'), 150),
                'cityscapes': ('', ('leftImg8bit', 'gtFine'), 19)}
+    # the split names each reader takes -> GluonCV's: its ADE20K reader reads validation/ for
+    # any name but 'train', so a typo (or the folder's own name, 'training') would silently
+    # train on the validation images
+    SPLITS = {'ade20k': {'train': 'train', 'training': 'train', 'val': 'val',
+                         'validation': 'val'},
+              'cityscapes': {'train': 'train', 'val': 'val', 'trainval': 'trainval'}}
 
     def __init__(self, name, root, split='train', ignore_label=255):
         super(GluonCVLayout, self).__init__(ignore_label)
+        if split not in self.SPLITS[name]:
+            raise SegmentationDataError('%s has no split %r; its splits: %s'
+                                        % (name, split, ', '.join(self.SPLITS[name])))
+        split = self.SPLITS[name][split]
         base, subdirs, self.classes = self.LAYOUTS[name]
         for sub in subdirs:
             _require_dir(os.path.join(root, base, sub), name)
@@ -123,12 +152,69 @@ class GluonCVLayout(_Checked):
 
     def __getitem__(self, i):
         image, label = self.base[i]
+        return image.asnumpy(), self._check(image.shape, self._ignored(label),
+                                            self.label_path(i))
+
+    def read_label(self, i):
+        path = self.label_path(i)
+        try:
+            with Image.open(path) as label:
+                return self._ignored(self.base._mask_transform(label))  # GluonCV's mapping
+        except (OSError, ValueError) as err:
+            raise SegmentationDataError('cannot read %s (%s)' % (path, err)) from None
+
+    def _ignored(self, label):
         label = label.asnumpy().astype(np.int64)
         label[label == -1] = self.ignore_label  # GluonCV marks ignored pixels -1
-        return self._check(image.asnumpy(), label, self.base.images[i])
+        return label
 
     def image_path(self, i):
         return self.base.images[i]
+
+    def label_path(self, i):
+        # GluonCV's ADE20K reader calls them masks, its Cityscapes reader mask_paths
+        return (getattr(self.base, 'masks', None) or self.base.mask_paths)[i]
+
+
+class _Subset(Dataset):
+    """Items ``indices`` of a checked dataset (the ones whose labels passed)."""
+
+    def __init__(self, dataset, indices):
+        self.dataset, self.indices, self.classes = dataset, indices, dataset.classes
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        return self.dataset[self.indices[i]]
+
+    def image_path(self, i):
+        return self.dataset.image_path(self.indices[i])
+
+
+BAD_LABELS = ('stop', 'skip')
+
+
+def check_labels(dataset, what, policy='stop', warn=print):
+    """Every label map of ``dataset`` checked before training (label maps decoded, images'
+    headers read): ``policy`` 'stop' raises SegmentationDataError naming the first bad one,
+    'skip' leaves the bad images out, naming each through ``warn``. Returns the dataset to use."""
+    bad = []
+    for i in range(len(dataset)):
+        try:
+            dataset.check_label(i)
+        except SegmentationDataError as err:
+            if policy == 'stop':
+                raise SegmentationDataError('%s (%s; --bad-labels skip leaves such images out)'
+                                            % (err, what)) from None
+            warn('warning: %s left out: %s' % (what, err))
+            bad.append(i)
+    if not bad:
+        return dataset
+    if len(bad) == len(dataset):
+        raise SegmentationDataError('%s: every label map is bad' % what)
+    skipped = set(bad)
+    return _Subset(dataset, [i for i in range(len(dataset)) if i not in skipped])
 
 
 DATASETS = ('voc', 'ade20k', 'cityscapes')

@@ -210,9 +210,11 @@ class DeepLabV3(HybridBlock):
         return self(x)[0]
 
 
-def _weights_path(pretrained_base):
-    """The .params file meant by ``pretrained_base`` when it names a file or a checkpoint
-    folder, else None (a bool or a hash tag of published weights)."""
+def _weights_path(pretrained_base, backbone):
+    """The .params file meant by ``pretrained_base`` when it names a file or a classification
+    checkpoint folder of ``backbone``, else None (a bool, or a hash tag of published weights).
+    Anything else is an error that says what the argument takes."""
+    import re
     if not isinstance(pretrained_base, str):
         return None
     if os.path.isdir(pretrained_base):
@@ -220,12 +222,27 @@ def _weights_path(pretrained_base):
         if not os.path.isfile(path):
             raise FileNotFoundError('%s is not a checkpoint folder (no model.params)'
                                     % pretrained_base)
+        meta_path = os.path.join(pretrained_base, 'meta.json')
+        if os.path.isfile(meta_path):
+            from ..training.checkpoint import read_meta
+            meta = read_meta(pretrained_base)
+            if meta.get('task') == 'segmentation':
+                raise ValueError('%s is a segmentation checkpoint; the base takes the '
+                                 "backbone's classification weights (a train/train.py "
+                                 'checkpoint folder, a .params file or imagenet)'
+                                 % pretrained_base)
+            trained = meta.get('config', {}).get('model')
+            if trained and trained != backbone:
+                raise ValueError('%s holds %s weights, but the backbone is %s'
+                                 % (pretrained_base, trained, backbone))
         return path
-    if os.path.isfile(pretrained_base) or pretrained_base.endswith('.params'):
-        if not os.path.isfile(pretrained_base):
-            raise FileNotFoundError('%s not found' % pretrained_base)
+    if os.path.isfile(pretrained_base):
         return pretrained_base
-    return None
+    if re.fullmatch('[0-9a-f]{8,40}', pretrained_base):
+        return None  # a tag of the published weights
+    raise FileNotFoundError('%s: no such file or checkpoint folder (the base takes imagenet, '
+                            'a sha1 tag of the published weights, a classification '
+                            'checkpoint folder or a .params file)' % pretrained_base)
 
 
 def _backbone_error(backbone):
@@ -290,7 +307,8 @@ def get_segmentation_model(model='deeplabv3', backbone='resnest50', classes=150,
         if published is None:
             raise ValueError('no published %s weights for backbone %s; published: %s'
                              % (model, backbone, ', '.join(sorted(PUBLISHED))))
-    base_file = _weights_path(pretrained_base) if not pretrained else None
+    base_file = _weights_path(pretrained_base, backbone) if pretrained_base and not pretrained \
+        else None
     trunk = get_model(backbone, pretrained=bool(pretrained_base and not pretrained
                                                 and not base_file) and pretrained_base,
                       root=root, ctx=ctx, features_only=True,

@@ -22,8 +22,8 @@ from ..training.loop import (PIPELINES, check_finite, check_run_identity,
                              iterations_per_epoch, plot_curves, progress_bar,
                              resume_and_broadcast, start_run)
 from ..zoo.registry import get_model_info
-from .data import (DATASETS, SegmentationEvalTransform, SegmentationTrainTransform,
-                   full_image_loader, open_dataset)
+from .data import (BAD_LABELS, DATASETS, SegmentationEvalTransform,
+                   SegmentationTrainTransform, check_labels, full_image_loader, open_dataset)
 from .metrics import confusion_matrix, segmentation_scores
 from .model import ASPP_RATES, SEGMENTATION_HEADS, get_segmentation_model
 from .predict import predict_probabilities
@@ -68,6 +68,9 @@ class SegTrainConfig:
     momentum: float = option(0.9, 'SGD momentum')
     wd: float = option(1e-4, 'weight decay (not on BN parameters or biases)')
     head_lr_mult: float = option(10.0, "learning-rate multiplier of the heads")
+    bad_labels: str = option('stop', 'a label map that does not fit its image or the dataset '
+                                     '(checked before training): stop, naming it, or skip the '
+                                     'image with a warning')
     pipeline: str = option('auto', 'memory (small images read once, no workers), workers or '
                                    'auto')
     workers: int = option(2, 'data worker processes per rank (workers pipeline)')
@@ -98,6 +101,9 @@ class SegTrainConfig:
                                                          ', '.join(SEGMENTATION_HEADS)))
         if self.pipeline not in PIPELINES:
             raise ValueError('--pipeline %r: allowed %s' % (self.pipeline, ', '.join(PIPELINES)))
+        if self.bad_labels not in BAD_LABELS:
+            raise ValueError('--bad-labels %r: allowed %s' % (self.bad_labels,
+                                                              ', '.join(BAD_LABELS)))
         if self.norm not in NORMS:
             raise ValueError('--norm %r: allowed %s' % (self.norm, ', '.join(NORMS)))
         if self.output_stride not in ASPP_RATES:
@@ -171,15 +177,17 @@ def evaluate_segmentation(net, loader, classes, ctx, comm=None, scales=(1.0,), f
     return segmentation_scores(conf)
 
 
-def _loaders(cfg, comm, info):
-    train_set = open_dataset(cfg.dataset, cfg.data_root, cfg.train_split, cfg.classes,
-                             cfg.ignore_label)
-    val_set = open_dataset(cfg.dataset, cfg.data_root, cfg.val_split, cfg.classes,
-                           cfg.ignore_label)
-    for split, data in ((cfg.train_split, train_set), (cfg.val_split, val_set)):
+def _loaders(cfg, comm, info, log=print):
+    sets = []
+    for split in (cfg.train_split, cfg.val_split):
+        data = open_dataset(cfg.dataset, cfg.data_root, split, cfg.classes, cfg.ignore_label)
         if data.classes != cfg.classes:
             raise ValueError('--classes %d, but %s split %s has %d classes'
                              % (cfg.classes, cfg.dataset, split, data.classes))
+        # every label map before training: a bad one is named now, not after an epoch
+        sets.append(check_labels(data, '%s split %s' % (cfg.dataset, split), cfg.bad_labels,
+                                 log if comm.rank == 0 else (lambda *a: None)))
+    train_set, val_set = sets
     workers = cfg.workers
     if cfg.pipeline == 'memory' or (cfg.pipeline == 'auto' and all(
             fits_in_memory(data, data[0][0]) for data in (train_set, val_set))):
@@ -202,9 +210,8 @@ def train_segmentation(cfg, comm=None, log=print):
     comm = comm or Comm()
     ctx = device(comm.local_rank)
     info = get_model_info(cfg.backbone)
-    ckpt = check_run_identity(cfg)  # before the data: a mismatch is named first
-    start_run(cfg, comm.rank)
-    train_loader, sampler, val_loader = _loaders(cfg, comm, info)
+    ckpt = check_run_identity(cfg, comm.rank, log)  # before the data: mismatches named first
+    train_loader, sampler, val_loader = _loaders(cfg, comm, info, log)
     comm.start()  # after the loaders have forked their workers
     iters = iterations_per_epoch(sampler, cfg.batch_size, cfg.max_iters)
 
@@ -212,6 +219,8 @@ def train_segmentation(cfg, comm=None, log=print):
     net = build_model(cfg, ctx)
     # every layer knows its input channels: all weights exist now, before any forward pass
     net.initialize(mx.init.MSRAPrelu(), ctx=ctx)
+    # the folder is made once the data and the weights are found: a start-up error leaves none
+    start_run(cfg, comm.rank)
     recipe.exclude_from_weight_decay(net)
     for param in net.head_params().values():
         param.lr_mult = cfg.head_lr_mult

@@ -9,7 +9,10 @@ import time
 
 import mxnet as mx
 
-__all__ = ['save_checkpoint', 'latest_checkpoint', 'load_checkpoint', 'check_writable',
+from ..zoo.store import read_params_file
+
+__all__ = ['save_checkpoint', 'latest_checkpoint', 'latest_readable_checkpoint',
+           'load_checkpoint', 'check_writable',
            'write_text', 'write_json', 'write_jsonl', 'remove_run', 'read_meta',
            'atomic_folder', 'repair_run', 'RunClock']
 
@@ -130,6 +133,40 @@ def latest_checkpoint(folder):
         return None
     done = _complete(folder)
     return os.path.join(folder, done[-1]) if done else None
+
+
+def latest_readable_checkpoint(folder, warn=None):
+    """The newest complete checkpoint of ``folder`` whose files can be read, or None. A newer
+    one that cannot (e.g. a truncated ``model.params``) is named through ``warn`` and skipped:
+    the run resumes from the one before it."""
+    if not os.path.isdir(folder):
+        return None
+    for name in reversed(_complete(folder)):
+        path = os.path.join(folder, name)
+        try:
+            read_params_file(os.path.join(path, 'model.params'))
+            _check_trainer_states(os.path.join(path, 'trainer.states'))
+            return path
+        except (ValueError, FileNotFoundError) as err:
+            if warn:
+                warn('warning: checkpoint %s cannot be used (%s); resuming from the one '
+                     'before it' % (path, err))
+    return None
+
+
+def _check_trainer_states(path):
+    """ValueError unless ``path`` holds what ``Trainer.save_states`` writes (a pickle of the
+    optimizer and its states)."""
+    import pickle
+    if not os.path.isfile(path):
+        raise FileNotFoundError('%s not found' % path)
+    try:
+        with open(path, 'rb') as f:
+            pickle.load(f)
+    except Exception:  # a truncated pickle fails in many ways
+        raise ValueError('%s is not a readable optimizer state file (truncated or corrupt)'
+                         % path) from None
+
 
 
 def read_meta(path):

@@ -12,8 +12,9 @@ from ..argtypes import check_number, check_positive_ints, option
 from ..layers.dropblock import set_drop_prob
 from ..zoo.registry import get_model, get_model_info
 from . import recipe
-from .checkpoint import (AVERAGE, check_writable, latest_checkpoint, load_checkpoint, read_meta,
-                         remove_run, repair_run, save_checkpoint, write_jsonl)
+from .checkpoint import (AVERAGE, check_writable, latest_checkpoint, latest_readable_checkpoint,
+                         load_checkpoint, read_meta, remove_run, repair_run, save_checkpoint,
+                         write_jsonl)
 from .data import RecordDataset, ShardSampler, make_loader, train_transform
 from .ema import WeightAverage
 from .memory_data import (MAX_SIDE, BatchAugment, MemoryLoader, decode_all, evaluation_loader,
@@ -90,6 +91,10 @@ class TrainConfig:
             check_number(name, getattr(self, name), low, high, low_open, high_open)
         if self.final_drop is not None:
             check_number('final_drop', self.final_drop, 0, 1, high_open=True)
+        if self.input_size is not None:  # 0 is not "the default": leave the flag out for that
+            check_positive_ints(self, ('input_size',))
+        if self.crop_ratio is not None:
+            check_number('crop_ratio', self.crop_ratio, 0, 1, low_open=True)
         if self.warmup_epochs < 0 or self.mixup_off_epochs < 0 or self.max_iters < 0:
             raise ValueError('--warmup-epochs, --mixup-off-epochs and --max-iters must be >= 0')
         if self.pipeline not in PIPELINES:
@@ -151,8 +156,7 @@ def train(cfg, comm=None, log=print):
     size = cfg.input_size or info.input_size
     crop_ratio = cfg.crop_ratio or info.crop_ratio
     amp_dtype = _setup_amp(cfg, ctx)
-    ckpt = check_run_identity(cfg)  # before the data: a mismatch is named first
-    start_run(cfg, comm.rank)
+    ckpt = check_run_identity(cfg, comm.rank, log)  # before the data: mismatches named first
     train_loader, sampler, val_loader = _loaders(cfg, comm, info, size, crop_ratio)
     comm.start()  # after the loaders have forked their workers
     iters = iterations_per_epoch(sampler, cfg.batch_size, cfg.max_iters)
@@ -169,6 +173,8 @@ def train(cfg, comm=None, log=print):
     # which Horovod cannot read
     mx.random.seed(cfg.seed)  # the same initial weights for the same seed (rank 0's win)
     net.initialize(mx.init.MSRAPrelu(), ctx=ctx)
+    # the folder is made once the data and the network are found: a start-up error leaves none
+    start_run(cfg, comm.rank)
     recipe.exclude_from_weight_decay(net)
     lr = recipe.scaled_lr(cfg.base_lr, cfg.batch_size * comm.size)
     schedule = recipe.lr_schedule(lr, cfg.epochs, iters, cfg.warmup_epochs)
@@ -334,9 +340,11 @@ RUN_IDENTITY = ('model', 'backbone', 'classes', 'dataset')
 RUN_INDEPENDENT = ('resume', 'fresh', 'progress', 'log_interval', 'workers', 'keep')
 
 
-def check_run_identity(cfg):
+def check_run_identity(cfg, rank=0, log=print):
     """The newest checkpoint of ``cfg.save_dir`` to resume from, or None to start afresh;
-    called on every rank before the data are read, so a mismatch is named first.
+    called on every rank before the data are read, so a mismatch is named first. Rank 0 first
+    repairs what a kill inside a checkpoint update left behind; a newest checkpoint whose files
+    cannot be read is named through ``log`` and the previous one used.
 
     - ``cfg.fresh``: None (rank 0 deletes the old run, :func:`start_run`);
     - ``cfg.resume``: the newest checkpoint, after checking it holds the same model and classes
@@ -348,7 +356,10 @@ def check_run_identity(cfg):
         if cfg.resume:
             raise ValueError('--fresh deletes the run that --resume continues: pass one of them')
         return None
-    ckpt = latest_checkpoint(cfg.save_dir)
+    if rank == 0:
+        repair_run(cfg.save_dir)
+    # a damaged newest checkpoint is named and the one before it used
+    ckpt = latest_readable_checkpoint(cfg.save_dir, log if rank == 0 else None)
     if not ckpt:
         return None
     saved = read_meta(ckpt).get('config', {})
@@ -374,14 +385,13 @@ def check_run_identity(cfg):
 
 def start_run(cfg, rank):
     """Rank 0's preparation of ``cfg.save_dir`` before anything is written: with ``cfg.fresh``
-    the old run is deleted (only a folder the project wrote), then the folder must be writable
-    and what a kill inside a checkpoint update left behind is repaired."""
+    the old run is deleted (only a folder the project wrote), then the folder is made and must
+    be writable."""
     if rank != 0:
         return
     if cfg.fresh:
         remove_run(cfg.save_dir)
     check_writable(cfg.save_dir)
-    repair_run(cfg.save_dir)
 
 
 def resume_and_broadcast(ckpt, comm, net, trainer, ctx, best_key, log=print, lr_scheduler=None):

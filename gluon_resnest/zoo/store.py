@@ -9,7 +9,7 @@ import mxnet as mx
 from mxnet.gluon.utils import check_sha1, download
 
 __all__ = ['default_root', 'get_model_file', 'load_pretrained', 'load_weights_file',
-           'PretrainedWeightsError']
+           'read_params_file', 'PretrainedWeightsError']
 
 REPO_URLS = {
     'gluoncv': 'https://apache-mxnet.s3-accelerate.dualstack.amazonaws.com/',
@@ -87,9 +87,22 @@ def get_model_file(info, tag=True, root=None):
     return path
 
 
-def _load_param_file(path):
-    # files saved by Block.save_parameters hold structural names; older exports prefix arg:/aux:
-    return {k.split(':', 1)[-1]: v for k, v in mx.nd.load(path).items()}
+def read_params_file(path):
+    """{name: NDArray} of an MXNet ``.params`` file, or ValueError naming a file that is
+    truncated or not one. Files saved by ``Block.save_parameters`` hold structural names;
+    exports prefix ``arg:``/``aux:``, which are dropped."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError('%s not found' % path)
+    try:
+        arrays = mx.nd.load(path)
+    except mx.base.MXNetError:
+        raise ValueError('%s is not a readable .params file (truncated or corrupt)'
+                         % path) from None
+    if not arrays:  # a network without parameters (MXNet loads an empty file as a list)
+        return {}
+    if not isinstance(arrays, dict):  # a list: saved without names
+        raise ValueError('%s holds unnamed arrays, not a model\'s parameters' % path)
+    return {key.split(':', 1)[-1]: value for key, value in arrays.items()}
 
 
 def load_weights_file(net, path, name, ctx=mx.cpu(), classifier=CLASSIFIER, skip=()):
@@ -99,9 +112,9 @@ def load_weights_file(net, path, name, ctx=mx.cpu(), classifier=CLASSIFIER, skip
     starting with a prefix in ``skip`` (a part ``net`` was built without) are left out.
     ``name`` is what errors call the weights."""
     try:
-        params = _load_param_file(path)
-    except mx.base.MXNetError:
-        raise PretrainedWeightsError('%s is not a readable .params file' % path) from None
+        params = read_params_file(path)
+    except ValueError as err:
+        raise PretrainedWeightsError(str(err)) from None
     params = {k: v for k, v in params.items() if not k.startswith(tuple(skip))}
     own = net._collect_params_with_prefix()
     fresh = []  # classifier parameters of net that the file cannot fill
