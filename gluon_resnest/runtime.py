@@ -3,7 +3,8 @@ import os
 import sys
 
 __all__ = ['launcher_env', 'cpu_threads_per_process', 'configure_cpu_threads',
-           'configure_horovod_cycle', 'cpu_supports_bfloat16', 'BF16_CPU_FLAGS']
+           'configure_horovod_cycle', 'cpu_supports_bfloat16', 'BF16_CPU_FLAGS',
+           'quiet_native_logs', 'NATIVE_NOISE']
 
 LOCAL_SIZE_VARS = ('HOROVOD_LOCAL_SIZE', 'OMPI_COMM_WORLD_LOCAL_SIZE', 'MPI_LOCALNRANKS')
 
@@ -78,3 +79,62 @@ def cpu_supports_bfloat16(cpuinfo='/proc/cpuinfo', environ=os.environ):
     except OSError:
         return True
     return flags is None or all(flag in flags for flag in BF16_CPU_FLAGS)
+
+
+# lines MXNet's C++ code logs on every start or traced graph that say nothing to a user:
+# oneDNN's note for average pooling without padding in training (ResNet-D's shortcut pooling),
+# the oneDNN subgraph backend's and the engine's start-up notices
+NATIVE_NOISE = (b'MKLDNN Pooling: training with prop_kind',
+                b'Subgraph backend MKLDNN is activated', b'MXNet start using engine')
+_filtered = []
+
+
+def quiet_native_logs(noise=NATIVE_NOISE):
+    """Drop the lines of ``noise`` from this process's standard error, MXNet's C++ logging
+    included, which Python cannot switch off: file descriptor 2 becomes a pipe that a thread
+    copies to the real standard error, line by line, leaving out lines that contain one of
+    ``noise``. Text without a line end (a progress bar's redraw) passes at once unless it may be
+    the start of such a line. Child processes inherit the filter. Idempotent; returns whether it
+    is on. ``GLUON_RESNEST_RAW_STDERR=1`` turns it off."""
+    import atexit
+    import threading
+    if _filtered or os.environ.get('GLUON_RESNEST_RAW_STDERR') == '1':
+        return bool(_filtered)
+    try:
+        sys.stderr.flush()
+        original = os.dup(2)
+        read_end, write_end = os.pipe()
+        os.dup2(write_end, 2)
+        os.close(write_end)
+    except OSError:  # no file descriptor 2 to route
+        return False
+
+    def pump():
+        pending = b''
+        while True:
+            chunk = os.read(read_end, 65536)
+            if not chunk:
+                break
+            *lines, pending = (pending + chunk).split(b'\n')
+            out = b''.join(line + b'\n' for line in lines
+                           if not any(n in line for n in noise))
+            if pending and not pending.startswith(b'['):  # not a C++ log line's start
+                out, pending = out + pending, b''
+            if out:
+                os.write(original, out)
+        if pending:
+            os.write(original, pending)
+
+    thread = threading.Thread(target=pump, name='stderr-filter', daemon=True)
+    thread.start()
+
+    def restore():  # at exit: everything written so far reaches the real standard error
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os.dup2(original, 2)  # closes the pipe's last write end in this process
+        thread.join(timeout=0.5)
+    atexit.register(restore)
+    _filtered.append(thread)
+    return True

@@ -678,3 +678,26 @@ def test_bad_label_maps_are_found_before_training_and_skipped_on_request(tmp_pat
     assert 0 <= summary['history'][0]['val_miou'] <= 100
     with pytest.raises(ValueError, match="--bad-labels 'ignore': allowed stop, skip"):
         train_segmentation(SegTrainConfig(bad_labels='ignore', **cfg))
+
+
+def test_a_pretrained_base_checkpoint_loads_without_a_warning_per_parameter(tmp_path, tiny_rec):
+    """The trainer initialized the whole loaded network again: one 'already initialized'
+    warning per parameter (342 lines for the demo's backbone)."""
+    import warnings
+    from gluon_resnest.segmentation.train import SegTrainConfig, train_segmentation
+    from gluon_resnest.training import TrainConfig, train
+    train(TrainConfig(model='resnest14_small', rec_train=tiny_rec[0], rec_val=tiny_rec[1],
+                      classes=4, save_dir=str(tmp_path / 'base'), epochs=1, batch_size=8,
+                      input_size=32, crop_ratio=1.0, workers=0, progress=False, max_iters=1),
+          log=lambda *a: None)
+    root = str(tmp_path / 'voc')
+    _write_mixed_voc(root, MIXED_SIZES[:2])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        train_segmentation(SegTrainConfig(
+            data_root=root, classes=5, backbone='resnest14_small', output_stride=16,
+            aspp_rates='1,2,3', head_channels=16, base_size=40, crop_size=32, epochs=1,
+            batch_size=2, workers=0, save_dir=str(tmp_path / 'run'), progress=False,
+            pretrained_base=str(tmp_path / 'base' / 'best')), log=lambda *a: None)
+    noisy = [str(w.message) for w in caught if 'already initialized' in str(w.message)]
+    assert not noisy, noisy[:3]

@@ -23,6 +23,7 @@ import tempfile
 
 import mxnet as mx
 
+from ..runtime import quiet_native_logs
 from .. import get_model, get_model_info, list_models
 from ..analysis import (INFERENCE_BATCH, TRAINING_BATCH, TRAINING_SIZE, count_flops,
                         count_params, inference_step, peak_rss_mb, training_step)
@@ -201,6 +202,7 @@ def _median_over_rounds(records):
 
 
 def main(argv=None):
+    quiet_native_logs()  # MXNet's C++ notices would break the progress bars
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--model', default='resnest50', choices=list_models())
     parser.add_argument('--mode', choices=['inference', 'training', 'both'], default='both')

@@ -22,6 +22,7 @@ import os
 import shlex
 import sys
 
+from ..runtime import quiet_native_logs
 from .. import get_model, get_model_info, list_models
 from ..analysis import count_flops, count_params
 from ..analysis.seeds import mean_std
@@ -209,6 +210,7 @@ def plot_comparison(result, path):
 
 
 def main(argv=None):
+    quiet_native_logs()  # MXNet's C++ notices would break the progress bars
     args, extra = parse_args(argv)
     result = run_comparison(args, extra)
     table = markdown_table(result)

@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 
+from ..runtime import quiet_native_logs
 from ..analysis import time_inference
 from ..analysis.accuracy import (calibration_images, evaluate_records,
                                  load_network)
@@ -22,6 +23,7 @@ from ..training.distributed import Comm, device
 
 
 def main(argv=None):
+    quiet_native_logs()  # MXNet's C++ notices would break the progress bars
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--rec-val', required=True, help='RecordIO file (its .idx beside it)')
     parser.add_argument('--model', help='zoo name (preprocessing and architecture)')

@@ -9,6 +9,7 @@ import json
 import os
 import sys
 
+from ..runtime import quiet_native_logs
 from ..argtypes import non_negative_int, positive_int
 from ..segmentation.data import DATASETS, SegmentationDataError
 from ..segmentation.evaluate import evaluate_split, load_segmentation
@@ -17,6 +18,7 @@ from ..training.checkpoint import write_json
 
 
 def main(argv=None):
+    quiet_native_logs()  # MXNet's C++ notices would break the progress bars
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--checkpoint', help='a checkpoint folder the trainer wrote')
     parser.add_argument('--symbol', help='exported -symbol.json (with --params, --backbone)')

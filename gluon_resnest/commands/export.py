@@ -11,6 +11,7 @@ import sys
 import mxnet as mx
 import numpy as np
 
+from ..runtime import quiet_native_logs
 from .. import PretrainedWeightsError, export_model, export_onnx, get_model  # noqa
 from ..analysis.accuracy import import_symbol, load_network
 from ..argtypes import positive_int
@@ -26,6 +27,7 @@ def _reference_input(info, shape, preprocess):
 
 
 def main(argv=None):
+    quiet_native_logs()  # MXNet's C++ notices would break the progress bars
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--out', required=True, help='output prefix')
     parser.add_argument('--model', help='zoo name')

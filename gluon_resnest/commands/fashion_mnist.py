@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 
+from ..runtime import quiet_native_logs
 from .. import export_model, list_models
 from ..analysis.accuracy import evaluate_records, load_network
 from ..argtypes import positive_int
@@ -103,6 +104,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+    quiet_native_logs()  # MXNet's C++ notices would break the progress bars
     args, extra = parse_args(argv)
     check_training_flags(args, extra)
     if args.fresh:

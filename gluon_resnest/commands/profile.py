@@ -12,6 +12,7 @@ os.environ.setdefault('MXNET_EXEC_BULK_EXEC_TRAIN', '0')
 
 import mxnet as mx
 
+from ..runtime import quiet_native_logs
 from .. import get_model, get_model_info, list_models
 from ..analysis import (INFERENCE_BATCH, TRAINING_BATCH, TRAINING_SIZE,
                         inference_step, training_step)
@@ -20,6 +21,7 @@ from ..argtypes import positive_int
 
 
 def main(argv=None):
+    quiet_native_logs()  # MXNet's C++ notices would break the progress bars
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--model', default='resnest50', choices=list_models(),
                         metavar='NAME')

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 
+from ..runtime import quiet_native_logs
 from .. import list_models
 from ..argtypes import positive_int, seed_list
 from ..training.checkpoint import remove_run
@@ -46,6 +47,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+    quiet_native_logs()  # MXNet's C++ notices would break the progress bars
     args = parse_args(argv)
     pretrain = dict(epochs=args.pretrain_epochs)
     try:

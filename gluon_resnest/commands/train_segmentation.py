@@ -6,6 +6,7 @@
 """
 import sys
 
+from ..runtime import quiet_native_logs
 from ..segmentation.train import SegTrainConfig, train_segmentation
 from ..zoo.store import PretrainedWeightsError
 from ..training.cli import (INTERRUPTED, config_from_args, deliver_interrupts,
@@ -13,6 +14,7 @@ from ..training.cli import (INTERRUPTED, config_from_args, deliver_interrupts,
 
 
 def main(argv=None):
+    quiet_native_logs()  # MXNet's C++ notices would break the progress bars
     args = config_parser(__doc__.split('\n\n')[0], config=SegTrainConfig).parse_args(argv)
     deliver_interrupts()
     try:

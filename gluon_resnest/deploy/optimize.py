@@ -82,10 +82,12 @@ def optimize_for_cpu(net, backend, input_shape, calib_images=None, calib_mode='n
         calib = mx.io.NDArrayIter(data={'data': calib_images}, batch_size=input_shape[0],
                                   last_batch_handle='discard')
         exclude = end_layers(net._cached_graph[1]) if fp32_ends else None
-        qnet = quantize_net_v2(net, quantized_dtype='auto', calib_data=calib,
-                               calib_mode=calib_mode, quantize_granularity=granularity,
-                               exclude_layers=exclude,
-                               data_shapes=[mx.io.DataDesc('data', input_shape)], ctx=mx.cpu())
+        with _no_input_type_warning():
+            qnet = quantize_net_v2(net, quantized_dtype='auto', calib_data=calib,
+                                   calib_mode=calib_mode, quantize_granularity=granularity,
+                                   exclude_layers=exclude,
+                                   data_shapes=[mx.io.DataDesc('data', input_shape)],
+                                   ctx=mx.cpu())
         qnet.hybridize(static_alloc=True, static_shape=True)
         return qnet
 
@@ -98,10 +100,21 @@ def convert_to_bfloat16(net, input_shape):
     with _traced_for_inference(net, input_shape):
         # weights stored in bfloat16 (cast_optional_params) rather than cast on every run: the
         # same outputs, ~5% faster for ResNeSt-50
-        bnet = amp.convert_hybrid_block(net, target_dtype='bfloat16', ctx=mx.cpu(),
-                                        cast_optional_params=True)
+        with _no_input_type_warning():
+            bnet = amp.convert_hybrid_block(net, target_dtype='bfloat16', ctx=mx.cpu(),
+                                            cast_optional_params=True)
     bnet.hybridize(static_alloc=True, static_shape=True)
     return bnet
+
+
+@contextlib.contextmanager
+def _no_input_type_warning():
+    """The SymbolBlocks MXNet builds for a converted graph cannot tell their input's dtype
+    before the first call and warn; the float32 they then assume is the one given."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='Cannot decide type')
+        yield
 
 
 @contextlib.contextmanager

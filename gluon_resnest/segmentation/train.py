@@ -218,7 +218,9 @@ def train_segmentation(cfg, comm=None, log=print):
     mx.random.seed(cfg.seed)  # the same initial weights for the same seed (rank 0's win)
     net = build_model(cfg, ctx)
     # every layer knows its input channels: all weights exist now, before any forward pass
-    net.initialize(mx.init.MSRAPrelu(), ctx=ctx)
+    # (with --pretrained-base the model came loaded and its heads initialized)
+    if not cfg.pretrained_base:
+        net.initialize(mx.init.MSRAPrelu(), ctx=ctx)
     # the folder is made once the data and the weights are found: a start-up error leaves none
     start_run(cfg, comm.rank)
     recipe.exclude_from_weight_decay(net)
