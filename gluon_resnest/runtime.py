@@ -4,7 +4,7 @@ import sys
 
 __all__ = ['launcher_env', 'cpu_threads_per_process', 'configure_cpu_threads',
            'configure_horovod_cycle', 'cpu_supports_bfloat16', 'BF16_CPU_FLAGS',
-           'quiet_native_logs', 'NATIVE_NOISE']
+           'quiet_native_logs', 'NATIVE_NOISE', 'interrupt', 'interrupt_exit_code']
 
 LOCAL_SIZE_VARS = ('HOROVOD_LOCAL_SIZE', 'OMPI_COMM_WORLD_LOCAL_SIZE', 'MPI_LOCALNRANKS')
 
@@ -138,3 +138,20 @@ def quiet_native_logs(noise=NATIVE_NOISE):
     atexit.register(restore)
     _filtered.append(thread)
     return True
+
+
+_interrupts = []  # the signals (SIGINT, SIGTERM) that interrupted this process, in order
+
+
+def interrupt(signum):
+    """End the running command as a Ctrl-C would (KeyboardInterrupt), remembering ``signum``
+    for :func:`interrupt_exit_code`."""
+    _interrupts.append(signum)
+    raise KeyboardInterrupt
+
+
+def interrupt_exit_code():
+    """The shell's exit code for the last interruption: 128 + the signal (130 for Ctrl-C, 143
+    for SIGTERM)."""
+    import signal
+    return 128 + int(_interrupts[-1] if _interrupts else signal.SIGINT)

@@ -686,7 +686,11 @@ def test_a_ctrl_c_that_lands_in_a_destructor_is_sent_again_not_lost(monkeypatch)
         cli._interrupt(signal.SIGINT, _sys._getframe())
 
 
-def test_ctrl_c_gives_one_line_and_the_same_command_resumes(tiny_rec, tmp_path):
+@pytest.mark.parametrize('signame', ['SIGINT', 'SIGTERM'])
+def test_ctrl_c_or_sigterm_gives_one_line_and_the_same_command_resumes(tiny_rec, tmp_path,
+                                                                       signame):
+    """A one-process trainer stops the same way on Ctrl-C and on SIGTERM (which killed it
+    silently before)."""
     import signal
     save_dir = str(tmp_path / 'run')
     cmd = [sys.executable, os.path.join(ROOT, 'train', 'train.py'), '--model', 'resnest14_small',
@@ -695,8 +699,9 @@ def test_ctrl_c_gives_one_line_and_the_same_command_resumes(tiny_rec, tmp_path):
            '--workers', '0', '--save-dir', save_dir, '--no-progress', '--resume']
     # SIGINT handled as in a terminal even when the suite itself runs in the background (a
     # shell starts background jobs with SIGINT ignored, and children inherit that)
-    _stop_after_first_checkpoint(cmd, save_dir, signal.SIGINT, 120, preexec_fn=lambda:
-                                 signal.signal(signal.SIGINT, signal.SIG_DFL))
+    _stop_after_first_checkpoint(cmd, save_dir, getattr(signal, signame), 120,
+                                 preexec_fn=lambda: signal.signal(signal.SIGINT,
+                                                                  signal.SIG_DFL))
     # what was kept is complete, and the same command continues from it
     again = subprocess.run(cmd[:cmd.index('200')] + ['2'] + cmd[cmd.index('200') + 1:],
                            capture_output=True, text=True, timeout=300,
@@ -715,7 +720,9 @@ def _stop_after_first_checkpoint(cmd, save_dir, signum, wait, **popen_kwargs):
         time.sleep(0.2)
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode != 0 and 'Traceback' not in err, err[-3000:]
+    # the shell's convention: 128 + the signal (130 after Ctrl-C, 143 after SIGTERM)
+    assert proc.returncode == 128 + signum and 'Traceback' not in err, (proc.returncode,
+                                                                        err[-3000:])
     assert 'interrupted: completed epochs are kept in %s' % save_dir in err
 
 

@@ -19,7 +19,7 @@ from .. import export_model, list_models
 from ..analysis.accuracy import evaluate_records, load_network
 from ..argtypes import positive_int
 from ..training.checkpoint import RunClock, read_meta, remove_run, write_json
-from ..training.cli import (INTERRUPTED, config_from_args,
+from ..training.cli import (exit_interrupted, config_from_args,
                             config_parser)
 from ..training.distributed import launch_command, rank_env, run_ranks
 from ..training.fashion_mnist import DEFAULT_SOURCE, build_fashion_mnist
@@ -141,7 +141,7 @@ def _main_job(args, extra, log, clock):
     except subprocess.CalledProcessError as err:
         sys.exit('error: training failed (exit status %d)' % err.returncode)
     except KeyboardInterrupt:
-        sys.exit(INTERRUPTED % args.save_dir)
+        exit_interrupted(args.save_dir)
     train_seconds = clock.seconds()
     clock.save()
 

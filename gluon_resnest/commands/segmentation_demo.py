@@ -17,7 +17,7 @@ from ..runtime import quiet_native_logs
 from .. import list_models
 from ..argtypes import positive_int, seed_list
 from ..training.checkpoint import remove_run
-from ..training.cli import INTERRUPTED
+from ..training.cli import exit_interrupted
 from ..segmentation.demo import DEMO, PRETRAIN, compare_backbones, run_demo
 
 
@@ -63,7 +63,7 @@ def main(argv=None):
                                pretrain=pretrain, backbone=args.backbone, epochs=args.epochs)
             print(json.dumps(summary, indent=1))
     except KeyboardInterrupt:
-        sys.exit(INTERRUPTED % args.save_dir)
+        exit_interrupted(args.save_dir)
     except subprocess.CalledProcessError as err:
         sys.exit('error: training failed (exit status %d); its output is above'
                  % err.returncode)

@@ -8,8 +8,8 @@ import sys
 from ..runtime import quiet_native_logs
 from ..training import train
 from ..zoo.store import PretrainedWeightsError
-from ..training.cli import (INTERRUPTED, config_from_args, deliver_interrupts,
-                            config_parser)
+from ..training.cli import (config_from_args, config_parser, deliver_interrupts,
+                            exit_interrupted)
 
 
 def main(argv=None):
@@ -19,7 +19,7 @@ def main(argv=None):
     try:
         _, summary = train(config_from_args(args))
     except KeyboardInterrupt:
-        sys.exit(INTERRUPTED % args.save_dir)
+        exit_interrupted(args.save_dir)
     except (ValueError, OSError, FloatingPointError,
             PretrainedWeightsError) as err:  # OSError: files, disk, access
         sys.exit('error: %s' % err)

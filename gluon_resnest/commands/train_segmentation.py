@@ -9,8 +9,8 @@ import sys
 from ..runtime import quiet_native_logs
 from ..segmentation.train import SegTrainConfig, train_segmentation
 from ..zoo.store import PretrainedWeightsError
-from ..training.cli import (INTERRUPTED, config_from_args, deliver_interrupts,
-                            config_parser)
+from ..training.cli import (config_from_args, config_parser, deliver_interrupts,
+                            exit_interrupted)
 
 
 def main(argv=None):
@@ -20,7 +20,7 @@ def main(argv=None):
     try:
         _, summary = train_segmentation(config_from_args(args, SegTrainConfig))
     except KeyboardInterrupt:
-        sys.exit(INTERRUPTED % args.save_dir)
+        exit_interrupted(args.save_dir)
     except (ValueError, OSError, FloatingPointError,
             PretrainedWeightsError) as err:  # data errors are ValueErrors
         sys.exit('error: %s' % err)

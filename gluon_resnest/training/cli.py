@@ -4,11 +4,14 @@ import argparse
 import dataclasses
 import os
 import signal
+import sys
 import threading
 
+from ..runtime import interrupt, interrupt_exit_code
 from .loop import TrainConfig
 
-__all__ = ['config_parser', 'config_from_args', 'INTERRUPTED', 'deliver_interrupts']
+__all__ = ['config_parser', 'config_from_args', 'INTERRUPTED', 'deliver_interrupts',
+           'exit_interrupted']
 
 
 def config_parser(description=None, defaults=None, config=TrainConfig):
@@ -33,25 +36,34 @@ def config_from_args(args, config=TrainConfig):
     return config(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config)})
 
 
-# what a command says on Ctrl-C instead of a traceback (checkpoints are written atomically)
+# what a command says on Ctrl-C or SIGTERM instead of a traceback (checkpoints are written
+# atomically)
 INTERRUPTED = ('interrupted: completed epochs are kept in %s; run the same command (with '
                '--resume) to continue')
-
-
 def _interrupt(signum, frame):
-    """SIGINT as KeyboardInterrupt, except while an object's destructor runs: Python prints an
-    exception raised there and drops it (a Ctrl-C that landed as an NDArray was freed let
-    training go on), so the signal is sent again a moment later instead."""
+    """SIGINT (and SIGTERM) as KeyboardInterrupt, except while an object's destructor runs:
+    Python prints an exception raised there and drops it (a Ctrl-C that landed as an NDArray
+    was freed let training go on), so the signal is sent again a moment later instead."""
     while frame is not None:
         if frame.f_code.co_name == '__del__':
-            threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
+            threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
             return
         frame = frame.f_back
-    raise KeyboardInterrupt
+    interrupt(signum)
 
 
 def deliver_interrupts():
-    """Make Ctrl-C reach a command even if it lands in a destructor (when SIGINT has Python's
-    default handler; an ignored SIGINT stays ignored)."""
+    """Make Ctrl-C reach a command even if it lands in a destructor, and make SIGTERM (``kill``,
+    ``timeout``, a scheduler) end it the same way instead of killing it silently; a signal that
+    is ignored or has its own handler is left alone."""
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _interrupt)
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+def exit_interrupted(save_dir):
+    """Say what is kept and exit with the shell's code for the signal: 130 after Ctrl-C, 143
+    after SIGTERM."""
+    print(INTERRUPTED % save_dir, file=sys.stderr, flush=True)
+    sys.exit(interrupt_exit_code())

@@ -10,7 +10,7 @@ import threading
 
 import mxnet as mx
 
-from ..runtime import configure_horovod_cycle, cpu_threads_per_process, launcher_env
+from ..runtime import configure_horovod_cycle, cpu_threads_per_process, interrupt, launcher_env
 
 __all__ = ['Comm', 'device', 'horovodrun', 'launch_command', 'rank_env', 'run_ranks',
            'RankOutput']
@@ -194,7 +194,7 @@ def _stopped_with_this_process(proc):
     if forward:
         def on_terminate(signum, frame):
             proc.send_signal(signal.SIGTERM)  # horovodrun's end makes Horovod stop the ranks
-            raise KeyboardInterrupt
+            interrupt(signum)
         previous = signal.signal(signal.SIGTERM, on_terminate)
     try:
         yield
