@@ -701,3 +701,53 @@ def test_a_pretrained_base_checkpoint_loads_without_a_warning_per_parameter(tmp_
             pretrained_base=str(tmp_path / 'base' / 'best')), log=lambda *a: None)
     noisy = [str(w.message) for w in caught if 'already initialized' in str(w.message)]
     assert not noisy, noisy[:3]
+
+
+def test_a_segmentation_checkpoint_exports_and_the_export_says_what_it_is(tmp_path):
+    """eval/export.py takes a segmentation checkpoint (it said "unknown model 'deeplabv3'"); the
+    export records its backbone, so evaluating it with another backbone's normalization (which
+    gave wrong scores silently) is refused and --backbone can be left out."""
+    import json
+    import subprocess
+    import sys
+    from gluon_resnest.segmentation.train import SegTrainConfig, train_segmentation
+    root = str(tmp_path / 'voc')
+    _write_mixed_voc(root, MIXED_SIZES[:3])
+    train_segmentation(SegTrainConfig(
+        data_root=root, classes=5, backbone='resnest14_small', output_stride=16,
+        aspp_rates='1,2,3', head_channels=16, base_size=40, crop_size=32, epochs=1,
+        batch_size=2, workers=0, save_dir=str(tmp_path / 'run'), progress=False),
+        log=lambda *a: None)
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
+    prefix = str(tmp_path / 'deploy' / 'seg')
+    best = str(tmp_path / 'run' / 'best')
+    proc = subprocess.run([sys.executable, os.path.join(here, 'eval', 'export.py'),
+                           '--checkpoint', best, '--out', prefix], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report['symbol_max_rel_diff'] < 1e-4 and report['input_shape'] == [1, 3, 32, 32]
+    meta = json.load(open(prefix + '-meta.json'))
+    assert (meta['task'], meta['backbone'], meta['classes']) == ('segmentation',
+                                                                 'resnest14_small', 5)
+    evaluate = [sys.executable, os.path.join(here, 'eval', 'evaluate_segmentation.py'),
+                '--data-root', root, '--split', 'val', '--no-progress']
+    exported = ['--symbol', prefix + '-symbol.json', '--params', prefix + '-0000.params']
+    scores = [subprocess.run(evaluate + args, capture_output=True, text=True, timeout=300)
+              for args in (['--checkpoint', best], exported)]
+    assert all(p.returncode == 0 for p in scores), [p.stderr[-2000:] for p in scores]
+    one, two = [json.loads(p.stdout.strip().splitlines()[-1]) for p in scores]
+    assert one['miou'] == pytest.approx(two['miou'], abs=0.01) and one['pixels'] == two['pixels']
+    out_folder = tmp_path / 'scores'
+    os.makedirs(str(out_folder))
+    for args, message in (
+            (exported + ['--backbone', 'resnetd14_small'], '--backbone resnetd14_small, but '
+             '%s-symbol.json was exported from a resnest14_small network' % prefix),
+            (['--checkpoint', best, '--classes', '7'], '--classes 7, but %s has 5 classes'
+             % best),
+            (['--checkpoint', best, '--out', str(out_folder)], '--out %s is a folder'
+             % out_folder)):
+        proc = subprocess.run(evaluate + args, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+        assert message in proc.stderr.strip().splitlines()[-1], proc.stderr[-2000:]
+    assert os.listdir(str(out_folder)) == [] and not os.path.exists(str(tmp_path / '.tmp'))

@@ -14,16 +14,17 @@ from ..argtypes import non_negative_int, positive_int
 from ..segmentation.data import DATASETS, SegmentationDataError
 from ..segmentation.evaluate import evaluate_split, load_segmentation
 from ..segmentation.predict import MULTI_SCALES
-from ..training.checkpoint import write_json
+from ..training.checkpoint import check_output_file, write_json
 
 
 def main(argv=None):
     quiet_native_logs()  # MXNet's C++ notices would break the progress bars
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--checkpoint', help='a checkpoint folder the trainer wrote')
-    parser.add_argument('--symbol', help='exported -symbol.json (with --params, --backbone)')
+    parser.add_argument('--symbol', help='exported -symbol.json (with --params)')
     parser.add_argument('--params')
-    parser.add_argument('--backbone', help='names the preprocessing of an exported graph')
+    parser.add_argument('--backbone', help="names the preprocessing of an exported graph "
+                        "(default: the export's -meta.json)")
     parser.add_argument('--dataset', choices=DATASETS, default='voc')
     parser.add_argument('--data-root', required=True)
     parser.add_argument('--split', default='val')
@@ -38,8 +39,14 @@ def main(argv=None):
     parser.add_argument('--no-progress', action='store_true')
     args = parser.parse_args(argv)
     try:
+        if args.out:
+            check_output_file(args.out)  # before the evaluation, not after it
         net, config = load_segmentation(args.checkpoint, args.symbol, args.params,
                                         args.backbone)
+        if args.classes and config.get('classes') and args.classes != config['classes']:
+            raise ValueError('--classes %d, but %s has %d classes (leave --classes out)'
+                             % (args.classes, args.checkpoint or args.symbol,
+                                config['classes']))
         classes = args.classes or config.get('classes')
         if not classes:
             raise ValueError('--classes is required with an exported graph')

@@ -3,6 +3,9 @@ and check they give the network's outputs.
 
     python eval/export.py --checkpoint runs/fashion-mnist/best --out deploy/fmnist --onnx
     python eval/export.py --model resnest50 --pretrained --out deploy/resnest50 --preprocess
+    python eval/export.py --checkpoint runs/scenes/best --out deploy/scenes --onnx
+
+Beside the files, ``PREFIX-meta.json`` records the model, its classes and normalization.
 """
 import argparse
 import json
@@ -14,6 +17,7 @@ import numpy as np
 from ..runtime import quiet_native_logs
 from .. import PretrainedWeightsError, export_model, export_onnx, get_model  # noqa
 from ..analysis.accuracy import import_symbol, load_network
+from ..training.checkpoint import read_meta
 from ..argtypes import positive_int
 from ..zoo import get_model_info
 
@@ -26,6 +30,46 @@ def _reference_input(info, shape, preprocess):
     return pixels, ((pixels - mean) / std).transpose(0, 3, 1, 2).astype('float32')
 
 
+def _shape(args, size):
+    return ((args.batch_size, size, size, 3) if args.preprocess
+            else (args.batch_size, 3, size, size))
+
+
+def _export_classifier(args):
+    """(network, info, input shape, symbol, params, ONNX path or None) of a zoo model."""
+    if args.pretrained:  # the published weights: ImageNet's 1000 classes
+        net, info, classes = get_model(args.model, pretrained=True), \
+            get_model_info(args.model), 1000
+    else:
+        net, info, classes = load_network(args.model, args.params, None, args.checkpoint)
+    shape = _shape(args, args.input_size or info.eval_crop)
+    preprocess = info if args.preprocess else None
+    meta = dict(task='classification', model=info.name, classes=classes, mean=list(info.mean),
+                std=list(info.std))
+    sym, params = export_model(net, args.out, shape, preprocess=preprocess, meta=meta)
+    onnx_path = export_onnx(net, args.out + '.onnx', shape, preprocess=preprocess) \
+        if args.onnx else None
+    return net, info, shape, sym, params, onnx_path
+
+
+def _export_segmentation(args):
+    """The same for a segmentation checkpoint: its main logits, at any size for the symbol
+    (traced at --input-size, default the training crop), at that size for ONNX."""
+    from ..segmentation.deploy import (MainOutput, export_segmentation,
+                                       export_segmentation_onnx)
+    from ..segmentation.evaluate import load_segmentation, segmentation_meta
+    if args.preprocess and args.onnx:
+        raise ValueError('--preprocess and --onnx: the segmentation ONNX file takes NCHW '
+                         'normalized input; export them in two runs')
+    net, config = load_segmentation(args.checkpoint)
+    info = get_model_info(config['backbone'])
+    shape = _shape(args, args.input_size or config['crop_size'])
+    sym, params = export_segmentation(net, args.out, shape, info if args.preprocess else None,
+                                      meta=segmentation_meta(config))
+    onnx_path = export_segmentation_onnx(net, args.out + '.onnx', shape) if args.onnx else None
+    return MainOutput(net), info, shape, sym, params, onnx_path
+
+
 def main(argv=None):
     quiet_native_logs()  # MXNet's C++ notices would break the progress bars
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -33,27 +77,21 @@ def main(argv=None):
     parser.add_argument('--model', help='zoo name')
     parser.add_argument('--params', help='.params file for --model')
     parser.add_argument('--pretrained', action='store_true', help="the zoo's published weights")
-    parser.add_argument('--checkpoint', help='a checkpoint folder written by train/train.py')
+    parser.add_argument('--checkpoint', help='a checkpoint folder written by train/train.py or '
+                        'train/train_segmentation.py')
     parser.add_argument('--input-size', type=positive_int, default=None, help="default: eval crop")
     parser.add_argument('--batch-size', type=positive_int, default=1)
     parser.add_argument('--preprocess', action='store_true',
                         help='fold mean/std in: the graph takes (N, H, W, 3) pixels in 0..255')
     parser.add_argument('--onnx', action='store_true', help='also write PREFIX.onnx')
     args = parser.parse_args(argv)
+    if args.pretrained and not args.model:
+        parser.error('--pretrained needs --model')
     try:
-        if args.pretrained:
-            if not args.model:
-                parser.error('--pretrained needs --model')
-            net, info = get_model(args.model, pretrained=True), get_model_info(args.model)
+        if args.checkpoint and read_meta(args.checkpoint).get('task') == 'segmentation':
+            net, info, shape, sym, params, onnx_path = _export_segmentation(args)
         else:
-            net, info, _ = load_network(args.model, args.params, None, args.checkpoint)
-        size = args.input_size or info.eval_crop
-        shape = ((args.batch_size, size, size, 3) if args.preprocess
-                 else (args.batch_size, 3, size, size))
-        preprocess = info if args.preprocess else None
-        sym, params = export_model(net, args.out, shape, preprocess=preprocess)
-        onnx_path = export_onnx(net, args.out + '.onnx', shape, preprocess=preprocess) \
-            if args.onnx else None
+            net, info, shape, sym, params, onnx_path = _export_classifier(args)
     except (ValueError, FileNotFoundError, PermissionError, PretrainedWeightsError,
             ImportError) as err:
         sys.exit('error: %s' % err)

@@ -8,7 +8,7 @@ from mxnet.gluon.block import HybridBlock
 
 from ..layers.dropblock import deploy_mode
 
-__all__ = ['export_model', 'export_onnx', 'clean_onnx', 'Preprocessed']
+__all__ = ['export_model', 'export_onnx', 'clean_onnx', 'Preprocessed', 'read_export_meta']
 
 
 class Preprocessed(HybridBlock):
@@ -36,13 +36,15 @@ def _check_shape(input_shape, preprocess):
 
 
 def export_model(net, prefix, input_shape=(1, 3, 224, 224), epoch=0, ctx=None,
-                 preprocess=None):
+                 preprocess=None, meta=None):
     """Hybridize ``net`` in inference mode and write ``{prefix}-symbol.json`` and
     ``{prefix}-{epoch:04d}.params``.
 
     The graph holds no random operators (DropBlock and dropout are left out). ``preprocess`` —
     a ModelInfo or any object with ``mean`` and ``std`` — folds the normalization in: the graph
     then takes (N, H, W, 3) pixels in 0..255 and ``input_shape`` is given in that layout.
+    ``meta`` (a dict: the model, its classes and normalization) is written beside them as
+    ``{prefix}-meta.json``, so that tools reading the export can check what it is.
     Returns the two paths; ``mx.gluon.SymbolBlock.imports(json, ['data'], params)`` loads them.
     """
     _check_shape(input_shape, preprocess)
@@ -63,7 +65,13 @@ def export_model(net, prefix, input_shape=(1, 3, 224, 224), epoch=0, ctx=None,
                     block(mx.nd.zeros(input_shape, ctx=ctx))
                 staged = os.path.join(tmp, os.path.basename(prefix))
                 block.export(staged, epoch=epoch)
-            for path in files:
+            if meta is not None:
+                import json
+                with open(staged + '-meta.json', 'w') as f:
+                    json.dump(dict(meta, input_shape=list(input_shape),
+                                   input='NHWC pixels 0..255' if preprocess
+                                   else 'NCHW normalized'), f, indent=1)
+            for path in files + (('%s-meta.json' % prefix,) if meta is not None else ()):
                 os.replace(os.path.join(tmp, os.path.basename(path)), path)
     except OSError as err:
         raise PermissionError('cannot write %s (%s)' % (files[0].rsplit('-', 1)[0] + '-*',
@@ -132,3 +140,16 @@ def clean_onnx(model):
     for tensor in unused:
         graph.initializer.remove(tensor)
     return model
+
+
+def read_export_meta(symbol_path):
+    """The ``-meta.json`` that :func:`export_model` wrote beside ``symbol_path``
+    (``{prefix}-symbol.json``), or None for an export without one."""
+    import json
+    if not symbol_path.endswith('-symbol.json'):
+        return None
+    path = symbol_path[:-len('-symbol.json')] + '-meta.json'
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)

@@ -115,10 +115,11 @@ def _demo(data_dir, save_dir, processes, seed, progress, log, scene_counts, pret
     test = _test(save_dir, data_dir, processes, progress=progress)
     log('[4/4] exporting for deployment')
     from .deploy import export_segmentation
-    from .evaluate import load_segmentation
+    from .evaluate import load_segmentation, segmentation_meta
     net, config = load_segmentation(os.path.join(save_dir, 'best'))
     prefix = os.path.join(save_dir, 'deploy', 'deeplabv3_' + config['backbone'])
-    sym, params = export_segmentation(net, prefix, (1, 3, 64, 64))
+    sym, params = export_segmentation(net, prefix, (1, 3, 64, 64),
+                                      meta=segmentation_meta(config))
     with open(os.path.join(save_dir, 'metrics.jsonl')) as f:
         history = [json.loads(line) for line in f]
     best = max(history, key=lambda h: h['val_miou'])

@@ -23,11 +23,14 @@ class MainOutput(HybridBlock):
         return out[0] if isinstance(out, (list, tuple)) else out
 
 
-def export_segmentation(net, prefix, input_shape=(1, 3, 480, 480), preprocess=None):
+def export_segmentation(net, prefix, input_shape=(1, 3, 480, 480), preprocess=None,
+                        meta=None):
     """``{prefix}-symbol.json`` + ``{prefix}-0000.params`` of the main logits; the graph takes any
-    height and width (``input_shape`` only traces it). Returns the two paths."""
+    height and width (``input_shape`` only traces it). ``meta`` (backbone, classes, ...) goes to
+    ``{prefix}-meta.json``. Returns the two paths."""
     with _aux_head_unused():
-        return export_model(MainOutput(net), prefix, input_shape, preprocess=preprocess)
+        return export_model(MainOutput(net), prefix, input_shape, preprocess=preprocess,
+                            meta=meta)
 
 
 def export_segmentation_onnx(net, path, input_shape=(1, 3, 480, 480)):

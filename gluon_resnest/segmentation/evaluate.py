@@ -9,7 +9,7 @@ from ..training.distributed import Comm, device
 from ..zoo.registry import get_model_info
 from .data import SegmentationEvalTransform, full_image_loader, open_dataset
 
-__all__ = ['load_segmentation', 'evaluate_split']
+__all__ = ['load_segmentation', 'evaluate_split', 'segmentation_meta']
 
 
 def load_segmentation(checkpoint=None, symbol=None, params=None, backbone=None, ctx=None):
@@ -27,14 +27,38 @@ def load_segmentation(checkpoint=None, symbol=None, params=None, backbone=None, 
         net = build_model(cfg, ctx)
         net.load_parameters(os.path.join(checkpoint, 'model.params'), ctx=ctx)
         return net, meta['config']
-    if not (symbol and params and backbone):
-        raise ValueError('pass a checkpoint folder, or --symbol, --params and --backbone')
+    if not (symbol and params):
+        raise ValueError('pass a checkpoint folder, or --symbol and --params')
     for path in (symbol, params):
         if not os.path.isfile(path):
             raise FileNotFoundError('%s not found' % path)
+    from ..deploy.export import read_export_meta
+    meta = read_export_meta(symbol) or {}
+    if meta and meta.get('task') != 'segmentation':
+        raise ValueError('%s is a %s export, not a segmentation one'
+                         % (symbol, meta.get('task', 'another')))
+    if backbone and meta.get('backbone') and backbone != meta['backbone']:
+        # the backbone names the normalization: the wrong one gives wrong scores, no error
+        raise ValueError('--backbone %s, but %s was exported from a %s network (leave '
+                         '--backbone out)' % (backbone, symbol, meta['backbone']))
+    backbone = backbone or meta.get('backbone')
+    if not backbone:
+        raise ValueError('%s has no -meta.json beside it: pass --backbone (it names the '
+                         'preprocessing)' % symbol)
     get_model_info(backbone)
     from ..analysis.accuracy import import_symbol
-    return import_symbol(symbol, params, ctx), dict(backbone=backbone)
+    config = {k: meta[k] for k in ('classes', 'ignore_label') if k in meta}
+    return import_symbol(symbol, params, ctx), dict(config, backbone=backbone)
+
+
+def segmentation_meta(config):
+    """What an export of a network trained with ``config`` (a SegTrainConfig dict) records
+    beside its graph: task, backbone, classes, ignore label and the input normalization."""
+    info = get_model_info(config['backbone'])
+    return dict(task='segmentation', model=config.get('model', 'deeplabv3'),
+                backbone=config['backbone'], classes=config['classes'],
+                ignore_label=config.get('ignore_label', 255), mean=list(info.mean),
+                std=list(info.std))
 
 
 def evaluate_split(net, dataset, root, split, classes, backbone, scales=(1.0,), flip=False,

@@ -13,7 +13,8 @@ from ..zoo.store import read_params_file
 
 __all__ = ['save_checkpoint', 'latest_checkpoint', 'latest_readable_checkpoint',
            'load_checkpoint', 'check_writable',
-           'write_text', 'write_json', 'write_jsonl', 'remove_run', 'read_meta',
+           'write_text', 'write_json', 'write_jsonl', 'check_output_file', 'remove_run',
+           'read_meta',
            'atomic_folder', 'repair_run', 'RunClock']
 
 PREFIX = 'epoch-'
@@ -168,7 +169,6 @@ def _check_trainer_states(path):
                          % path) from None
 
 
-
 def read_meta(path):
     """The meta.json of a checkpoint folder, or FileNotFoundError naming the folder."""
     meta_path = os.path.join(path, 'meta.json')
@@ -187,11 +187,31 @@ def load_checkpoint(path, net, trainer, ctx):
 
 
 def write_text(path, text):
-    """Write ``text`` to ``path`` atomically (a reader never sees half a file)."""
+    """Write ``text`` to ``path`` atomically (a reader never sees half a file, and a failed
+    write leaves nothing)."""
     tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, 'w') as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.isfile(tmp):
+            os.remove(tmp)
+        raise
+
+
+def check_output_file(path, flag='--out'):
+    """ValueError unless ``path`` can be written as a file: not a folder, in a folder that
+    exists and is writable. For results written after long work: checked before it."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ValueError('%s %s is a folder; it takes a file name (e.g. %s)'
+                         % (flag, path, os.path.join(path, 'scores.json')))
+    if not os.path.isdir(folder):
+        raise ValueError('%s %s: folder %s does not exist' % (flag, path, folder))
+    if not os.access(folder, os.W_OK):
+        raise ValueError('%s %s: folder %s is not writable' % (flag, path, folder))
+    return path
 
 
 def write_json(path, data):
@@ -202,10 +222,7 @@ def write_json(path, data):
 def write_jsonl(path, rows):
     """Write ``rows`` as JSON lines, atomically (the whole history each time, so a killed and
     resumed run logs every epoch exactly once)."""
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        f.writelines(json.dumps(row) + '\n' for row in rows)
-    os.replace(tmp, path)
+    write_text(path, ''.join(json.dumps(row) + '\n' for row in rows))
 
 
 class RunClock(object):
