@@ -241,7 +241,7 @@ def train_segmentation(cfg, comm=None, log=print):
         sampler.set_epoch(epoch)
         mx.random.seed(cfg.seed * 1000 + epoch * 97 + comm.rank)  # dropout masks
         bar = progress_bar(cfg, comm, iters, epoch)
-        loss_sum, seen, tic = 0.0, 0, time.time()
+        loss_sum, seen, labelled, tic = 0.0, 0, 0.0, time.time()
         for i, (data, label) in enumerate(train_loader):
             if i >= iters:
                 break
@@ -257,6 +257,7 @@ def train_segmentation(cfg, comm=None, log=print):
             batch_loss = check_finite(float(loss.asscalar()), epoch, i, cfg.save_dir)
             loss_sum += batch_loss * data.shape[0]
             seen += data.shape[0]
+            labelled += float((label != cfg.ignore_label).sum().asscalar())
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss='%.3f' % (loss_sum / seen), lr='%.4f' % trainer.learning_rate,
@@ -264,7 +265,12 @@ def train_segmentation(cfg, comm=None, log=print):
         elapsed = time.time() - tic
         if bar is not None:
             bar.close()
-        train_loss = comm.sum([loss_sum, seen], 'train_loss')
+        train_loss = comm.sum([loss_sum, seen, labelled], 'train_loss')
+        if not train_loss[2]:  # a loss of 0.0000 that teaches nothing
+            raise ValueError('epoch %d: every training pixel was --ignore-label %d after the '
+                             'crops, so nothing was learnt (no checkpoint written); are '
+                             '--base-size %d and --crop-size %d right for these images?'
+                             % (epoch + 1, cfg.ignore_label, cfg.base_size, cfg.crop_size))
         comm.average_running_stats(net)
         val = evaluate_segmentation(net, val_loader, cfg.classes, ctx, comm,
                                     ignore_label=cfg.ignore_label, min_size=min_size)
