@@ -56,6 +56,9 @@ def test_two_process_evaluation_equals_one_process(oracle_data):
                            capture_output=True, text=True, timeout=300,
                            env=dict(os.environ, OMP_NUM_THREADS='1'))
     assert single.returncode == 0 and multi.returncode == 0, multi.stderr[-2000:]
+    assert 'evaluating %s' % wrong in single.stderr  # a progress bar on long sets
+    again = subprocess.run(cmd + ['--no-progress'], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and 'evaluating' not in again.stderr
     one = json.loads(single.stdout.strip().splitlines()[-1])
     lines = [l for l in multi.stdout.splitlines() if '{' in l]
     two = json.loads(lines[-1][lines[-1].index('{'):])

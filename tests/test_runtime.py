@@ -141,6 +141,7 @@ def test_commands_drop_mxnets_native_notices_and_keep_everything_else(tiny_rec, 
     assert 'MKLDNN Pooling: training with prop_kind' in outputs['1']
     assert 'MKLDNN Pooling' not in outputs['0']
     assert 'epoch 1/1' in outputs['0'] and '2/2' in outputs['0']  # the progress bar passes
+    assert 'validating' in outputs['0']  # and the validation's, which had none
 
 
 def test_the_native_log_filter_passes_partial_lines_and_drops_whole_noise_lines():

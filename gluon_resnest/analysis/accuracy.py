@@ -10,7 +10,7 @@ from ..training.checkpoint import read_meta
 from ..training.data import RecordDataset, eval_transform, make_loader
 from ..training.memory_data import evaluation_loader
 from ..training.distributed import Comm, device
-from ..training.loop import evaluate
+from ..training.loop import evaluate, validation_bar
 
 __all__ = ['load_network', 'import_symbol', 'evaluate_records', 'calibration_images']
 
@@ -74,10 +74,11 @@ def _classes_in(arrays):
 
 
 def evaluate_records(net, info, rec, classes=None, batch_size=64, crop=None, workers=2,
-                     comm=None, ctx=None, hybridize=True, crop_ratio=None):
+                     comm=None, ctx=None, hybridize=True, crop_ratio=None, progress=False):
     """Accuracy of ``net`` on ``rec`` with the model's evaluation preprocessing (``crop`` and
     ``crop_ratio`` override the model's). Under horovodrun each rank takes a shard and the
-    counts are summed exactly. ``hybridize=False`` keeps a graph that is already optimized."""
+    counts are summed exactly. ``hybridize=False`` keeps a graph that is already optimized;
+    ``progress`` shows a bar on rank 0."""
     comm = comm or Comm()
     crop = crop or info.eval_crop
     loader = evaluation_loader(RecordDataset(rec, classes=classes), batch_size, info.mean,
@@ -86,7 +87,8 @@ def evaluate_records(net, info, rec, classes=None, batch_size=64, crop=None, wor
     comm.start()
     if hybridize:
         net.hybridize(static_alloc=True)
-    result = evaluate(net, loader, ctx or device(comm.local_rank), comm)
+    result = evaluate(net, loader, ctx or device(comm.local_rank), comm,
+                      validation_bar(progress, comm, loader, 'evaluating %s' % rec))
     result.update(crop=crop, world_size=comm.size)
     return result
 

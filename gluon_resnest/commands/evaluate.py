@@ -47,6 +47,7 @@ def main(argv=None):
                         help='INT8 weight scales per tensor or per output channel')
     parser.add_argument('--int8-fp32-ends', action='store_true',
                         help='keep the first convolution and the classifier in float32')
+    parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     args = parser.parse_args(argv)
     comm = Comm()
     ctx = device(comm.local_rank)
@@ -65,7 +66,8 @@ def main(argv=None):
                                    args.int8_granularity, args.int8_fp32_ends)
         result = evaluate_records(net, info, args.rec_val, classes or args.classes,
                                   args.batch_size, args.crop, args.workers, comm, ctx,
-                                  hybridize=args.backend == 'fp32')
+                                  hybridize=args.backend == 'fp32',
+                                  progress=not args.no_progress)
         speed = time_inference(net, args.batch_size, crop, hybridize=args.backend == 'fp32')
     except (ValueError, FileNotFoundError, RecordError) as err:
         sys.exit('error: %s' % err)

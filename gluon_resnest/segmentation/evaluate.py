@@ -6,6 +6,7 @@ import mxnet as mx
 
 from ..training.checkpoint import read_meta
 from ..training.distributed import Comm, device
+from ..training.loop import validation_bar
 from ..zoo.registry import get_model_info
 from .data import SegmentationEvalTransform, full_image_loader, open_dataset
 
@@ -72,13 +73,7 @@ def evaluate_split(net, dataset, root, split, classes, backbone, scales=(1.0,), 
     loader = full_image_loader(data, SegmentationEvalTransform(info.mean, info.std),
                                batch_size, comm.rank, comm.size, workers)
     comm.start()
-    bar = None
-    if progress and comm.rank == 0:
-        from tqdm import tqdm
-        bar = tqdm(total=len(loader), desc='evaluating %s' % split, leave=False)
-    try:
-        return evaluate_segmentation(net, loader, classes, device(comm.local_rank), comm,
-                                     scales, flip, ignore_label, progress=bar)
-    finally:
-        if bar is not None:
-            bar.close()
+    return evaluate_segmentation(net, loader, classes, device(comm.local_rank), comm, scales,
+                                 flip, ignore_label,
+                                 progress=validation_bar(progress, comm, loader,
+                                                         'evaluating %s' % split))

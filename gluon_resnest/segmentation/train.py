@@ -20,7 +20,8 @@ from ..training.distributed import Comm, device
 from ..training.memory_data import DecodedPairs, fits_in_memory
 from ..training.loop import (PIPELINES, check_finite, check_run_identity,
                              iterations_per_epoch, plot_curves, progress_bar,
-                             resume_and_broadcast, start_run)
+                             resume_and_broadcast, start_run, validation_bar,
+                             with_progress)
 from ..zoo.registry import get_model_info
 from .data import (BAD_LABELS, DATASETS, SegmentationEvalTransform,
                    SegmentationTrainTransform, check_labels, full_image_loader, open_dataset)
@@ -166,11 +167,9 @@ def evaluate_segmentation(net, loader, classes, ctx, comm=None, scales=(1.0,), f
     """dict(pixel_acc, miou, iou, pixels) over a loader of (image, label map) batches; under
     Horovod the confusion matrices are summed exactly across ranks."""
     conf = np.zeros((classes, classes), np.int64)
-    for data, label in loader:
+    for data, label in with_progress(loader, progress):
         probs = predict_probabilities(net, data.as_in_context(ctx), scales, flip, min_size)
         conf += confusion_matrix(probs.argmax(axis=1), label, classes, ignore_label)
-        if progress is not None:
-            progress.update(1)
     if comm is not None:
         conf = np.asarray(comm.sum(conf.ravel().tolist(), 'seg_confusion'),
                           np.int64).reshape(conf.shape)
@@ -273,7 +272,8 @@ def train_segmentation(cfg, comm=None, log=print):
                              % (epoch + 1, cfg.ignore_label, cfg.base_size, cfg.crop_size))
         comm.average_running_stats(net)
         val = evaluate_segmentation(net, val_loader, cfg.classes, ctx, comm,
-                                    ignore_label=cfg.ignore_label, min_size=min_size)
+                                    ignore_label=cfg.ignore_label, min_size=min_size,
+                                    progress=validation_bar(cfg.progress, comm, val_loader))
         record = dict(epoch=epoch + 1, train_loss=train_loss[0] / max(train_loss[1], 1),
                       val_miou=val['miou'], val_pixel_acc=val['pixel_acc'],
                       lr=trainer.learning_rate, img_per_s=train_loss[1] / elapsed,

@@ -23,7 +23,7 @@ from .distributed import Comm, device
 
 __all__ = ['TrainConfig', 'train', 'evaluate', 'count_correct', 'iterations_per_epoch',
            'check_run_identity', 'start_run', 'resume_and_broadcast', 'check_finite',
-           'progress_bar']
+           'progress_bar', 'validation_bar', 'with_progress']
 
 
 PIPELINES = ('auto', 'memory', 'workers')
@@ -114,12 +114,13 @@ def count_correct(logits, labels, k=5):
     return int((top[:, 0] == labels).sum()), int((top == labels[:, None]).any(axis=1).sum())
 
 
-def evaluate(net, loader, ctx, comm=None):
-    """Top-1/top-5 (%) and counts over a loader; under Horovod the counts are summed exactly."""
+def evaluate(net, loader, ctx, comm=None, progress=None):
+    """Top-1/top-5 (%) and counts over a loader; under Horovod the counts are summed exactly.
+    ``progress`` (e.g. from :func:`validation_bar`) is advanced per batch and closed."""
     correct1 = correct5 = seen = 0
     loss_sum = 0.0
     loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss()
-    for data, label in loader:
+    for data, label in with_progress(loader, progress):
         data = data.as_in_context(ctx)
         label = label.as_in_context(ctx)
         logits = net(data).astype('float32', copy=False)
@@ -240,13 +241,16 @@ def train(cfg, comm=None, log=print):
             bar.close()
         train_loss = comm.sum([loss_sum, seen], 'train_loss')
         comm.average_running_stats(net)  # one model validated, checkpointed and resumed
-        val = evaluate(net, val_loader, ctx, comm)
+        val = evaluate(net, val_loader, ctx, comm,
+                       validation_bar(cfg.progress, comm, val_loader))
         extra = {}
         if average is not None:  # the average is what is selected; the weights for comparison
             extra = dict(val_top1_weights=val['top1'], val_loss_weights=val['loss'])
             with average.applied():
                 comm.average_running_stats(net)
-                val = evaluate(net, val_loader, ctx, comm)
+                val = evaluate(net, val_loader, ctx, comm,
+                               validation_bar(cfg.progress, comm, val_loader,
+                                              'validating the average'))
         record = dict(epoch=epoch + 1, train_loss=train_loss[0] / max(train_loss[1], 1),
                       val_top1=val['top1'], val_top5=val['top5'], val_loss=val['loss'],
                       lr=trainer.learning_rate, img_per_s=train_loss[1] / elapsed,
@@ -433,6 +437,28 @@ def progress_bar(cfg, comm, iters, epoch):
         return None
     from tqdm import tqdm
     return tqdm(total=iters, desc='epoch %d/%d' % (epoch + 1, cfg.epochs), leave=True)
+
+
+def validation_bar(show, comm, loader, what='validating'):
+    """A transient tqdm bar over ``loader``'s batches on rank 0 when ``show``, else None."""
+    if comm is not None and comm.rank != 0 or not show:
+        return None
+    from tqdm import tqdm
+    return tqdm(total=len(loader) if hasattr(loader, '__len__') else None, desc=what,
+                leave=False)
+
+
+def with_progress(loader, progress):
+    """``loader``'s batches, advancing ``progress`` (a tqdm bar, or None) after each and closing
+    it at the end."""
+    try:
+        for batch in loader:
+            yield batch
+            if progress is not None:
+                progress.update(1)
+    finally:
+        if progress is not None:
+            progress.close()
 
 
 def plot_curves(history, path, metric='val_top1', metric_label='validation top-1 (%)',
