@@ -37,7 +37,8 @@ setup(
         'resnest-%s = gluon_resnest.commands.%s:main' % (name.replace('_', '-'), name)
         for name in ('train', 'train_segmentation', 'fashion_mnist', 'segmentation_demo',
                      'make_fashion_mnist', 'im2rec', 'evaluate', 'evaluate_segmentation',
-                     'export', 'benchmark', 'profile', 'compare_models')]},
+                     'export', 'benchmark', 'profile', 'compare_models',
+                     'predict_segmentation')]},
     extras_require={
         'cu112': [MXNET_BUILDS['cu112']],
         # GluonCV: the reference the classification tests compare against, and the heads,

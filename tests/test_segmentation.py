@@ -769,3 +769,32 @@ def test_an_epoch_whose_pixels_are_all_ignored_stops_instead_of_learning_nothing
             aspp_rates='1,2,3', head_channels=16, base_size=40, crop_size=32, epochs=1,
             batch_size=2, workers=0, save_dir=str(tmp_path / 'run'), progress=False))
     assert not os.path.isdir(str(tmp_path / 'run' / 'epoch-0000'))
+    # prediction on a user's images: colour PNGs holding the class indices, from the checkpoint
+    # and from its export alike
+    predict = [sys.executable, os.path.join(here, 'eval', 'predict_segmentation.py')]
+    images = [os.path.join(root, 'JPEGImages', 'img0.jpg'), str(tmp_path / 'photo.png')]
+    Image.fromarray(np.random.RandomState(3).randint(0, 255, (50, 70, 3)).astype(np.uint8)).save(
+        images[1])
+    maps = {}
+    for name, source in (('ckpt', ['--checkpoint', best]), ('export', exported)):
+        proc = subprocess.run(predict + source + ['--out-dir', str(tmp_path / name)] + images,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        records = [json.loads(line) for line in proc.stdout.strip().splitlines()]
+        assert [r['image'] for r in records] == images
+        for record, (h, w) in zip(records, [(32, 40), (50, 70)]):
+            png = Image.open(record['output'])
+            labels = np.asarray(png)
+            assert png.mode == 'P' and labels.shape == (h, w) and labels.max() < 5
+            assert sum(record['classes'].values()) == pytest.approx(1, abs=1e-3)
+            maps.setdefault(name, []).append(labels)
+    assert all(np.array_equal(a, b) for a, b in zip(maps['ckpt'], maps['export']))
+    text = tmp_path / 'notes.jpg'
+    text.write_text('not an image')
+    for args, message in ((['--checkpoint', best, str(tmp_path / 'none.jpg')],
+                           'image not found: %s' % (tmp_path / 'none.jpg')),
+                          (['--checkpoint', best, str(text)], 'cannot read the image %s' % text)):
+        proc = subprocess.run(predict + args + ['--out-dir', str(tmp_path / 'bad')],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+        assert message in proc.stderr.strip().splitlines()[-1]

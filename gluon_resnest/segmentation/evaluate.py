@@ -48,17 +48,19 @@ def load_segmentation(checkpoint=None, symbol=None, params=None, backbone=None, 
                          'preprocessing)' % symbol)
     get_model_info(backbone)
     from ..analysis.accuracy import import_symbol
-    config = {k: meta[k] for k in ('classes', 'ignore_label') if k in meta}
+    config = {k: meta[k] for k in ('classes', 'ignore_label', 'output_stride') if k in meta}
     return import_symbol(symbol, params, ctx), dict(config, backbone=backbone)
 
 
 def segmentation_meta(config):
     """What an export of a network trained with ``config`` (a SegTrainConfig dict) records
-    beside its graph: task, backbone, classes, ignore label and the input normalization."""
+    beside its graph: task, backbone, classes, ignore label, output stride (the smallest input
+    side) and the input normalization."""
     info = get_model_info(config['backbone'])
     return dict(task='segmentation', model=config.get('model', 'deeplabv3'),
                 backbone=config['backbone'], classes=config['classes'],
-                ignore_label=config.get('ignore_label', 255), mean=list(info.mean),
+                ignore_label=config.get('ignore_label', 255),
+                output_stride=config.get('output_stride', 8), mean=list(info.mean),
                 std=list(info.std))
 
 

@@ -8,7 +8,8 @@ never runs it.)
 """
 import mxnet as mx
 
-__all__ = ['MULTI_SCALES', 'main_logits', 'predict_probabilities']
+__all__ = ['MULTI_SCALES', 'main_logits', 'predict_probabilities', 'predict_classes',
+           'colorize']
 
 # the paper's and GluonCV's multi-scale evaluation
 MULTI_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
@@ -47,3 +48,31 @@ def predict_probabilities(net, images, scales=(1.0,), flip=False, min_size=1):
             total = probs if total is None else total + probs
             count += 1
     return total / count
+
+
+def predict_classes(net, image, mean, std, scales=(1.0,), flip=False, min_size=1, ctx=None):
+    """(H, W) class indices (uint8 for up to 256 classes, else int32) of one H x W x 3 uint8
+    RGB image, normalized with ``mean``/``std`` as the network was trained."""
+    import numpy as np
+    x = (image.astype(np.float32) / 255.0 - np.asarray(mean, np.float32)) / np.asarray(
+        std, np.float32)
+    x = mx.nd.array(x.transpose(2, 0, 1)[None], ctx=ctx or mx.cpu())
+    classes = predict_probabilities(net, x, scales, flip, min_size)[0].argmax(axis=0).asnumpy()
+    return classes.astype(np.uint8 if classes.max() < 256 else np.int32)
+
+
+def colorize(classes, class_count):
+    """A palette PNG image (PIL) of a class map, in GluonCV's colours for the dataset its class
+    count suggests: ADE20K (150), Cityscapes (19), else Pascal VOC's 256-colour palette. The
+    pixel values stay the class indices."""
+    from PIL import Image
+    from gluoncv.utils.viz import segmentation as palettes
+    if class_count > 256:
+        raise ValueError('a palette PNG holds 256 classes, the network has %d' % class_count)
+    if class_count == 150:  # GluonCV's ADE20K palette is indexed by class + 1 (0: "other")
+        palette = list(palettes.adepallete[3:]) + [0, 0, 0]
+    else:
+        palette = list(palettes.cityspallete if class_count == 19 else palettes.vocpallete)
+    image = Image.fromarray(classes.astype('uint8'), mode='P')
+    image.putpalette(palette[:768])
+    return image

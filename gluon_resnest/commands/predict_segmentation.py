@@ -1,0 +1,97 @@
+"""Segment your own images with a trained segmentation network (a checkpoint folder, or an
+export with its -meta.json): one colour-coded PNG per image, whose pixel values are the class
+indices, and one JSON line per image with the classes found.
+
+    python eval/predict_segmentation.py --checkpoint runs/scenes/best --out-dir predictions \\
+        photo1.jpg photo2.png
+    python eval/predict_segmentation.py --symbol deploy/seg-symbol.json \\
+        --params deploy/seg-0000.params --multi-scale --out-dir predictions photo.jpg
+"""
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+from ..runtime import quiet_native_logs
+from ..segmentation.data import SegmentationDataError
+from ..segmentation.evaluate import load_segmentation
+from ..segmentation.predict import MULTI_SCALES, colorize, predict_classes
+from ..training.checkpoint import check_writable
+from ..zoo.registry import get_model_info
+
+
+def read_image(path):
+    """H x W x 3 uint8 RGB pixels of an image file, or SegmentationDataError naming it."""
+    from PIL import Image
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert('RGB'))
+    except (OSError, ValueError) as err:
+        raise SegmentationDataError('cannot read the image %s (%s)' % (path, err)) from None
+
+
+def segment_images(net, config, paths, out_dir, scales=(1.0,), flip=False):
+    """Writes ``out_dir/<name>.png`` for each image (atomically); yields one dict per image."""
+    info = get_model_info(config['backbone'])
+    classes = config['classes']
+    for path in paths:
+        image = read_image(path)
+        labels = predict_classes(net, image, info.mean, info.std, scales, flip,
+                                 config.get('output_stride', 1))
+        out = os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0] + '.png')
+        tmp = out + '.tmp'
+        try:
+            colorize(labels, classes).save(tmp, format='PNG')
+            os.replace(tmp, out)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        found, counts = np.unique(labels, return_counts=True)
+        yield dict(image=path, output=out, height=int(labels.shape[0]),
+                   width=int(labels.shape[1]),
+                   classes={int(c): round(float(n) / labels.size, 4)
+                            for c, n in zip(found, counts)})
+
+
+def main(argv=None):
+    quiet_native_logs()  # MXNet's C++ notices would break the output
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('images', nargs='+', help='image files (JPEG, PNG, ...)')
+    parser.add_argument('--checkpoint', help='a checkpoint folder train_segmentation.py wrote')
+    parser.add_argument('--symbol', help='exported -symbol.json (with --params)')
+    parser.add_argument('--params')
+    parser.add_argument('--backbone', help="an export's preprocessing, if it has no -meta.json")
+    parser.add_argument('--classes', type=int, help="an export's classes, if it has no "
+                        "-meta.json")
+    parser.add_argument('--out-dir', required=True, help='where the PNG files go')
+    parser.add_argument('--multi-scale', action='store_true',
+                        help='scales %s with flips' % ', '.join(map(str, MULTI_SCALES)))
+    args = parser.parse_args(argv)
+    try:
+        missing = [p for p in args.images if not os.path.isfile(p)]
+        if missing:
+            raise FileNotFoundError('image not found: %s' % ', '.join(missing))
+        names = [os.path.splitext(os.path.basename(p))[0] for p in args.images]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError('two images would write the same %s.png: %s'
+                             % (twice[0], ', '.join(p for p, n in zip(args.images, names)
+                                                    if n == twice[0])))
+        net, config = load_segmentation(args.checkpoint, args.symbol, args.params,
+                                        args.backbone)
+        config = dict(config)
+        config['classes'] = config.get('classes') or args.classes
+        if not config['classes']:
+            raise ValueError('--classes is required for an export without -meta.json')
+        check_writable(args.out_dir)
+        scales, flip = (MULTI_SCALES, True) if args.multi_scale else ((1.0,), False)
+        for record in segment_images(net, config, args.images, args.out_dir, scales, flip):
+            print(json.dumps(record), flush=True)
+    except (ValueError, FileNotFoundError, PermissionError, SegmentationDataError) as err:
+        sys.exit('error: %s' % err)
+
+
+if __name__ == '__main__':
+    main()
