@@ -751,24 +751,6 @@ def test_a_segmentation_checkpoint_exports_and_the_export_says_what_it_is(tmp_pa
         assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
         assert message in proc.stderr.strip().splitlines()[-1], proc.stderr[-2000:]
     assert os.listdir(str(out_folder)) == [] and not os.path.exists(str(tmp_path / '.tmp'))
-
-
-def test_an_epoch_whose_pixels_are_all_ignored_stops_instead_of_learning_nothing(tmp_path):
-    """It trained on at a loss of 0.0000 (e.g. a base size that leaves no labelled pixel)."""
-    from gluon_resnest.segmentation.train import SegTrainConfig, train_segmentation
-    root = str(tmp_path / 'voc')
-    ids = _write_mixed_voc(root, MIXED_SIZES[:2])
-    for i in ids:
-        png = Image.fromarray(np.full((32, 40), 255, np.uint8), mode='P')
-        png.putpalette(list(range(256)) * 3)
-        png.resize(Image.open(os.path.join(root, 'JPEGImages', i + '.jpg')).size).save(
-            os.path.join(root, 'SegmentationClass', i + '.png'))
-    with pytest.raises(ValueError, match='epoch 1: every training pixel was --ignore-label 255'):
-        train_segmentation(SegTrainConfig(
-            data_root=root, classes=5, backbone='resnest14_small', output_stride=16,
-            aspp_rates='1,2,3', head_channels=16, base_size=40, crop_size=32, epochs=1,
-            batch_size=2, workers=0, save_dir=str(tmp_path / 'run'), progress=False))
-    assert not os.path.isdir(str(tmp_path / 'run' / 'epoch-0000'))
     # prediction on a user's images: colour PNGs holding the class indices, from the checkpoint
     # and from its export alike
     predict = [sys.executable, os.path.join(here, 'eval', 'predict_segmentation.py')]
@@ -798,3 +780,21 @@ def test_an_epoch_whose_pixels_are_all_ignored_stops_instead_of_learning_nothing
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
         assert message in proc.stderr.strip().splitlines()[-1]
+
+
+def test_an_epoch_whose_pixels_are_all_ignored_stops_instead_of_learning_nothing(tmp_path):
+    """It trained on at a loss of 0.0000 (e.g. a base size that leaves no labelled pixel)."""
+    from gluon_resnest.segmentation.train import SegTrainConfig, train_segmentation
+    root = str(tmp_path / 'voc')
+    ids = _write_mixed_voc(root, MIXED_SIZES[:2])
+    for i in ids:
+        png = Image.fromarray(np.full((32, 40), 255, np.uint8), mode='P')
+        png.putpalette(list(range(256)) * 3)
+        png.resize(Image.open(os.path.join(root, 'JPEGImages', i + '.jpg')).size).save(
+            os.path.join(root, 'SegmentationClass', i + '.png'))
+    with pytest.raises(ValueError, match='epoch 1: every training pixel was --ignore-label 255'):
+        train_segmentation(SegTrainConfig(
+            data_root=root, classes=5, backbone='resnest14_small', output_stride=16,
+            aspp_rates='1,2,3', head_channels=16, base_size=40, crop_size=32, epochs=1,
+            batch_size=2, workers=0, save_dir=str(tmp_path / 'run'), progress=False))
+    assert not os.path.isdir(str(tmp_path / 'run' / 'epoch-0000'))
