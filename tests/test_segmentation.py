@@ -451,7 +451,8 @@ def test_two_process_segmentation_training_resumes_and_evaluates_exactly(tiny_sc
     (['--aspp-rates', '1,2'], '--aspp-rates must be 3 positive integers'),
     (['--base-lr', 'nan'], '--base-lr must be a finite number in (0, inf), got nan'),
     (['--ignore-label', '3'], '--ignore-label 3 must be >= --classes'),
-    (['--val-split', 'vla'], "split 'vla': ")])
+    (['--val-split', 'vla'], "split 'vla': "),
+    (['--min-scale', '3'], '--max-scale 2 is below --min-scale 3')])
 def test_training_flags_are_checked_before_anything_runs(tiny_scenes, tmp_path, flags, message):
     import subprocess
     import sys

@@ -92,7 +92,10 @@ class SegTrainConfig:
         for name in ('wd', 'aux_weight', 'head_lr_mult'):
             check_number(name, getattr(self, name), 0)
         check_number('min_scale', self.min_scale, 0, low_open=True)
-        check_number('max_scale', self.max_scale, self.min_scale)
+        check_number('max_scale', self.max_scale, 0, low_open=True)
+        if self.max_scale < self.min_scale:
+            raise ValueError('--max-scale %g is below --min-scale %g' % (self.max_scale,
+                                                                        self.min_scale))
         if self.workers < 0 or self.warmup_epochs < 0 or self.max_iters < 0:
             raise ValueError('--workers, --warmup-epochs and --max-iters must be >= 0')
         if self.dataset not in DATASETS:
@@ -177,6 +180,9 @@ def evaluate_segmentation(net, loader, classes, ctx, comm=None, scales=(1.0,), f
 
 
 def _loaders(cfg, comm, info, log=print):
+    if cfg.train_split == cfg.val_split and comm.rank == 0:
+        log('warning: --val-split is the training split %s: the best epoch is chosen on '
+            'images the model trains on' % cfg.train_split)
     sets = []
     for split in (cfg.train_split, cfg.val_split):
         data = open_dataset(cfg.dataset, cfg.data_root, split, cfg.classes, cfg.ignore_label)
