@@ -4,7 +4,23 @@ import dataclasses
 import math
 
 __all__ = ['positive_int', 'non_negative_int', 'int_list', 'seed_list', 'check_number',
-           'check_positive_ints']
+           'check_positive_ints', 'is_positive_int', 'check_positive_int']
+
+
+def is_positive_int(value):
+    """Whether ``value`` is an integer >= 1 (a bool is not one)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def check_positive_int(name, value, count=None):
+    """``value`` if it is a positive integer (``count`` of them in a sequence, when given), else
+    ValueError naming ``name``."""
+    if count is None:
+        if not is_positive_int(value):
+            raise ValueError('%s must be a positive integer, got %r' % (name, value))
+    elif len(value) != count or not all(is_positive_int(v) for v in value):
+        raise ValueError('%s must be %d positive integers, got %r' % (name, count, value))
+    return value
 
 
 def positive_int(text):
@@ -68,10 +84,8 @@ def check_positive_ints(config, names, as_flags=True):
     """ValueError naming the first of ``config``'s fields ``names`` that is not an integer
     >= 1 (as ``--flag-name``, or as the field's own name)."""
     for name in names:
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError('%s must be a positive integer, got %r'
-                             % ('--' + name.replace('_', '-') if as_flags else name, value))
+        check_positive_int('--' + name.replace('_', '-') if as_flags else name,
+                           getattr(config, name))
 
 
 def option(default, help):

@@ -42,9 +42,9 @@ def configure_cpu_threads():
 
 
 # Horovod's background thread wakes every HOROVOD_CYCLE_TIME ms (default 1) to negotiate
-# collectives. On CPU-only ranks it competes with the operators for the same cores: 10 ms took
-# 2-rank Fashion-MNIST training here from ~350 to ~400 img/s, and a 10 ms wait is small next to a
-# CPU training step. GPU ranks keep Horovod's default.
+# collectives. On CPU-only ranks it competes with the operators for the same cores, and a 10 ms
+# wait is small next to a CPU training step (README, design notes: the measured gain). GPU ranks
+# keep Horovod's default.
 CPU_CYCLE_TIME_MS = '10'
 
 

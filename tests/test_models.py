@@ -226,3 +226,14 @@ def test_small_input_models_downsample_by_their_stride_and_accept_28px(name, str
     assert maps == [32 * 8 // stride, 32 * 4 // stride, 32 * 2 // stride, 32 // stride]
     with pytest.raises(ValueError, match='at least %d' % stride):
         net(mx.nd.zeros((1, 3, stride // 2, stride // 2)))
+
+
+def test_resnest200_and_269_train_at_the_papers_crops_and_evaluate_at_larger_ones():
+    """The paper trains ResNeSt-200/269 at 256/320 px and evaluates them at 320/416 px; the
+    trainer's default crop is the model's input_size."""
+    from gluon_resnest.training import TrainConfig
+    for name, train, evaluate in (('resnest50', 224, 224), ('resnest101', 256, 256),
+                                  ('resnest200', 256, 320), ('resnest269', 320, 416)):
+        info = gr.get_model_info(name)
+        assert (info.input_size, info.eval_crop) == (train, evaluate), name
+    assert TrainConfig().input_size is None  # None: the model's input_size

@@ -16,6 +16,7 @@ import math
 from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
+from ..argtypes import check_positive_int
 from ..layers.dropblock import Dropout
 from ..layers.conv import ConvBNAct
 from ..layers.se import SqueezeExcite
@@ -142,8 +143,7 @@ class FBNet(HybridBlock):
     def __init__(self, stages, radices=None, classes=1000, in_channels=3, last_gamma=True,
                  final_drop=0.0, dropblock_prob=0.0, **kwargs):
         super(FBNet, self).__init__(**kwargs)
-        if not isinstance(classes, int) or classes < 1:
-            raise ValueError('classes must be a positive integer, got %r' % (classes,))
+        check_positive_int('classes', classes)
         if dropblock_prob:
             raise ValueError('FBNet has no DropBlock layers: dropblock_prob must be 0, got %r'
                              % (dropblock_prob,))

@@ -11,6 +11,7 @@ import numpy as np
 from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
+from ..argtypes import check_positive_int
 from ..layers.conv import ConvBNAct
 from ..layers.dropblock import DropBlock, Dropout
 from ..layers.se import SqueezeExcite
@@ -139,8 +140,7 @@ class RegNet(HybridBlock):
             raise ValueError('attention must be one of %s, got %r' % (ATTENTIONS, attention))
         if se_from not in ('input', 'block'):
             raise ValueError("se_from must be 'input' or 'block', got %r" % (se_from,))
-        if not isinstance(classes, int) or classes < 1:
-            raise ValueError('classes must be a positive integer, got %r' % (classes,))
+        check_positive_int('classes', classes)
         self.in_channels = in_channels
         self.output_stride = 2 ** (len(widths) + 1)
         self.features_only = False

@@ -7,6 +7,7 @@ GluonCV's ResNeSt so its ``.params`` files load with ``load_parameters``.
 from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
+from ..argtypes import check_positive_int
 from ..layers.dropblock import DropBlock, Dropout
 from ..layers.splat import SplitAttentionConv, global_avg_pool
 
@@ -142,8 +143,7 @@ class ResNeSt(HybridBlock):
                  use_global_stats=False, in_channels=3, planes=(64, 128, 256, 512),
                  stem_stride=2, stem_pool=True, **kwargs):
         super(ResNeSt, self).__init__(**kwargs)
-        if len(layers) != 4 or any(not isinstance(n, int) or n < 1 for n in layers):
-            raise ValueError('layers must be 4 positive integers, got %r' % (layers,))
+        check_positive_int('layers', layers, 4)
         if isinstance(radix, bool) or not isinstance(radix, int) or radix < 0:
             raise ValueError('radix must be an integer >= 0 (0: plain ResNet-D conv), got %r'
                              % (radix,))
@@ -152,10 +152,8 @@ class ResNeSt(HybridBlock):
         if output_stride not in OUTPUT_STRIDES:
             raise ValueError('output_stride must be one of %s, got %r'
                              % (sorted(OUTPUT_STRIDES), output_stride))
-        if len(planes) != 4 or any(not isinstance(n, int) or n < 1 for n in planes):
-            raise ValueError('planes must be 4 positive integers, got %r' % (planes,))
-        if not isinstance(classes, int) or classes < 1:
-            raise ValueError('classes must be a positive integer, got %r' % (classes,))
+        check_positive_int('planes', planes, 4)
+        check_positive_int('classes', classes)
         norm_kwargs = dict(norm_kwargs or {})
         if use_global_stats:
             norm_kwargs['use_global_stats'] = True

@@ -99,7 +99,7 @@ def convert_to_bfloat16(net, input_shape):
     from mxnet.contrib import amp
     with _traced_for_inference(net, input_shape):
         # weights stored in bfloat16 (cast_optional_params) rather than cast on every run: the
-        # same outputs, ~5% faster for ResNeSt-50
+        # same outputs, less work per call
         with _no_input_type_warning():
             bnet = amp.convert_hybrid_block(net, target_dtype='bfloat16', ctx=mx.cpu(),
                                             cast_optional_params=True)

@@ -11,6 +11,8 @@ Unlike GluonCV's DropBlock this one
 from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
+from ..argtypes import is_positive_int
+
 __all__ = ['DropBlock', 'Dropout', 'set_drop_prob', 'deploy_mode', 'dilate']
 
 
@@ -34,8 +36,8 @@ def dilate(F, mask, pad, counts=False):
     padded with ``pad`` would give it (``counts``: the number of ones in each window instead).
 
     Written as two products with band matrices (counts of ones in the window, then > 0), exact
-    for 0/1 inputs: MXNet's stride-1 max Pooling is 3-14x slower on the small feature maps of
-    stages 3-4 (it took a fifth of a training step of the main job's model)."""
+    for 0/1 inputs: MXNet's stride-1 max Pooling is slow on the small feature maps of stages
+    3-4."""
     window = F.dot(mask, _band(F, mask, 3, pad))  # along W
     window = F.dot(F.transpose(window, axes=(0, 1, 3, 2)), _band(F, mask, 2, pad))  # along H
     window = F.transpose(window, axes=(0, 1, 3, 2))
@@ -59,8 +61,8 @@ class DropBlock(_Stochastic, HybridBlock):
         Odd side of the dropped square.
     channels : int or None
         Channels of the input, when known: blocks then grow in one depthwise convolution
-        instead of the band-matrix products (the same mask; faster on larger maps, about
-        even on the 2-4 px maps of small models).
+        instead of the band-matrix products (the same mask; README, design notes: which is
+        faster where).
     """
 
     def __init__(self, drop_prob=0.0, block_size=3, channels=None, **kwargs):
@@ -69,8 +71,7 @@ class DropBlock(_Stochastic, HybridBlock):
                 or block_size % 2 == 0:
             raise ValueError('DropBlock: block_size must be an odd integer >= 1, got %r'
                              % (block_size,))
-        if channels is not None and (isinstance(channels, bool) or not isinstance(channels, int)
-                                     or channels < 1):
+        if channels is not None and not is_positive_int(channels):
             raise ValueError('DropBlock: channels must be a positive integer or None, got %r'
                              % (channels,))
         self.block_size = block_size
@@ -112,7 +113,7 @@ class DropBlock(_Stochastic, HybridBlock):
         # rescale each sample by numel / kept so that it keeps its expected activation mass
         # (exactly 1 when nothing is dropped, so inference is an exact identity). Counts are
         # products with a column of ones (exact integers): MXNet's reduction over (C, H, W) is
-        # several times slower than the matrix product.
+        # slower than the matrix product.
         ones_column = F.ones_like(first).reshape((-1, 1))  # (C*H*W, 1)
         kept = F.dot(keep.reshape((0, -1)), ones_column)  # (N, 1)
         scale = F.broadcast_div(F.sum(ones_column).reshape((1, 1)), F.maximum(kept, 1e-6))

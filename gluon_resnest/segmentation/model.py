@@ -13,6 +13,7 @@ import mxnet as mx
 from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
+from ..argtypes import check_positive_int
 from ..backbone.resnet import check_input
 from ..zoo.registry import ModelInfo, get_model, get_model_info, list_models
 
@@ -157,9 +158,7 @@ class DeepLabV3(HybridBlock):
         if not trunk.features_only:
             raise ValueError('DeepLabV3 needs a trunk built with features_only=True')
         _FCNHead = gluoncv_part('model_zoo.fcn', '_FCNHead')
-        rates = tuple(rates)
-        if len(rates) != 3 or any(not isinstance(r, int) or r < 1 for r in rates):
-            raise ValueError('ASPP rates must be 3 positive integers, got %r' % (rates,))
+        rates = check_positive_int('ASPP rates', tuple(rates), 3)
         self.classes, self.aux = classes, aux
         # None: logits resized like the input (any size); (h, w): to that size, for exporters
         # that only know BilinearResize2D's fixed-size form (MXNet's ONNX exporter)
@@ -298,8 +297,7 @@ def get_segmentation_model(model='deeplabv3', backbone='resnest50', classes=150,
     if output_stride not in ASPP_RATES:
         raise ValueError('output_stride must be 8 or 16 for segmentation, got %r'
                          % (output_stride,))
-    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
-        raise ValueError('classes must be a positive integer, got %r' % (classes,))
+    check_positive_int('classes', classes)
     ctx = ctx or mx.cpu()
     published = None
     if pretrained:

@@ -158,8 +158,8 @@ def pixel_loss(F, logits, label, ignore_label=255):
     """Mean per-pixel softmax cross-entropy over the pixels whose label is not ignored."""
     valid = label != ignore_label
     target = F.where(valid, label, F.zeros_like(label))
-    # classes last: MXNet's log_softmax and pick over a middle axis take ~4x longer (a tenth
-    # of a small model's training step), the transpose costs less than that difference
+    # classes last: MXNet's log_softmax and pick are slow over a middle axis, and the
+    # transpose costs less than the difference
     log_probs = F.log_softmax(F.transpose(logits, axes=(0, 2, 3, 1)), axis=-1)
     picked = F.pick(log_probs, target, axis=-1)
     return -(picked * valid).sum() / F.maximum(valid.sum(), 1)
@@ -231,7 +231,7 @@ def train_segmentation(cfg, comm=None, log=print):
     recipe.exclude_from_weight_decay(net)
     for param in net.head_params().values():
         param.lr_mult = cfg.head_lr_mult
-    lr = cfg.base_lr * cfg.batch_size * comm.size / 16.0
+    lr = recipe.scaled_lr(cfg.base_lr, cfg.batch_size * comm.size, reference_batch=16)
     schedule = recipe.poly_schedule(lr, cfg.epochs, iters, cfg.warmup_epochs)
     trainer = comm.trainer(net.collect_params(), 'sgd', {
         'learning_rate': lr, 'momentum': cfg.momentum, 'wd': cfg.wd, 'lr_scheduler': schedule})

@@ -68,7 +68,7 @@ class RecordDataset(Dataset):
         key = self.keys[i]
         try:
             header, payload = mx.recordio.unpack(self._record(key))
-            # OpenCV directly: ~10x cheaper per small image than the mx.image.imdecode operator
+            # OpenCV directly: much cheaper per small image than the mx.image.imdecode operator
             image = cv2.imdecode(np.frombuffer(payload, np.uint8),
                                  cv2.IMREAD_COLOR if self.flag else cv2.IMREAD_GRAYSCALE)
             if image is None:

@@ -280,7 +280,7 @@ class Comm(object):
     def trainer(self, params, optimizer, optimizer_params):
         if self.hvd and self.size > 1:
             # all gradients in one grouped allreduce: under MXNet's naive engine (the main job's
-            # default) every collective blocks until Horovod's next cycle, and one per array
-            # made a 2-rank step 2.5x slower than its computation
+            # default) every collective blocks until Horovod's next cycle, so one per array
+            # would wait once per array
             return self.hvd.DistributedTrainer(params, optimizer, optimizer_params, num_groups=1)
         return mx.gluon.Trainer(params, optimizer, optimizer_params)

@@ -6,9 +6,10 @@ __all__ = ['scaled_lr', 'lr_schedule', 'poly_schedule', 'smooth_labels', 'mixup'
            'dropblock_prob_at', 'mixup_lambda']
 
 
-def scaled_lr(base_lr, global_batch):
-    """Linear scaling: base_lr for a global batch of 256."""
-    return base_lr * global_batch / 256.0
+def scaled_lr(base_lr, global_batch, reference_batch=256):
+    """Linear scaling: ``base_lr`` is the rate for a global batch of ``reference_batch`` (the
+    paper's 256 for ImageNet; GluonCV's 16 for segmentation)."""
+    return base_lr * global_batch / float(reference_batch)
 
 
 def lr_schedule(lr, epochs, iters_per_epoch, warmup_epochs=5):

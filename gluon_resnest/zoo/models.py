@@ -42,14 +42,17 @@ def resnest101():
     return dict(_RESNEST, layers=(3, 4, 23, 3), stem_width=64)
 
 
-@register_model(eval_crop=320, top1=83.9, params_m=70.2, weights_from='gluoncv',
+# the paper trains ResNeSt-200 at 256 px and ResNeSt-269 at 320 px and evaluates them at 320 and
+# 416 px
+@register_model(eval_crop=320, train_crop=256, top1=83.9, params_m=70.2, weights_from='gluoncv',
                 sha1='0c5d117df664ace220aa6fc2922c094bb079d381')
 def resnest200():
     """ResNeSt-200 (2s1x64d), dropout 0.2 before the classifier."""
     return dict(_RESNEST, layers=(3, 24, 36, 3), stem_width=64, final_drop=0.2)
 
 
-@register_model(eval_crop=416, top1=84.5, params_m=111.0, weights_from='gluoncv',
+@register_model(eval_crop=416, train_crop=320, top1=84.5, params_m=111.0,
+                weights_from='gluoncv',
                 sha1='11ae7f5da2bcdbad05ba7e84f9b74383e717f3e3')
 def resnest269():
     """ResNeSt-269 (2s1x64d), dropout 0.2 before the classifier."""

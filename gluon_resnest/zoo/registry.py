@@ -29,8 +29,9 @@ def _trunk_args(trunk):
 class ModelInfo:
     """What a user needs to build, feed and compare a model.
 
-    ``input_size`` is the training crop and ``eval_crop`` the evaluation crop, which is taken
-    from an image whose short side was resized to ``eval_crop / crop_ratio``.
+    ``input_size`` is the training crop (``train_crop``, default ``eval_crop``) and ``eval_crop``
+    the evaluation crop, which is taken from an image whose short side was resized to
+    ``eval_crop / crop_ratio``.
     """
     name: str
     arch: dict
@@ -45,10 +46,11 @@ class ModelInfo:
     extra: dict = field(default_factory=dict)
     trunk: str = 'resnest'      # the family (TRUNKS) whose arguments ``arch`` holds
     gflops: float = None        # published multiply-adds (G) at eval_crop, convention in extra
+    train_crop: int = None      # where the paper trains at another size than it evaluates
 
     @property
     def input_size(self):
-        return self.eval_crop
+        return self.train_crop or self.eval_crop
 
     @property
     def interpolation(self):
