@@ -237,3 +237,37 @@ def test_resnest200_and_269_train_at_the_papers_crops_and_evaluate_at_larger_one
         info = gr.get_model_info(name)
         assert (info.input_size, info.eval_crop) == (train, evaluate), name
     assert TrainConfig().input_size is None  # None: the model's input_size
+
+
+def _stage_shapes(net, size=64):
+    """The output shapes of a network traced on symbols (type and shape inference only)."""
+    out = net(mx.sym.var('data'))
+    out = mx.sym.Group(list(out)) if isinstance(out, (list, tuple)) else out
+    return out.infer_shape(data=(1, 3, size, size))[1]
+
+
+@pytest.mark.parametrize('name', gr.list_models())
+def test_every_zoo_model_is_a_trunk_with_its_stage_channels_and_strides(name):
+    """features_only gives C2-C5 at strides 4, 8, 16, 32 (half those for the 28 px models,
+    whose stem downsamples less) with ``stage_channels``; output stride 16 and 8 dilate the
+    last stages instead: the same parameters, larger maps."""
+    size = 64
+    full = gr.get_model(name, features_only=True)
+    scale = 32 // full.output_stride
+    for output_stride in (32, 16, 8):
+        net = gr.get_model(name, features_only=True, output_stride=output_stride)
+        assert [p.shape for p in net.collect_params().values()] == \
+            [p.shape for p in full.collect_params().values()]
+        shapes = _stage_shapes(net, size)
+        assert [s[1] for s in shapes] == list(net.stage_channels), name
+        strides = [max(1, min(s, output_stride) // scale) for s in (4, 8, 16, 32)]
+        assert [s[2:] for s in shapes] == [(size // s, size // s) for s in strides], name
+
+
+@pytest.mark.parametrize('name', gr.list_models())
+def test_deeplabv3_builds_on_every_zoo_trunk(name):
+    from gluon_resnest.segmentation import get_segmentation_model
+    net = get_segmentation_model('deeplabv3', backbone=name, classes=5, output_stride=16,
+                                 rates=(1, 2, 3), head_channels=16)
+    main, aux = _stage_shapes(net, 64)
+    assert main == aux == (1, 5, 64, 64)

@@ -84,8 +84,10 @@ def test_regnet_takes_the_trainers_regularizers_and_refuses_bad_tables():
         RegNet((24,), (1,), (16,))
     with pytest.raises(gr.PretrainedWeightsError, match='regnet_sa50 has no published weights'):
         gr.get_model('regnet_sa50', pretrained=True)
-    with pytest.raises(TypeError, match='unknown argument output_stride'):
-        gr.get_model('regnet_sa50', output_stride=8)
+    with pytest.raises(TypeError, match='unknown argument avg_down'):  # a ResNeSt argument
+        gr.get_model('regnet_sa50', avg_down=True)
+    with pytest.raises(ValueError, match='output_stride must be one of'):
+        gr.get_model('regnet_sa50', output_stride=4)
 
 
 def test_trainer_runs_regnet_sa50_with_the_default_recipe(tmp_path):

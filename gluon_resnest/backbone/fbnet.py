@@ -63,24 +63,26 @@ class IRFBlock(HybridBlock):
     conv made ``radix`` times, on copies of its input, fused by the attention)."""
 
     def __init__(self, in_channels, channels, strides, kernel, expansion, se, act, radix=0,
-                 last_gamma=True, **kwargs):
+                 last_gamma=True, dilation=1, residual=None, norm=_bn, **kwargs):
         super(IRFBlock, self).__init__(**kwargs)
         mid = divisible_by(in_channels * expansion)
-        self.residual = strides == 1 and in_channels == channels
+        # a block whose stride a dilated trunk replaced keeps its architecture (``residual``)
+        self.residual = strides == 1 and in_channels == channels if residual is None \
+            else residual
         self.radix = radix if se else 0
         splits = max(self.radix, 1)
         with self.name_scope():
-            self.pw = ConvBNAct(in_channels, mid, norm=_bn, act=act) \
+            self.pw = ConvBNAct(in_channels, mid, norm=norm, act=act) \
                 if mid != in_channels else None
             self.dw = ConvBNAct(mid * splits, mid * splits, kernel, strides, mid * splits,
-                                 norm=_bn, act=act)
+                                 norm=norm, act=act, dilation=dilation)
             if not se:
                 self.attention = None
             elif self.radix:
                 self.attention = SplitAttention(mid, self.radix)
             else:
                 self.attention = SqueezeExcite(mid, divisible_by(int(mid * 0.25)), 'hsigmoid', act)
-            self.pwl = ConvBNAct(mid, channels, norm=_bn,
+            self.pwl = ConvBNAct(mid, channels, norm=norm,
                                   zero_gamma=self.residual and last_gamma)
 
     def hybrid_forward(self, F, x):
@@ -95,22 +97,24 @@ class IRFBlock(HybridBlock):
 
 
 class _Skip(HybridBlock):
-    def __init__(self, in_channels, channels, strides, **kwargs):
+    def __init__(self, in_channels, channels, strides, project=None, norm=_bn, **kwargs):
         super(_Skip, self).__init__(**kwargs)
+        if project is None:
+            project = in_channels != channels or strides != 1
         with self.name_scope():
-            self.conv = ConvBNAct(in_channels, channels, 1, strides, norm=_bn, act='relu') \
-                if in_channels != channels or strides != 1 else None
+            self.conv = ConvBNAct(in_channels, channels, 1, strides, norm=norm, act='relu') \
+                if project else None
 
     def hybrid_forward(self, F, x):
         return x if self.conv is None else self.conv(x)
 
 
 class _IRPool(HybridBlock):
-    def __init__(self, in_channels, channels, expansion, act, **kwargs):
+    def __init__(self, in_channels, channels, expansion, act, norm=_bn, **kwargs):
         super(_IRPool, self).__init__(**kwargs)
         mid = divisible_by(in_channels * expansion)
         with self.name_scope():
-            self.pw = ConvBNAct(in_channels, mid, norm=_bn, act=act) \
+            self.pw = ConvBNAct(in_channels, mid, norm=norm, act=act) \
                 if mid != in_channels else None
             self.pwl = ConvBNAct(mid, channels, act=act)
 
@@ -138,11 +142,22 @@ class FBNet(HybridBlock):
         Dropout before the classifier.
     dropblock_prob : float
         Only 0: FBNet has no DropBlock layers (accepted so the trainer's arguments apply).
+    features_only, output_stride, norm_layer, norm_kwargs, use_global_stats
+        As for :class:`~gluon_resnest.backbone.ResNeSt`: the outputs at strides 4 to 32
+        (``stage_channels``; the pooling block and classifier left out) instead of logits;
+        the blocks past an output stride of 16 or 8 dilated instead of strided.
     """
 
     def __init__(self, stages, radices=None, classes=1000, in_channels=3, last_gamma=True,
-                 final_drop=0.0, dropblock_prob=0.0, **kwargs):
+                 final_drop=0.0, dropblock_prob=0.0, features_only=False, output_stride=32,
+                 norm_layer=nn.BatchNorm, norm_kwargs=None, use_global_stats=False, **kwargs):
         super(FBNet, self).__init__(**kwargs)
+        norm_kwargs = dict(norm_kwargs or {})
+        if use_global_stats:
+            norm_kwargs['use_global_stats'] = True
+
+        def norm(channels, **extra):
+            return norm_layer(in_channels=channels, **dict(norm_kwargs, **extra))
         check_positive_int('classes', classes)
         if dropblock_prob:
             raise ValueError('FBNet has no DropBlock layers: dropblock_prob must be 0, got %r'
@@ -154,37 +169,74 @@ class FBNet(HybridBlock):
         if len(radices) != se_blocks or any(r not in (0, 1, 2, 4) for r in radices):
             raise ValueError('radices must give each of the %d SE blocks 0 (keep SE), 1, 2 or '
                              '4, got %r' % (se_blocks, radices))
+        if output_stride not in (8, 16, 32):
+            raise ValueError('output_stride must be one of 8, 16, 32, got %r' % (output_stride,))
         self.in_channels = in_channels
-        self.output_stride = 2 ** sum(1 for _, _, s, _ in blocks if s == 2)
-        self.features_only = False
+        self.features_only = features_only
         radix_of = iter(radices)
+        # each block's (stride, dilation, its output's stride): a stride-2 block past
+        # ``output_stride`` runs at stride 1 and the blocks after it dilated, the first at half
+        # the dilation (ResNeSt's rule)
+        plan, current, dilation = [], 1, 1
+        for op, _, strides, _ in blocks:
+            if strides == 2 and current * 2 > output_stride:
+                dilation *= 2
+                plan.append((1, 1 if dilation <= 2 else dilation // 2, current))
+            else:
+                current *= strides
+                plan.append((strides, dilation, current))
+        self.output_stride = current
+        # the stage outputs C2-C5: the last block at each stride from 4 on, before the pool
+        original, ends = 1, {}
+        for index, (op, _, strides, _) in enumerate(blocks):
+            original *= strides
+            if parse_op(op)[0] != 'ir_pool' and original >= 4:
+                ends[original] = index
+        self.stage_ends = tuple(ends[s] for s in sorted(ends))
+        self.stage_channels = tuple(blocks[i][1] for i in self.stage_ends)
         with self.name_scope():
             self.features = nn.HybridSequential()
             channels = in_channels
             with self.features.name_scope():
-                for op, width, strides, expansion in blocks:
+                for (op, width, strides, expansion), (stride, dil, _) in zip(blocks, plan):
                     kind, kernel, se, act = parse_op(op)
-                    if kind == 'conv':
-                        block = ConvBNAct(channels, width, kernel, strides, use_bias=True,
-                                          norm=_bn, act=act)
+                    if kind == 'ir_pool':
+                        if features_only:  # the classification head's pooling block
+                            break
+                        block = _IRPool(channels, width, expansion, act, norm)
+                    elif kind == 'conv':
+                        block = ConvBNAct(channels, width, kernel, stride, use_bias=True,
+                                          norm=norm, act=act, dilation=dil)
                     elif kind == 'skip':
-                        block = _Skip(channels, width, strides)
-                    elif kind == 'ir_pool':
-                        block = _IRPool(channels, width, expansion, act)
+                        block = _Skip(channels, width, stride,
+                                      project=channels != width or strides != 1, norm=norm)
                     else:
-                        block = IRFBlock(channels, width, strides, kernel, expansion, se, act,
-                                         next(radix_of) if se else 0, last_gamma)
+                        block = IRFBlock(channels, width, stride, kernel, expansion, se, act,
+                                         next(radix_of) if se else 0, last_gamma, dil,
+                                         residual=strides == 1 and channels == width,
+                                         norm=norm)
                     self.features.add(block)
                     channels = width
             self.num_features = channels
-            self.drop = Dropout(final_drop) if final_drop > 0 else None
-            self.output = nn.Conv2D(classes, 1, in_channels=channels)
+            if not features_only:
+                self.drop = Dropout(final_drop) if final_drop > 0 else None
+                self.output = nn.Conv2D(classes, 1, in_channels=channels)
+        # what a classification file holds that a features_only trunk has not
+        self.classification_head = ('output.', 'features.%d.' % len(self.features)) \
+            if features_only else ()
 
     def forward(self, x, *args):
         check_input(self, x)
         return super(FBNet, self).forward(x, *args)
 
     def hybrid_forward(self, F, x):
+        if self.features_only:
+            features = []
+            for index, block in enumerate(self.features._children.values()):
+                x = block(x)
+                if index in self.stage_ends:
+                    features.append(x)
+            return tuple(features)
         x = global_avg_pool(F, self.features(x))  # a no-op on ir_pool's 1x1 output
         if self.drop is not None:
             x = self.drop(x)

@@ -16,7 +16,7 @@ from ..layers.conv import ConvBNAct
 from ..layers.dropblock import DropBlock, Dropout
 from ..layers.se import SqueezeExcite
 from ..layers.splat import SplitAttention, global_avg_pool
-from .resnet import check_input
+from .resnet import OUTPUT_STRIDES, check_input
 
 __all__ = ['RegNet', 'RegNetBlock', 'regnet_stages', 'ATTENTIONS']
 
@@ -44,9 +44,10 @@ def regnet_stages(w0, wa, wm, depth, group_width, bot_mul=1.0, q=8):
 
 
 def _conv_bn(in_channels, channels, kernel, strides, groups, norm, relu, dropblock=None,
-             zero_gamma=False):
+             zero_gamma=False, dilation=1):
     return ConvBNAct(in_channels, channels, kernel, strides, groups, norm=norm,
-                     act='relu' if relu else None, dropblock=dropblock, zero_gamma=zero_gamma)
+                     act='relu' if relu else None, dropblock=dropblock, zero_gamma=zero_gamma,
+                     dilation=dilation)
 
 
 class RegNetBlock(HybridBlock):
@@ -57,12 +58,14 @@ class RegNetBlock(HybridBlock):
     ``attention='splat'`` the 3x3 conv makes ``radix`` splits (radix x the channels and groups)
     that :class:`SplitAttention` fuses per ``cardinality`` group. ``dropblock`` (a probability,
     or None for no layers) and ``last_gamma`` as in the ResNeSt bottleneck: DropBlock after the
-    BN of each of the three convs, the last BN's gamma starting at zero.
+    BN of each of the three convs, the last BN's gamma starting at zero. ``dilation`` dilates
+    the 3x3 conv; ``project`` forces the projection shortcut (a block whose stride a dilated
+    trunk replaced keeps its weights).
     """
 
     def __init__(self, in_channels, channels, strides, group_width, bot_mul, norm,
                  attention=None, se_ratio=0.25, se_from='input', radix=1, cardinality=1,
-                 dropblock=None, last_gamma=False, **kwargs):
+                 dropblock=None, last_gamma=False, dilation=1, project=None, **kwargs):
         super(RegNetBlock, self).__init__(**kwargs)
         width = int(round(channels * bot_mul))
         if width % group_width:
@@ -73,7 +76,7 @@ class RegNetBlock(HybridBlock):
         with self.name_scope():
             self.a = _conv_bn(in_channels, width, 1, 1, 1, norm, True, dropblock)
             self.b = _conv_bn(width, width * splits, 3, strides, groups * splits, norm, True,
-                              dropblock if attention != 'splat' else None)
+                              dropblock if attention != 'splat' else None, dilation=dilation)
             if attention == 'se':
                 self.attention = SqueezeExcite(width, int(round(
                     (in_channels if se_from == 'input' else width) * se_ratio)))
@@ -86,8 +89,10 @@ class RegNetBlock(HybridBlock):
             self.drop_splits = DropBlock(dropblock, channels=width) \
                 if attention == 'splat' and dropblock is not None else None
             self.c = _conv_bn(width, channels, 1, 1, 1, norm, False, dropblock, last_gamma)
-            self.shortcut = (_conv_bn(in_channels, channels, 1, strides, 1, norm, False)
-                             if strides != 1 or in_channels != channels else None)
+            if project is None:
+                project = strides != 1 or in_channels != channels
+            self.shortcut = _conv_bn(in_channels, channels, 1, strides, 1, norm, False) \
+                if project else None
 
     def hybrid_forward(self, F, x):
         out = self.b(self.a(x))
@@ -124,13 +129,18 @@ class RegNet(HybridBlock):
     dropblock_prob : float
         DropBlock in the blocks of the last two stages, as in ResNeSt (the trainer's recipe
         applies to every trunk).
+    features_only, output_stride, use_global_stats
+        As for :class:`~gluon_resnest.backbone.ResNeSt`: the four stage outputs (strides 4 to
+        32, channels ``stage_channels``) instead of logits; the last two stages dilated for an
+        output stride of 16 or 8.
     """
 
     def __init__(self, widths, depths, group_widths, bot_mul=1.0, stem_width=32,
                  attention=None, se_ratio=0.25, se_from='input', radix=1,
                  cardinalities=None, classes=1000, in_channels=3,
                  norm_layer=nn.BatchNorm, norm_kwargs=None, last_gamma=False,
-                 dropblock_prob=0.0, final_drop=0.0, **kwargs):
+                 dropblock_prob=0.0, final_drop=0.0, features_only=False, output_stride=32,
+                 use_global_stats=False, **kwargs):
         super(RegNet, self).__init__(**kwargs)
         stages = (widths, depths, group_widths, cardinalities or (1,) * len(widths))
         if any(len(v) != len(widths) for v in stages) or not widths:
@@ -141,12 +151,25 @@ class RegNet(HybridBlock):
         if se_from not in ('input', 'block'):
             raise ValueError("se_from must be 'input' or 'block', got %r" % (se_from,))
         check_positive_int('classes', classes)
+        if output_stride not in OUTPUT_STRIDES or (output_stride != 32 and len(widths) != 4):
+            raise ValueError('output_stride must be one of %s (of a 4-stage RegNet), got %r'
+                             % (sorted(OUTPUT_STRIDES), output_stride))
         self.in_channels = in_channels
-        self.output_stride = 2 ** (len(widths) + 1)
-        self.features_only = False
+        # stride and dilation of each stage: the last two dilated instead of strided for an
+        # output stride of 16 or 8, as in the ResNeSt trunk
+        plan = [(2, 1)] * len(widths)
+        if len(widths) == 4:
+            plan[2:] = OUTPUT_STRIDES[output_stride]
+        self.output_stride = 2 * 2 ** sum(1 for s, _ in plan if s == 2)
+        self.features_only = features_only
+        self.stage_channels = tuple(widths)
+
+        norm_kwargs = dict(norm_kwargs or {})
+        if use_global_stats:  # BN statistics frozen (e.g. a pretrained trunk under a head)
+            norm_kwargs['use_global_stats'] = True
 
         def norm(channels, **extra):
-            return norm_layer(in_channels=channels, **dict(norm_kwargs or {}, **extra))
+            return norm_layer(in_channels=channels, **dict(norm_kwargs, **extra))
         block_args = dict(bot_mul=bot_mul, norm=norm, attention=attention, se_ratio=se_ratio,
                           se_from=se_from, radix=radix, last_gamma=last_gamma)
         with self.name_scope():
@@ -156,24 +179,37 @@ class RegNet(HybridBlock):
             with self.stages.name_scope():
                 for index, (width, depth, group, card) in enumerate(zip(*stages)):
                     drop = dropblock_prob if index >= len(widths) - 2 else None
+                    strides, dilation = plan[index]
+                    # the first block runs at half the stage's dilation (ResNeSt's rule)
+                    first_dilation = 1 if dilation <= 2 else dilation // 2
                     stage = nn.HybridSequential()
                     with stage.name_scope():
                         for i in range(depth):
-                            stage.add(RegNetBlock(channels, width, 2 if i == 0 else 1, group,
-                                                  cardinality=card, dropblock=drop,
-                                                  **block_args))
+                            stage.add(RegNetBlock(
+                                channels, width, strides if i == 0 else 1, group,
+                                cardinality=card, dropblock=drop,
+                                dilation=first_dilation if i == 0 else dilation,
+                                project=True if i == 0 else None, **block_args))
                             channels = width
                     self.stages.add(stage)
             self.num_features = channels
-            self.drop = Dropout(final_drop) if final_drop > 0 else None
-            self.fc = nn.Dense(classes, in_units=channels)
+            if not features_only:
+                self.drop = Dropout(final_drop) if final_drop > 0 else None
+                self.fc = nn.Dense(classes, in_units=channels)
 
     def forward(self, x, *args):
         check_input(self, x)
         return super(RegNet, self).forward(x, *args)
 
     def hybrid_forward(self, F, x):
-        x = F.flatten(global_avg_pool(F, self.stages(self.stem(x))))
+        x = self.stem(x)
+        features = []
+        for stage in self.stages._children.values():
+            x = stage(x)
+            features.append(x)
+        if self.features_only:
+            return tuple(features)
+        x = F.flatten(global_avg_pool(F, x))
         if self.drop is not None:
             x = self.drop(x)
         return self.fc(x)

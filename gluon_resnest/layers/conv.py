@@ -9,17 +9,18 @@ __all__ = ['ConvBNAct']
 
 
 class ConvBNAct(HybridBlock):
-    """A convolution (padding ``kernel // 2``), then BN made by ``norm(channels, **extra)`` (None:
+    """A convolution (``dilation``, padded to keep the size at stride 1), then BN made by ``norm(channels, **extra)`` (None:
     no BN) with its gamma starting at zero if ``zero_gamma``, DropBlock when ``dropblock`` is a
     probability, and ``act`` (a key of ACTIVATIONS, or None)."""
 
     def __init__(self, in_channels, channels, kernel=1, strides=1, groups=1, use_bias=False,
-                 norm=None, act=None, dropblock=None, zero_gamma=False, **kwargs):
+                 norm=None, act=None, dropblock=None, zero_gamma=False, dilation=1, **kwargs):
         super(ConvBNAct, self).__init__(**kwargs)
         self.act = act
         with self.name_scope():
-            self.conv = nn.Conv2D(channels, kernel, strides, kernel // 2, groups=groups,
-                                  use_bias=use_bias, in_channels=in_channels)
+            self.conv = nn.Conv2D(channels, kernel, strides, dilation * (kernel // 2),
+                                  dilation=dilation, groups=groups, use_bias=use_bias,
+                                  in_channels=in_channels)
             self.bn = norm(channels, gamma_initializer='zeros' if zero_gamma else 'ones') \
                 if norm else None
             self.drop = DropBlock(dropblock, channels=channels) if dropblock is not None \

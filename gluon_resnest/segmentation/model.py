@@ -164,13 +164,17 @@ class DeepLabV3(HybridBlock):
         # that only know BilinearResize2D's fixed-size form (MXNet's ONNX exporter)
         self.fixed_output_size = None
         c4_channels, c5_channels = trunk.stage_channels[2:]
-        # the trunk is called, not registered: its stages are registered below under GluonCV's
-        # names (conv1, layer1, ...), so parameter names match GluonCV's files
+        # the trunk is called, not registered: a ResNeSt/ResNet-D trunk's stages are registered
+        # below under GluonCV's names (conv1, layer1, ...), so parameter names match GluonCV's
+        # files; another family's trunk is registered whole, as ``backbone``
         object.__setattr__(self, '_trunk', trunk)
         norm = _norm(norm_layer, norm_kwargs)
         with self.name_scope():
-            for name in TRUNK_PARTS:
-                setattr(self, name, getattr(trunk, name))
+            if all(hasattr(trunk, name) for name in TRUNK_PARTS):
+                for name in TRUNK_PARTS:
+                    setattr(self, name, getattr(trunk, name))
+            else:
+                self.backbone = trunk
             self.head = DeepLabHead(c5_channels, classes, rates, head_channels, norm)
             if aux:
                 self.auxlayer = _FCNHead(c4_channels, classes, norm_layer=norm_layer,
@@ -322,7 +326,9 @@ def get_segmentation_model(model='deeplabv3', backbone='resnest50', classes=150,
     elif pretrained_base:
         if base_file:
             from ..zoo.store import load_weights_file
-            load_weights_file(trunk, base_file, backbone, ctx)
+            # a classification file's head that a features_only trunk lacks is left out
+            load_weights_file(trunk, base_file, backbone, ctx,
+                              skip=getattr(trunk, 'classification_head', ()))
         # the trunk is loaded; the heads start from He-initialized weights
         net.head.initialize(mx.init.MSRAPrelu(), ctx=ctx)
         if aux:
