@@ -799,3 +799,23 @@ def test_an_epoch_whose_pixels_are_all_ignored_stops_instead_of_learning_nothing
             aspp_rates='1,2,3', head_channels=16, base_size=40, crop_size=32, epochs=1,
             batch_size=2, workers=0, save_dir=str(tmp_path / 'run'), progress=False))
     assert not os.path.isdir(str(tmp_path / 'run' / 'epoch-0000'))
+
+
+@pytest.mark.parametrize('backbone', ['regnet_sa50', 'sa_fbnetv2_f1'])
+def test_a_classification_file_of_another_family_loads_into_its_dilated_trunk(tmp_path,
+                                                                              backbone):
+    """The trunk of every family takes its classification weights: the classifier (and
+    FBNet's pooling block) left out, every other parameter loaded, dilated or not."""
+    import mxnet as mx
+    import gluon_resnest as gr
+    from gluon_resnest.segmentation import get_segmentation_model
+    classifier = gr.get_model(backbone, classes=4)
+    classifier.initialize(mx.init.Xavier())
+    path = str(tmp_path / 'c.params')
+    classifier.save_parameters(path)
+    own = {k: v.data().asnumpy() for k, v in classifier._collect_params_with_prefix().items()}
+    net = get_segmentation_model('deeplabv3', backbone=backbone, classes=5, output_stride=8,
+                                 pretrained_base=path, rates=(1, 2, 3), head_channels=16)
+    loaded = net.trunk._collect_params_with_prefix()
+    assert loaded and all(np.array_equal(v.data().asnumpy(), own[k]) for k, v in loaded.items())
+    assert net(mx.nd.zeros((1, 3, 48, 48)))[0].shape == (1, 5, 48, 48)
