@@ -271,3 +271,18 @@ def test_deeplabv3_builds_on_every_zoo_trunk(name):
                                  rates=(1, 2, 3), head_channels=16)
     main, aux = _stage_shapes(net, 64)
     assert main == aux == (1, 5, 64, 64)
+
+
+def test_one_registry_lists_every_tasks_published_models():
+    assert 'resnest50' in gr.list_models() == gr.list_models(task='classification')
+    segmentation = gr.list_models(task='segmentation')
+    assert segmentation == ['deeplab_resnest101_ade', 'deeplab_resnest200_ade',
+                            'deeplab_resnest269_ade', 'deeplab_resnest50_ade']
+    info = gr.get_model_info('deeplab_resnest50_ade', task='segmentation')
+    assert info.sha1.startswith('a8312db6') and info.extra['miou'] == 45.12  # the paper's
+    with pytest.raises(ValueError, match="unknown task 'detection'; tasks: classification, "
+                                         'segmentation'):
+        gr.list_models(task='detection')
+    with pytest.raises(ValueError, match="unknown model 'deeplab_resnest5_ade' .*did you mean "
+                                         "deeplab_resnest50_ade"):
+        gr.get_model_info('deeplab_resnest5_ade', task='segmentation')

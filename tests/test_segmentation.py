@@ -482,7 +482,8 @@ def test_published_weights_through_the_store_for_other_classes_and_without_aux(t
     sha1 = hashlib.sha1(open(plain, 'rb').read()).hexdigest()
     info = seg_model._published('resnest14', sha1, None)
     os.replace(plain, str(tmp_path / ('%s-%s.params' % (info.name, sha1[:8]))))
-    monkeypatch.setitem(seg_model.PUBLISHED, info.name, info)
+    from gluon_resnest.zoo import registry
+    monkeypatch.setitem(registry._TASK_REGISTRY['segmentation'], info.name, info)
     expected = {k: v.data().asnumpy() for k, v in source._collect_params_with_prefix().items()}
     for classes, aux in ((150, True), (21, True), (150, False)):
         net = get_segmentation_model(backbone='resnest14', classes=classes, aux=aux,

@@ -15,7 +15,8 @@ from mxnet.gluon.block import HybridBlock
 
 from ..argtypes import check_positive_int
 from ..backbone.resnet import check_input
-from ..zoo.registry import ModelInfo, get_model, get_model_info, list_models
+from ..zoo.registry import (ModelInfo, get_model, get_model_info, list_models,
+                             register_task_model)
 
 __all__ = ['DeepLabV3', 'get_segmentation_model', 'list_segmentation_weights',
            'SEGMENTATION_HEADS', 'ASPP_RATES']
@@ -44,12 +45,14 @@ def _published(backbone, sha1, miou):
                                 classes=150, base_size=520, crop_size=480, miou=miou))
 
 
-# GluonCV's model store (sha1) and the paper's Table 7 (ADE20K single-scale mIoU, %)
-PUBLISHED = {info.name: info for info in (
-    _published('resnest50', 'a8312db6e30a464151580f2bda83479786455724', 45.12),
-    _published('resnest101', '6d05c630fb7acb38615f7f4d360fb90f47b25042', 46.91),
-    _published('resnest200', '9134a6f7d1399b549d5803d8faed3dfc74efc0d8', 48.36),
-    _published('resnest269', 'd45b33dedf4cca13b8147213c5360e30f93685bd', None))}
+# GluonCV's model store (sha1) and the paper's Table 7 (ADE20K single-scale mIoU, %), listed in
+# the zoo's registry: list_models(task='segmentation')
+for _info in (_published('resnest50', 'a8312db6e30a464151580f2bda83479786455724', 45.12),
+              _published('resnest101', '6d05c630fb7acb38615f7f4d360fb90f47b25042', 46.91),
+              _published('resnest200', '9134a6f7d1399b549d5803d8faed3dfc74efc0d8', 48.36),
+              _published('resnest269', 'd45b33dedf4cca13b8147213c5360e30f93685bd', None)):
+    register_task_model('segmentation', _info)
+
 # the final 1x1 convolutions: re-initialized when the weights are loaded for another class count
 CLASSIFIERS = ('head.block.4.weight', 'head.block.4.bias',
                'auxlayer.block.4.weight', 'auxlayer.block.4.bias')
@@ -57,7 +60,8 @@ CLASSIFIERS = ('head.block.4.weight', 'head.block.4.bias',
 
 def list_segmentation_weights():
     """{name: ModelInfo} of the published segmentation weights."""
-    return dict(PUBLISHED)
+    return {name: get_model_info(name, task='segmentation')
+            for name in list_models(task='segmentation')}
 
 
 def _norm(norm_layer, norm_kwargs):
@@ -305,10 +309,10 @@ def get_segmentation_model(model='deeplabv3', backbone='resnest50', classes=150,
     ctx = ctx or mx.cpu()
     published = None
     if pretrained:
-        published = PUBLISHED.get('deeplab_%s_ade' % backbone)
+        published = list_segmentation_weights().get('deeplab_%s_ade' % backbone)
         if published is None:
             raise ValueError('no published %s weights for backbone %s; published: %s'
-                             % (model, backbone, ', '.join(sorted(PUBLISHED))))
+                             % (model, backbone, ', '.join(list_models(task='segmentation'))))
     base_file = _weights_path(pretrained_base, backbone) if pretrained_base and not pretrained \
         else None
     trunk = get_model(backbone, pretrained=bool(pretrained_base and not pretrained

@@ -83,20 +83,46 @@ def register_model(**meta):
     return wrap
 
 
-def list_models():
-    """Names of all registered models, sorted."""
-    return sorted(_REGISTRY)
+# the tasks whose published models the registry lists, and the module that registers each
+# task's (imported when first asked for: the zoo itself needs none of them)
+TASKS = {'classification': None, 'segmentation': 'gluon_resnest.segmentation.model'}
+_TASK_REGISTRY = {}
 
 
-def get_model_info(name):
-    """The :class:`ModelInfo` of a registered model."""
+def register_task_model(task, info):
+    """List ``info`` (a :class:`ModelInfo` with ``sha1`` and published figures in ``extra``)
+    among ``task``'s published models."""
+    _TASK_REGISTRY.setdefault(task, {})[info.name] = info
+
+
+def _task_models(task):
+    if task not in TASKS:
+        raise ValueError('unknown task %r; tasks: %s' % (task, ', '.join(TASKS)))
+    if task == 'classification':
+        return _REGISTRY
+    import importlib
+    importlib.import_module(TASKS[task])
+    return _TASK_REGISTRY.get(task, {})
+
+
+def list_models(task='classification'):
+    """Names of the registered models of ``task``, sorted: the zoo's classification models
+    (every one also a trunk for the other tasks), or a task's published models, e.g.
+    ``list_models(task='segmentation')``."""
+    return sorted(_task_models(task))
+
+
+def get_model_info(name, task='classification'):
+    """The :class:`ModelInfo` of a registered model of ``task``."""
+    models = _task_models(task)
     try:
-        return _REGISTRY[name]
+        return models[name]
     except KeyError:
-        close = difflib.get_close_matches(str(name), _REGISTRY, n=3, cutoff=0.5)
-        raise ValueError('unknown model %r%s; list_models() gives all %d names'
+        close = difflib.get_close_matches(str(name), models, n=3, cutoff=0.5)
+        raise ValueError('unknown model %r%s; list_models(%s) gives all %d names'
                          % (name, ' (did you mean %s?)' % ', '.join(close) if close else '',
-                            len(_REGISTRY))) from None
+                            '' if task == 'classification' else 'task=%r' % task,
+                            len(models))) from None
 
 
 def _trunk_kwargs(name, kwargs, trunk='resnest'):
