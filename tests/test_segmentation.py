@@ -524,6 +524,8 @@ def test_the_demo_end_to_end_small_under_two_processes(tmp_path):
     assert round(single['miou'], 2) == summary['test_miou']
     assert single['pixels'] == 6 * 64 * 64  # every test pixel once, across both ranks
     assert os.path.isfile(summary['symbol']) and os.path.isfile(summary['params'])
+    picture = Image.open(summary['test_scenes_picture'])  # test scenes beside their truth
+    assert picture.size[0] > 3 * 64 and picture.size[1] > 6 * 64
 
 
 def test_the_demo_command_passes_its_epochs_to_pretraining_and_segmentation(monkeypatch,

@@ -9,7 +9,7 @@ never runs it.)
 import mxnet as mx
 
 __all__ = ['MULTI_SCALES', 'main_logits', 'predict_probabilities', 'predict_classes',
-           'colorize']
+           'colorize', 'prediction_figure']
 
 # the paper's and GluonCV's multi-scale evaluation
 MULTI_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
@@ -76,3 +76,39 @@ def colorize(classes, class_count):
     image = Image.fromarray(classes.astype('uint8'), mode='P')
     image.putpalette(palette[:768])
     return image
+
+
+def prediction_figure(net, dataset, path, mean, std, class_count, min_size=1, count=6):
+    """A PNG of ``dataset``'s first ``count`` items: each image, its ground truth and the
+    network's prediction side by side in one row (the same colours for both maps, ignored
+    pixels black). Written atomically; returns ``path``."""
+    import os
+    import numpy as np
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    rows = min(count, len(dataset))
+    fig, axes = plt.subplots(rows, 3, figsize=(6, 2 * rows), squeeze=False)
+    for row in range(rows):
+        image, label = dataset[row]
+        truth = np.asarray(label, np.int64)
+        ignored = truth >= class_count
+        truth_rgb = np.asarray(colorize(np.where(ignored, 0, truth), class_count).convert('RGB'))
+        predicted = predict_classes(net, image, mean, std, min_size=min_size)
+        shown = (image, np.where(ignored[..., None], 0, truth_rgb),  # ignored pixels black
+                 np.asarray(colorize(predicted, class_count).convert('RGB')))
+        for ax, picture, title in zip(axes[row], shown, ('image', 'ground truth', 'prediction')):
+            ax.imshow(picture, interpolation='nearest')
+            ax.set_axis_off()
+            if row == 0:
+                ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    tmp = path + '.tmp.png'
+    try:
+        fig.savefig(tmp, dpi=100)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
