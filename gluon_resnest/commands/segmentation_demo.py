@@ -2,7 +2,7 @@
 a small ResNeSt under horovodrun, evaluate on the test scenes once (single- and multi-scale),
 export, and print a summary:
 
-    python train/segmentation_demo.py                       # ~15 minutes on 2 CPU cores
+    python train/segmentation_demo.py                       # ~13 minutes on 2 fast cores
     python train/segmentation_demo.py --compare --seeds 0,1,2   # ResNeSt vs ResNet-D (radix 0)
 
 Re-running resumes; --fresh starts over.
