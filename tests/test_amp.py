@@ -74,6 +74,7 @@ def _bfloat16_kernels():
     return cpu_supports_bfloat16()
 
 
+@pytest.mark.slow
 def test_amp_bfloat16_runs_a_training_and_an_inference_step_of_every_family():
     if not _bfloat16_kernels():
         pytest.skip('this CPU has no AVX-512: bfloat16 kernels cannot run (conversion is '

@@ -45,6 +45,7 @@ def test_parameter_counts_match_the_paper():
     assert count_params(net, trainable_only=False) > count_params(net)
 
 
+@pytest.mark.slow
 def test_benchmark_command_prints_one_json_line_per_measurement():
     proc = subprocess.run([sys.executable, os.path.join(ROOT, 'eval', 'benchmark.py'), '--model',
                            'resnest14_small', '--batch-size', '2', '--train-batch-size', '2',
@@ -175,6 +176,7 @@ done
 """
 
 
+@pytest.mark.slow
 def test_benchmark_compares_with_timm_through_the_peers_environment(tmp_path):
     """--compare timm runs analysis/peer_benchmark.py with the peers' python as a server whose
     steps alternate with ours (here a stand-in that answers like it: 0.5 s per batch of 2 for
@@ -238,6 +240,7 @@ def test_benchmark_compares_with_timm_through_the_peers_environment(tmp_path):
     assert other.returncode != 0 and 'timm has no resnest14_small' in other.stderr
 
 
+@pytest.mark.slow
 def test_benchmark_compares_like_with_like():
     """Every comparison runs in this project's dtype of the mode, or the command refuses it
     in one line (checked before anything is built, on every CPU)."""
@@ -261,6 +264,7 @@ def test_benchmark_compares_like_with_like():
         assert 'Traceback' not in proc.stderr
 
 
+@pytest.mark.slow
 def test_benchmark_runs_timm_in_bfloat16_beside_our_bfloat16(tmp_path):
     """--backend bf16 (inference) and --amp (training) ask the peer for torch.autocast in
     bfloat16, and every record and ratio names its dtype; a CPU without AVX-512 (or oneDNN

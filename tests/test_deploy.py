@@ -27,6 +27,7 @@ def _session(path):
     return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ['resnest14', 'resnest50', 'resnest101', 'resnetd50',
                                   'resnest50_fast_1s1x64d', 'resnest50_fast_2s2x40d',
                                   'resnest50_fast_4s1x64d', 'resnest50_fast_1s4x24d',
@@ -62,6 +63,7 @@ def test_the_peers_int8_quantization_of_an_onnx_file_runs_and_stays_close(tmp_pa
     assert np.abs(got - expected).max() <= 0.25 * np.abs(expected).max()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name, gate', [('resnest14_small', 'Softmax'),
                                         ('resnest50_fast_2s2x40d', 'Softmax'),
                                         ('regnet_sa50', 'Sigmoid')])  # radix 1: a gate
@@ -190,6 +192,7 @@ def test_onednn_fusion_and_int8_run_on_cpus_without_avx512_or_vnni(isa):
     assert errors['onednn'] <= 1e-4 and errors['int8'] <= 0.25, errors
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('options', [dict(calib_mode='entropy'),
                                      dict(granularity='channel-wise', fp32_ends=True)])
 def test_int8_options_agree_with_fp32_and_keep_the_ends_in_fp32(options):

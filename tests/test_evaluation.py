@@ -45,6 +45,7 @@ def test_a_perfect_model_scores_100_and_a_relabelled_set_less(oracle_data):
     assert result['top1'] == pytest.approx(200 / 3.0)
 
 
+@pytest.mark.slow
 def test_two_process_evaluation_equals_one_process(oracle_data):
     launcher = require_horovodrun()
     right, wrong, sym, params = oracle_data

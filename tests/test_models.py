@@ -27,6 +27,7 @@ def _gluoncv_reference(name, size, **kwargs):
     return ref
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name, size', [('resnest14', 224), ('resnest26', 224),
                                         ('resnest50', 224), ('resnest101', 256)])
 def test_gluoncv_weights_load_unchanged_and_give_the_same_logits(name, size, tmp_path):
@@ -69,6 +70,7 @@ def test_dilated_modes_match_gluoncv(output_stride, gluoncv_kwargs, tmp_path):
     assert np.abs(ours(x).asnumpy() - ref(x).asnumpy()).max() <= 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('hybridize', [False, True])
 def test_training_mode_output_and_gradients_match_gluoncv(hybridize, tmp_path):
     """Training graphs (batch statistics, the avd pool inside the attention when no DropBlock

@@ -18,6 +18,7 @@ def _threads_after(imports, **env):
     return out.stdout.split()[-1]
 
 
+@pytest.mark.slow
 def test_import_gives_mxnet_every_core_shared_among_local_ranks():
     cores = len(os.sched_getaffinity(0))
     assert _threads_after('import gluon_resnest') == str(cores)
@@ -120,6 +121,7 @@ def test_failed_ranks_show_the_end_of_their_log(tmp_path, capsys):
     assert 'bad record 7' in (tmp_path / 'ranks.log').read_text()
 
 
+@pytest.mark.slow
 def test_commands_drop_mxnets_native_notices_and_keep_everything_else(tiny_rec, tmp_path):
     """oneDNN's pooling note (one-process training) breaks the progress bar's first line; it is
     printed by MXNet's C++ logging, which only a filter on the file descriptor can drop. With

@@ -29,6 +29,7 @@ def _gluoncv_deeplab(backbone, height, width):
     return ref
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('backbone', ['resnest50', 'resnest101'])
 def test_gluoncv_deeplab_weights_load_strictly_and_give_the_same_outputs(backbone, tmp_path):
     ref = _gluoncv_deeplab(backbone, 96, 96)
@@ -403,6 +404,7 @@ def _seg_flags(root, save_dir, epochs):
             '4', '--workers', '1', '--save-dir', save_dir, '--no-progress', '--resume']
 
 
+@pytest.mark.slow
 def test_two_process_segmentation_training_resumes_and_evaluates_exactly(tiny_scenes, tmp_path):
     import json
     import subprocess
@@ -498,6 +500,7 @@ def test_published_weights_through_the_store_for_other_classes_and_without_aux(t
         net(mx.nd.zeros((1, 3, 32, 32)))  # every parameter initialized
 
 
+@pytest.mark.slow
 def test_the_demo_end_to_end_small_under_two_processes(tmp_path):
     """The demo's whole flow on a small fake Fashion-MNIST: scenes, garment pretraining and
     DeepLabV3 training under horovodrun -np 2 (python -m gluon_resnest.commands...), test
@@ -616,6 +619,7 @@ def test_segmentation_refuses_to_mix_another_run_into_its_folder(tmp_path):
     assert [h['epoch'] for h in summary['history']] == [1, 2]
 
 
+@pytest.mark.slow
 def test_every_pretrained_base_failure_is_one_clear_error(tmp_path, tiny_scenes):
     import json
     import subprocess
@@ -707,6 +711,7 @@ def test_a_pretrained_base_checkpoint_loads_without_a_warning_per_parameter(tmp_
     assert not noisy, noisy[:3]
 
 
+@pytest.mark.slow
 def test_a_segmentation_checkpoint_exports_and_the_export_says_what_it_is(tmp_path):
     """eval/export.py takes a segmentation checkpoint (it said "unknown model 'deeplabv3'"); the
     export records its backbone, so evaluating it with another backbone's normalization (which

@@ -107,6 +107,7 @@ def test_the_training_command_under_horovodrun(tiny_rec, tmp_path):
     assert os.path.isfile(str(tmp_path / 'run' / 'curves.png'))
 
 
+@pytest.mark.slow
 def test_benchmark_sets_the_trainer_beside_its_model_alone(tiny_rec):
     require_horovodrun()
     base = [sys.executable, os.path.join(ROOT, 'eval', 'benchmark.py'), '--model',
@@ -686,6 +687,7 @@ def test_a_ctrl_c_that_lands_in_a_destructor_is_sent_again_not_lost(monkeypatch)
         cli._interrupt(signal.SIGINT, _sys._getframe())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('signame', ['SIGINT', 'SIGTERM'])
 def test_ctrl_c_or_sigterm_gives_one_line_and_the_same_command_resumes(tiny_rec, tmp_path,
                                                                        signame):
@@ -726,6 +728,7 @@ def _stop_after_first_checkpoint(cmd, save_dir, signum, wait, **popen_kwargs):
     assert 'interrupted: completed epochs are kept in %s' % save_dir in err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('processes', [1, 2])
 def test_a_terminated_main_job_stops_its_ranks_and_resumes(tmp_path, processes):
     """SIGTERM to the main job (kill, timeout, a job scheduler) reaches the training it
@@ -779,6 +782,7 @@ def test_a_checkpoint_that_cannot_be_written_names_its_folder_and_leaves_nothing
     assert os.listdir(folder) == []
 
 
+@pytest.mark.slow
 def test_model_comparison_trains_each_model_by_the_main_job_and_tabulates(tmp_path,
                                                                          monkeypatch):
     from gluon_resnest.commands import compare_models, fashion_mnist
@@ -817,6 +821,7 @@ def test_model_comparison_trains_each_model_by_the_main_job_and_tabulates(tmp_pa
         'radix-ablation')
 
 
+@pytest.mark.slow
 def test_recipe_comparison_trains_each_recipe_with_its_flags(tmp_path, capsys):
     """--recipe LABEL=FLAGS: every model runs with every recipe's flags (read back from what
     each run's trainer recorded), the table names them, and a label reused for other flags is
@@ -849,6 +854,7 @@ def test_recipe_comparison_trains_each_recipe_with_its_flags(tmp_path, capsys):
         assert 'a recipe is LABEL=FLAGS' in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_killed_and_resumed_default_run_is_bitwise_identical_under_the_naive_engine(
         tiny_rec, tmp_path):
     """README: with MXNET_ENGINE_TYPE=NaiveEngine a run with the default settings (data
@@ -928,6 +934,7 @@ def _train_command(tiny_rec, save_dir, *extra):
             '--workers', '0', '--save-dir', save_dir, '--no-progress'] + list(extra)
 
 
+@pytest.mark.slow
 def test_the_same_command_after_a_kill_resumes_and_another_run_is_refused(tiny_rec, tmp_path):
     """kill -9 during epoch 3 of 4, then the same command (without --resume) continues from the
     newest checkpoint; a command for another run into that folder is refused without touching
