@@ -297,7 +297,7 @@ def test_benchmark_runs_timm_in_bfloat16_beside_our_bfloat16(tmp_path):
 
 
 def test_a_figure_above_the_measured_peak_gets_no_fraction():
-    from gluon_resnest.commands.benchmark import _add_peak_fraction
+    from gluon_resnest.analysis.compare import add_peak_fraction as _add_peak_fraction
     inference = dict(mode='inference', img_per_s=10.0)
     _add_peak_fraction(inference, 5e9, 100.0)  # 50 G multiply-adds/s of a 100 G peak
     assert inference['fraction_of_conv_peak'] == 0.5

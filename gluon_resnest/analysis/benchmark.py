@@ -231,13 +231,12 @@ def time_model_alone(model, processes, batch_size, size, classes, dropblock_prob
     training step alone (a fixed batch: no data, no communication) on its share of the cores:
     the rate ``processes`` ranks' computation allows. Median over ``repeats`` steps each;
     the processes start together and do the same work, so their medians overlap."""
-    from ..training.distributed import _with_package_path, rank_env
-    command = [sys.executable, '-m', 'gluon_resnest.commands.benchmark', '--model', model,
-               '--mode', 'training', '--train-repeats', str(repeats), '--no-peak',
-               '--train-batch-size', str(batch_size), '--train-size', str(size),
+    from ..training.distributed import rank_env, with_package_path
+    command = [sys.executable, '-m', 'gluon_resnest.analysis.alone', '--model', model,
+               '--repeats', str(repeats), '--batch-size', str(batch_size), '--size', str(size),
                '--classes', str(classes), '--dropblock-prob', str(dropblock_prob)] + \
         (['--amp'] if amp else [])
-    env = _with_package_path(rank_env(processes, naive_engine=True))
+    env = with_package_path(rank_env(processes, naive_engine=True))
     procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(processes)]
     rates = []
@@ -255,7 +254,7 @@ def time_trainer(model, rec_train, rec_val, processes, batch_size, size, classes
     ranks, set up as the main job runs them (naive engine, the main job's augmentation): the
     second of two epochs of ``iterations`` steps (the first includes graph building), after its
     first step (where DropBlock's ramp, reaching ``dropblock_prob``, re-traces the graph)."""
-    from ..training.distributed import _with_package_path, launch_command, rank_env
+    from ..training.distributed import launch_command, rank_env, with_package_path
     with tempfile.TemporaryDirectory() as tmp:
         flags = ['--model', model, '--rec-train', rec_train, '--rec-val', rec_val,
                  '--classes', str(classes), '--save-dir', tmp, '--epochs', '2',
@@ -265,7 +264,7 @@ def time_trainer(model, rec_train, rec_val, processes, batch_size, size, classes
                  '--jitter', '0', '--lighting', '0', '--workers', '2', '--no-progress'] + \
             (['--amp'] if amp else [])
         proc = subprocess.run(launch_command('train', flags, processes),
-                              env=_with_package_path(rank_env(processes, naive_engine=True)),
+                              env=with_package_path(rank_env(processes, naive_engine=True)),
                               capture_output=True, text=True)
         metrics = os.path.join(tmp, 'metrics.jsonl')
         if proc.returncode or not os.path.isfile(metrics):

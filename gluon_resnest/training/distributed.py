@@ -13,7 +13,7 @@ import mxnet as mx
 from ..runtime import configure_horovod_cycle, cpu_threads_per_process, interrupt, launcher_env
 
 __all__ = ['Comm', 'device', 'horovodrun', 'launch_command', 'rank_env', 'run_ranks',
-           'RankOutput']
+           'with_package_path', 'RankOutput']
 
 
 def horovodrun():
@@ -48,7 +48,7 @@ def rank_env(processes, naive_engine=False):
     return env
 
 
-def _with_package_path(env):
+def with_package_path(env):
     """``env`` (None: this process's) with this package's folder first on PYTHONPATH, so the
     ranks import this copy of gluon_resnest from any working directory."""
     env = dict(os.environ if env is None else env)
@@ -152,7 +152,7 @@ def run_ranks(command, env, log_path, processes):
     """Run ``command`` (from :func:`launch_command`); with several processes, render their
     output with :class:`RankOutput` and keep it all in ``log_path``. A failure prints the log's
     last lines. Raises CalledProcessError like ``subprocess.run(check=True)``."""
-    env = _with_package_path(env)
+    env = with_package_path(env)
     if processes == 1:
         proc = subprocess.Popen(command, env=env)
         with _stopped_with_this_process(proc):
