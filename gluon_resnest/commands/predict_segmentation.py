@@ -18,7 +18,7 @@ from ..runtime import quiet_native_logs
 from ..segmentation.data import SegmentationDataError
 from ..segmentation.evaluate import load_segmentation
 from ..segmentation.predict import MULTI_SCALES, colorize, predict_classes
-from ..training.checkpoint import check_writable
+from ..training.checkpoint import atomic_file, check_writable
 from ..zoo.registry import get_model_info
 
 
@@ -41,13 +41,8 @@ def segment_images(net, config, paths, out_dir, scales=(1.0,), flip=False):
         labels = predict_classes(net, image, info.mean, info.std, scales, flip,
                                  config.get('output_stride', 1))
         out = os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0] + '.png')
-        tmp = out + '.tmp'
-        try:
+        with atomic_file(out) as tmp:
             colorize(labels, classes).save(tmp, format='PNG')
-            os.replace(tmp, out)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
         found, counts = np.unique(labels, return_counts=True)
         yield dict(image=path, output=out, height=int(labels.shape[0]),
                    width=int(labels.shape[1]),

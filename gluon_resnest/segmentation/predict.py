@@ -82,11 +82,11 @@ def prediction_figure(net, dataset, path, mean, std, class_count, min_size=1, co
     """A PNG of ``dataset``'s first ``count`` items: each image, its ground truth and the
     network's prediction side by side in one row (the same colours for both maps, ignored
     pixels black). Written atomically; returns ``path``."""
-    import os
     import numpy as np
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    from ..training.loop import save_figure
     rows = min(count, len(dataset))
     fig, axes = plt.subplots(rows, 3, figsize=(6, 2 * rows), squeeze=False)
     for row in range(rows):
@@ -102,13 +102,5 @@ def prediction_figure(net, dataset, path, mean, std, class_count, min_size=1, co
             ax.set_axis_off()
             if row == 0:
                 ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    tmp = path + '.tmp.png'
-    try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    save_figure(fig, path)
     return path

@@ -12,7 +12,7 @@ import mxnet as mx
 from ..zoo.store import read_params_file
 
 __all__ = ['save_checkpoint', 'latest_checkpoint', 'latest_readable_checkpoint',
-           'load_checkpoint', 'check_writable',
+           'load_checkpoint', 'check_writable', 'atomic_file',
            'write_text', 'write_json', 'write_jsonl', 'check_output_file', 'remove_run',
            'read_meta',
            'atomic_folder', 'repair_run', 'RunClock']
@@ -186,18 +186,24 @@ def load_checkpoint(path, net, trainer, ctx):
         return json.load(f)
 
 
-def write_text(path, text):
-    """Write ``text`` to ``path`` atomically (a reader never sees half a file, and a failed
-    write leaves nothing)."""
-    tmp = path + '.tmp'
+@contextlib.contextmanager
+def atomic_file(path):
+    """Yields a temporary path beside ``path`` to write; on success it replaces ``path``, on
+    any error it is removed: a reader never sees half a file, a failed write leaves nothing."""
+    root, ext = os.path.splitext(path)
+    tmp = root + '.tmp' + ext  # the extension kept: writers that choose a format by it
     try:
-        with open(tmp, 'w') as f:
-            f.write(text)
+        yield tmp
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.isfile(tmp):
+    finally:
+        if os.path.exists(tmp):
             os.remove(tmp)
-        raise
+
+
+def write_text(path, text):
+    """Write ``text`` to ``path`` atomically (:func:`atomic_file`)."""
+    with atomic_file(path) as tmp, open(tmp, 'w') as f:
+        f.write(text)
 
 
 def check_output_file(path, flag='--out'):

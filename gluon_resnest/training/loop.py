@@ -12,9 +12,9 @@ from ..argtypes import check_number, check_positive_ints, option
 from ..layers.dropblock import set_drop_prob
 from ..zoo.registry import get_model, get_model_info
 from . import recipe
-from .checkpoint import (AVERAGE, check_writable, latest_checkpoint, latest_readable_checkpoint,
-                         load_checkpoint, read_meta, remove_run, repair_run, save_checkpoint,
-                         write_jsonl)
+from .checkpoint import (AVERAGE, atomic_file, check_writable, latest_checkpoint,
+                         latest_readable_checkpoint, load_checkpoint, read_meta, remove_run,
+                         repair_run, save_checkpoint, write_jsonl)
 from .data import RecordDataset, ShardSampler, make_loader, train_transform
 from .ema import WeightAverage
 from .memory_data import (MAX_SIDE, BatchAugment, MemoryLoader, decode_all, evaluation_loader,
@@ -490,10 +490,11 @@ def plot_curves(history, path, metric='val_top1', metric_label='validation top-1
 
 
 def save_figure(fig, path):
-    """Write a matplotlib figure as a PNG atomically, then close it."""
+    """Write a matplotlib figure as a PNG atomically (:func:`atomic_file`), then close it."""
     import matplotlib.pyplot as plt
     fig.tight_layout()
-    tmp = path + '.tmp.png'
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_file(path) as tmp:
+            fig.savefig(tmp, dpi=100)
+    finally:
+        plt.close(fig)
