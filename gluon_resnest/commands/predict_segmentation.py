@@ -12,42 +12,12 @@ import json
 import os
 import sys
 
-import numpy as np
-
+from ..argtypes import positive_int
 from ..runtime import quiet_native_logs
 from ..segmentation.data import SegmentationDataError
 from ..segmentation.evaluate import load_segmentation
-from ..segmentation.predict import MULTI_SCALES, colorize, predict_classes
-from ..training.checkpoint import atomic_file, check_writable
-from ..zoo.registry import get_model_info
-
-
-def read_image(path):
-    """H x W x 3 uint8 RGB pixels of an image file, or SegmentationDataError naming it."""
-    from PIL import Image
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert('RGB'))
-    except (OSError, ValueError) as err:
-        raise SegmentationDataError('cannot read the image %s (%s)' % (path, err)) from None
-
-
-def segment_images(net, config, paths, out_dir, scales=(1.0,), flip=False):
-    """Writes ``out_dir/<name>.png`` for each image (atomically); yields one dict per image."""
-    info = get_model_info(config['backbone'])
-    classes = config['classes']
-    for path in paths:
-        image = read_image(path)
-        labels = predict_classes(net, image, info.mean, info.std, scales, flip,
-                                 config.get('output_stride', 1))
-        out = os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0] + '.png')
-        with atomic_file(out) as tmp:
-            colorize(labels, classes).save(tmp, format='PNG')
-        found, counts = np.unique(labels, return_counts=True)
-        yield dict(image=path, output=out, height=int(labels.shape[0]),
-                   width=int(labels.shape[1]),
-                   classes={int(c): round(float(n) / labels.size, 4)
-                            for c, n in zip(found, counts)})
+from ..segmentation.predict import MULTI_SCALES, segment_images
+from ..training.checkpoint import check_writable
 
 
 def main(argv=None):
@@ -58,7 +28,7 @@ def main(argv=None):
     parser.add_argument('--symbol', help='exported -symbol.json (with --params)')
     parser.add_argument('--params')
     parser.add_argument('--backbone', help="an export's preprocessing, if it has no -meta.json")
-    parser.add_argument('--classes', type=int, help="an export's classes, if it has no "
+    parser.add_argument('--classes', type=positive_int, help="an export's classes, if it has no "
                         "-meta.json")
     parser.add_argument('--out-dir', required=True, help='where the PNG files go')
     parser.add_argument('--multi-scale', action='store_true',

@@ -7,9 +7,10 @@ magnitude, and its condition for the multi-scale path is always true for every m
 never runs it.)
 """
 import mxnet as mx
+import numpy as np
 
 __all__ = ['MULTI_SCALES', 'main_logits', 'predict_probabilities', 'predict_classes',
-           'colorize', 'prediction_figure']
+           'colorize', 'prediction_figure', 'read_image', 'segment_images']
 
 # the paper's and GluonCV's multi-scale evaluation
 MULTI_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
@@ -53,7 +54,6 @@ def predict_probabilities(net, images, scales=(1.0,), flip=False, min_size=1):
 def predict_classes(net, image, mean, std, scales=(1.0,), flip=False, min_size=1, ctx=None):
     """(H, W) class indices (uint8 for up to 256 classes, else int32) of one H x W x 3 uint8
     RGB image, normalized with ``mean``/``std`` as the network was trained."""
-    import numpy as np
     x = (image.astype(np.float32) / 255.0 - np.asarray(mean, np.float32)) / np.asarray(
         std, np.float32)
     x = mx.nd.array(x.transpose(2, 0, 1)[None], ctx=ctx or mx.cpu())
@@ -82,7 +82,6 @@ def prediction_figure(net, dataset, path, mean, std, class_count, min_size=1, co
     """A PNG of ``dataset``'s first ``count`` items: each image, its ground truth and the
     network's prediction side by side in one row (the same colours for both maps, ignored
     pixels black). Written atomically; returns ``path``."""
-    import numpy as np
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -104,3 +103,38 @@ def prediction_figure(net, dataset, path, mean, std, class_count, min_size=1, co
                 ax.set_title(title, fontsize=9)
     save_figure(fig, path)
     return path
+
+
+def read_image(path):
+    """H x W x 3 uint8 RGB pixels of an image file, or SegmentationDataError naming it."""
+    from PIL import Image
+    from .data import SegmentationDataError
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert('RGB'))
+    except (OSError, ValueError) as err:
+        raise SegmentationDataError('cannot read the image %s (%s)' % (path, err)) from None
+
+
+def segment_images(net, config, paths, out_dir, scales=(1.0,), flip=False):
+    """Segments image files with ``net`` (``config``: its backbone, classes and output stride,
+    as :func:`~gluon_resnest.segmentation.evaluate.load_segmentation` gives them): writes
+    ``out_dir/<name>.png`` (:func:`colorize`, atomically) for each and yields one dict per image
+    (its size and the fraction of its pixels in each class found)."""
+    import os
+    from ..training.checkpoint import atomic_file
+    from ..zoo.registry import get_model_info
+    info = get_model_info(config['backbone'])
+    classes = config['classes']
+    for path in paths:
+        image = read_image(path)
+        labels = predict_classes(net, image, info.mean, info.std, scales, flip,
+                                 config.get('output_stride', 1))
+        out = os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0] + '.png')
+        with atomic_file(out) as tmp:
+            colorize(labels, classes).save(tmp, format='PNG')
+        found, counts = np.unique(labels, return_counts=True)
+        yield dict(image=path, output=out, height=int(labels.shape[0]),
+                   width=int(labels.shape[1]),
+                   classes={int(c): round(float(n) / labels.size, 4)
+                            for c, n in zip(found, counts)})
