@@ -42,11 +42,13 @@ def load_network(model=None, params=None, symbol=None, checkpoint=None, classes=
         return import_symbol(symbol, params, ctx), info, classes
     if not params:
         raise ValueError('pass --params (a .params file for %s) or --checkpoint' % model)
-    arrays = read_params_file(params)  # a truncated file: named, not MXNet's traceback
-    classes = classes or _classes_in(arrays)
+    classes = classes or _classes_in(read_params_file(params))
     net = get_model(model, classes=classes)
     try:
         net.load_parameters(params, ctx=ctx)
+    except mx.base.MXNetError:
+        read_params_file(params)  # names a truncated or corrupt file (ValueError)
+        raise
     except (AssertionError, ValueError) as err:
         raise ValueError('%s does not fit %s with %d classes: %s'
                          % (params, model, classes, str(err).split('\n')[0])) from None
