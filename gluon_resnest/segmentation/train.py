@@ -246,7 +246,8 @@ def train_segmentation(cfg, comm=None, log=print):
         sampler.set_epoch(epoch)
         mx.random.seed(cfg.seed * 1000 + epoch * 97 + comm.rank)  # dropout masks
         bar = progress_bar(cfg, comm, iters, epoch)
-        loss_sum, seen, labelled, tic = 0.0, 0, 0.0, time.time()
+        loss_sum, seen, tic = 0.0, 0, time.time()
+        labelled = mx.nd.zeros((1,), ctx=ctx)  # pixels with a class: read once, at the end
         for i, (data, label) in enumerate(train_loader):
             if i >= iters:
                 break
@@ -262,7 +263,7 @@ def train_segmentation(cfg, comm=None, log=print):
             batch_loss = check_finite(float(loss.asscalar()), epoch, i, cfg.save_dir)
             loss_sum += batch_loss * data.shape[0]
             seen += data.shape[0]
-            labelled += float((label != cfg.ignore_label).sum().asscalar())
+            labelled += (label != cfg.ignore_label).sum()
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss='%.3f' % (loss_sum / seen), lr='%.4f' % trainer.learning_rate,
@@ -270,7 +271,7 @@ def train_segmentation(cfg, comm=None, log=print):
         elapsed = time.time() - tic
         if bar is not None:
             bar.close()
-        train_loss = comm.sum([loss_sum, seen, labelled], 'train_loss')
+        train_loss = comm.sum([loss_sum, seen, float(labelled.asscalar())], 'train_loss')
         if not train_loss[2]:  # a loss of 0.0000 that teaches nothing
             raise ValueError('epoch %d: every training pixel was --ignore-label %d after the '
                              'crops, so nothing was learnt (no checkpoint written); are '
