@@ -29,16 +29,21 @@ setup(
                 'training, evaluation and export',
     long_description=open(os.path.join(os.path.dirname(__file__), 'README.md')).read(),
     long_description_content_type='text/markdown',
-    packages=find_packages(include=['gluon_resnest', 'gluon_resnest.*']),
+    # the library, and its experiments beside it (the main job, comparisons, the scenes demo)
+    packages=find_packages(include=['gluon_resnest', 'gluon_resnest.*', 'experiments']),
     python_requires='>=3.8',
     install_requires=[MXNET_BUILDS[variant], 'tqdm'] + PINNED,
     # the same main() functions the scripts in train/ and eval/ call
     entry_points={'console_scripts': [
         'resnest-%s = gluon_resnest.commands.%s:main' % (name.replace('_', '-'), name)
-        for name in ('train', 'train_segmentation', 'fashion_mnist', 'segmentation_demo',
-                     'make_fashion_mnist', 'im2rec', 'evaluate', 'evaluate_segmentation',
-                     'export', 'benchmark', 'profile', 'compare_models',
-                     'predict_segmentation')]},
+        for name in ('train', 'train_segmentation', 'im2rec', 'evaluate',
+                     'evaluate_segmentation', 'export', 'benchmark', 'profile',
+                     'predict_segmentation')] + [
+        'resnest-%s = experiments.%s:main' % (name.replace('_', '-'), module)
+        for name, module in (('fashion_mnist', 'main_job'), ('segmentation_demo',
+                                                             'segmentation_demo'),
+                             ('make_fashion_mnist', 'make_fashion_mnist'),
+                             ('compare_models', 'compare_models'))]},
     extras_require={
         'cu112': [MXNET_BUILDS['cu112']],
         # GluonCV: the reference the classification tests compare against, and the heads,

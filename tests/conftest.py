@@ -18,7 +18,7 @@ def _seed():
 @pytest.fixture(scope='session')
 def tiny_rec(tmp_path_factory):
     """48 images 32x32 whose class (0..3) is their dominant color channel pattern."""
-    from gluon_resnest.training.fashion_mnist import write_records
+    from gluon_resnest.classification.data import write_records
     folder = tmp_path_factory.mktemp('rec')
     images, labels = colored_images(48, 4, 32)
     train_rec = write_records(str(folder / 'train'), images, labels)

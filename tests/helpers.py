@@ -45,7 +45,7 @@ def require_horovodrun():
     `make test` has built it and a skip would hide a broken install."""
     import os
     import pytest
-    from gluon_resnest.training.distributed import horovodrun
+    from gluon_resnest.engine.distributed import horovodrun
     path = horovodrun()
     if not path:
         if os.environ.get('CI'):

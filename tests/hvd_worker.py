@@ -11,9 +11,9 @@ import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
 
 import gluon_resnest as gr  # noqa: E402
-from gluon_resnest.training.data import (RecordDataset, make_loader,  # noqa: E402
-                                         train_transform)
-from gluon_resnest.training.distributed import Comm  # noqa: E402
+from gluon_resnest.classification.data import RecordDataset, train_transform  # noqa: E402
+from gluon_resnest.engine.data import make_loader  # noqa: E402
+from gluon_resnest.engine.distributed import Comm  # noqa: E402
 
 
 def main(rec, out_dir):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gluon_resnest.training.autoaugment import (IMAGENET_POLICY, OPERATIONS, ImageNetPolicy,
+from gluon_resnest.classification.autoaugment import (IMAGENET_POLICY, OPERATIONS, ImageNetPolicy,
                                                 apply_op)
 
 

@@ -9,7 +9,7 @@ import pytest
 from mxnet.gluon import nn
 
 from gluon_resnest.analysis.accuracy import evaluate_records, load_network
-from gluon_resnest.training.fashion_mnist import write_records
+from gluon_resnest.classification.data import write_records
 from helpers import colored_images, require_horovodrun
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')

@@ -89,8 +89,8 @@ def test_hybridized_equals_imperative_and_exports_to_onnx(name, tmp_path):
 
 
 def test_trainer_runs_sa_fbnetv2_and_refuses_dropblock_it_lacks(tmp_path):
-    from gluon_resnest.training import TrainConfig, train
-    from gluon_resnest.training.fashion_mnist import write_records
+    from gluon_resnest.classification.task import TrainConfig, train
+    from gluon_resnest.classification.data import write_records
     from helpers import colored_images
     images, labels = colored_images(32, 4, 32)
     rec_train = write_records(str(tmp_path / 'train'), images, labels)

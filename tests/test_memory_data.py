@@ -8,11 +8,10 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from gluon_resnest.training.data import (PCA_EIGVAL, PCA_EIGVEC, RecordDataset, ShardSampler,
-                                         eval_transform)
-from gluon_resnest.training.fashion_mnist import write_records
-from gluon_resnest.training.memory_data import (BatchAugment, MemoryLoader, decode_all,
-                                                fits_in_memory)
+from gluon_resnest.classification.data import PCA_EIGVAL, PCA_EIGVEC, RecordDataset, eval_transform
+from gluon_resnest.engine.data import ShardSampler, fits_in_memory
+from gluon_resnest.classification.data import write_records
+from gluon_resnest.classification.memory_data import BatchAugment, MemoryLoader, decode_all
 from helpers import colored_images
 
 MEAN, STD = (0.3, 0.4, 0.5), (0.2, 0.25, 0.3)

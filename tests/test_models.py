@@ -233,7 +233,7 @@ def test_small_input_models_downsample_by_their_stride_and_accept_28px(name, str
 def test_resnest200_and_269_train_at_the_papers_crops_and_evaluate_at_larger_ones():
     """The paper trains ResNeSt-200/269 at 256/320 px and evaluates them at 320/416 px; the
     trainer's default crop is the model's input_size."""
-    from gluon_resnest.training import TrainConfig
+    from gluon_resnest.classification.task import TrainConfig
     for name, train, evaluate in (('resnest50', 224, 224), ('resnest101', 256, 256),
                                   ('resnest200', 256, 320), ('resnest269', 320, 416)):
         info = gr.get_model_info(name)

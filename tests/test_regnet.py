@@ -93,8 +93,8 @@ def test_regnet_takes_the_trainers_regularizers_and_refuses_bad_tables():
 def test_trainer_runs_regnet_sa50_with_the_default_recipe(tmp_path):
     """A few iterations through the classification trainer (DropBlock, mixup, label
     smoothing: the defaults) and a checkpoint that reloads."""
-    from gluon_resnest.training import TrainConfig, train
-    from gluon_resnest.training.fashion_mnist import write_records
+    from gluon_resnest.classification.task import TrainConfig, train
+    from gluon_resnest.classification.data import write_records
     from helpers import colored_images
     images, labels = colored_images(32, 4, 32)
     rec_train = write_records(str(tmp_path / 'train'), images, labels)

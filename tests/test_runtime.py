@@ -61,7 +61,7 @@ def test_bfloat16_support_is_read_from_the_cpu_flags(tmp_path):
 
 def test_rank_output_shows_rank_zero_with_one_updating_bar():
     import io
-    from gluon_resnest.training.distributed import RankOutput
+    from gluon_resnest.engine.distributed import RankOutput
     raw = ('[0]<stderr>:[10:00:00] ../src/engine/engine.cc:54: MXNet start using engine: '
            'NaiveEngine\n'
            '[1]<stderr>:[10:00:00] mkldnn_pooling.cc:58: MKLDNN Pooling: training with prop_kind '
@@ -89,7 +89,7 @@ def test_rank_output_shows_rank_zero_with_one_updating_bar():
 
 def test_a_failed_rank_shows_its_error_once_without_the_launchers_traceback(tmp_path,
                                                                           capsys):
-    from gluon_resnest.training.distributed import run_ranks
+    from gluon_resnest.engine.distributed import run_ranks
     transcript = ('[0]<stderr>:libpng error: IDAT: CRC error\n'
                   '[1]<stderr>:error: record 7 of a.rec is corrupt\n'
                   '[0]<stderr>:error: record 7 of a.rec is corrupt\n'
@@ -112,7 +112,7 @@ def test_a_failed_rank_shows_its_error_once_without_the_launchers_traceback(tmp_
 
 
 def test_failed_ranks_show_the_end_of_their_log(tmp_path, capsys):
-    from gluon_resnest.training.distributed import run_ranks
+    from gluon_resnest.engine.distributed import run_ranks
     command = [sys.executable, '-c', "print('[1]<stderr>:ValueError: bad record 7'); exit(3)"]
     with pytest.raises(subprocess.CalledProcessError):
         run_ranks(command, None, str(tmp_path / 'ranks.log'), processes=2)

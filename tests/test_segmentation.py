@@ -15,7 +15,7 @@ from gluon_resnest.segmentation.data import (SegmentationDataError, Segmentation
                                              open_dataset)
 from gluon_resnest.segmentation.metrics import confusion_matrix, segmentation_scores
 from gluon_resnest.segmentation.predict import predict_probabilities
-from gluon_resnest.segmentation.train import pixel_loss
+from gluon_resnest.segmentation.task import pixel_loss
 from helpers import randomize
 
 
@@ -308,7 +308,7 @@ def test_train_transform_pads_with_the_ignore_label_and_replays_from_its_seed():
 
 
 def test_scene_labels_are_the_visible_garments():
-    from gluon_resnest.segmentation.scenes import compose_scene
+    from experiments.scenes import compose_scene
     garments = np.zeros((3, 28, 28), np.uint8)
     garments[:, 4:24, 4:24] = 200
     labels = np.array([2, 5, 7])
@@ -323,7 +323,7 @@ def test_scene_labels_are_the_visible_garments():
 
 
 def test_a_dark_print_inside_a_garment_is_labelled_garment():
-    from gluon_resnest.segmentation.scenes import compose_scene
+    from experiments.scenes import compose_scene
     garment = np.zeros((1, 28, 28), np.uint8)
     garment[0, 2:26, 2:26] = 200
     garment[0, 10:18, 10:18] = 0  # enclosed dark pixels
@@ -374,7 +374,7 @@ def test_segmentation_onnx_matches_mxnet_at_its_size(tmp_path):
 @pytest.fixture(scope='module')
 def tiny_scenes(tmp_path_factory):
     """A VOC-layout dataset of 16 training and 6 validation scenes made of synthetic garments."""
-    from gluon_resnest.segmentation.scenes import compose_scene
+    from experiments.scenes import compose_scene
     root = str(tmp_path_factory.mktemp('scenes'))
     rng = np.random.RandomState(0)
     garments = np.zeros((4, 28, 28), np.uint8)
@@ -506,7 +506,7 @@ def test_the_demo_end_to_end_small_under_two_processes(tmp_path):
     DeepLabV3 training under horovodrun -np 2 (python -m gluon_resnest.commands...), test
     scenes evaluated once per mode across both ranks, export, summary."""
     from helpers import require_horovodrun, write_raw_fashion_mnist
-    from gluon_resnest.segmentation.demo import run_demo
+    from experiments.scenes_demo import run_demo
     require_horovodrun()
     rng = np.random.RandomState(0)
     labels = np.repeat(np.arange(10), 12).astype(np.uint8)
@@ -533,8 +533,8 @@ def test_the_demo_end_to_end_small_under_two_processes(tmp_path):
 
 def test_the_demo_command_passes_its_epochs_to_pretraining_and_segmentation(monkeypatch,
                                                                               tmp_path):
-    from gluon_resnest.commands import segmentation_demo as command
-    from gluon_resnest.segmentation.demo import DEMO
+    from experiments import segmentation_demo as command
+    from experiments.scenes_demo import DEMO
     calls = []
     monkeypatch.setattr(command, 'run_demo', lambda *args, **kwargs: calls.append(kwargs) or {})
     monkeypatch.setattr(command, 'compare_backbones',
@@ -565,7 +565,7 @@ def test_training_and_evaluation_take_images_of_mixed_sizes(tmp_path, pipeline):
     """Validation and evaluation batch whole images of one size together: a batch of two
     images of different sizes used to fail after the first training epoch."""
     from gluon_resnest.segmentation.evaluate import evaluate_split
-    from gluon_resnest.segmentation.train import SegTrainConfig, train_segmentation
+    from gluon_resnest.segmentation.task import SegTrainConfig, train_segmentation
     root = str(tmp_path / 'voc')
     _write_mixed_voc(root, MIXED_SIZES)
     cfg = SegTrainConfig(data_root=root, classes=5, backbone='resnest14_small',
@@ -600,7 +600,7 @@ def test_full_image_batches_hold_one_size_and_cover_each_shard_once(tmp_path):
 
 
 def test_segmentation_refuses_to_mix_another_run_into_its_folder(tmp_path):
-    from gluon_resnest.segmentation.train import SegTrainConfig, train_segmentation
+    from gluon_resnest.segmentation.task import SegTrainConfig, train_segmentation
     root = str(tmp_path / 'voc')
     _write_mixed_voc(root, MIXED_SIZES[:2])
     common = dict(data_root=root, classes=5, output_stride=16, aspp_rates='1,2,3',
@@ -661,7 +661,7 @@ def test_every_pretrained_base_failure_is_one_clear_error(tmp_path, tiny_scenes)
 def test_bad_label_maps_are_found_before_training_and_skipped_on_request(tmp_path):
     """A bad label map in the validation split used to end the run after the first training
     epoch (workers pipeline); an RGB label PNG passed the checks and failed after a step."""
-    from gluon_resnest.segmentation.train import SegTrainConfig, train_segmentation
+    from gluon_resnest.segmentation.task import SegTrainConfig, train_segmentation
     root = str(tmp_path / 'voc')
     _write_voc(root, ['bad'], size=(40, 32), classes=5, bad_label=9)  # label 9 of 5 classes
     ids = _write_mixed_voc(root, MIXED_SIZES)  # rewrites the split files: 'bad' in neither
@@ -692,8 +692,8 @@ def test_a_pretrained_base_checkpoint_loads_without_a_warning_per_parameter(tmp_
     """The trainer initialized the whole loaded network again: one 'already initialized'
     warning per parameter (342 lines for the demo's backbone)."""
     import warnings
-    from gluon_resnest.segmentation.train import SegTrainConfig, train_segmentation
-    from gluon_resnest.training import TrainConfig, train
+    from gluon_resnest.segmentation.task import SegTrainConfig, train_segmentation
+    from gluon_resnest.classification.task import TrainConfig, train
     train(TrainConfig(model='resnest14_small', rec_train=tiny_rec[0], rec_val=tiny_rec[1],
                       classes=4, save_dir=str(tmp_path / 'base'), epochs=1, batch_size=8,
                       input_size=32, crop_ratio=1.0, workers=0, progress=False, max_iters=1),
@@ -719,7 +719,7 @@ def test_a_segmentation_checkpoint_exports_and_the_export_says_what_it_is(tmp_pa
     import json
     import subprocess
     import sys
-    from gluon_resnest.segmentation.train import SegTrainConfig, train_segmentation
+    from gluon_resnest.segmentation.task import SegTrainConfig, train_segmentation
     root = str(tmp_path / 'voc')
     _write_mixed_voc(root, MIXED_SIZES[:3])
     train_segmentation(SegTrainConfig(
@@ -793,7 +793,7 @@ def test_a_segmentation_checkpoint_exports_and_the_export_says_what_it_is(tmp_pa
 
 def test_an_epoch_whose_pixels_are_all_ignored_stops_instead_of_learning_nothing(tmp_path):
     """It trained on at a loss of 0.0000 (e.g. a base size that leaves no labelled pixel)."""
-    from gluon_resnest.segmentation.train import SegTrainConfig, train_segmentation
+    from gluon_resnest.segmentation.task import SegTrainConfig, train_segmentation
     root = str(tmp_path / 'voc')
     ids = _write_mixed_voc(root, MIXED_SIZES[:2])
     for i in ids:

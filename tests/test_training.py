@@ -1,4 +1,5 @@
 import importlib
+import dataclasses
 import json
 import math
 import os
@@ -12,11 +13,11 @@ import numpy as np
 import pytest
 
 
-from gluon_resnest.training import TrainConfig, count_correct, train
-from gluon_resnest.training import recipe
-from gluon_resnest.training.checkpoint import read_meta
-from gluon_resnest.training.data import (RecordDataset, RecordError, ShardSampler, _Transformed,
-                                         train_transform)
+from gluon_resnest.classification.task import TrainConfig, count_correct, train
+from gluon_resnest.classification import recipe
+from gluon_resnest.engine.checkpoint import read_meta
+from gluon_resnest.classification.data import RecordDataset, RecordError, train_transform
+from gluon_resnest.engine.data import ShardSampler, _Transformed
 from helpers import require_horovodrun, write_raw_fashion_mnist
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
@@ -164,7 +165,7 @@ def test_weight_average_follows_its_recurrence_and_swaps_in_and_out():
     d_n = min(decay, (1 + n) / (10 + n)) (computed here in NumPy from the weights each step
     had); inside ``applied()`` the network holds the average, changes made there stay in it,
     and the network gets its own weights back."""
-    from gluon_resnest.training.ema import WeightAverage
+    from gluon_resnest.engine.ema import WeightAverage
     net = mx.gluon.nn.Dense(3, in_units=4)
     net.initialize(mx.init.Normal(1.0))
     decay = 0.8
@@ -197,8 +198,8 @@ def test_with_a_moving_average_best_holds_the_average_it_validated(tiny_rec, tmp
     """--ema-decay: the validation top-1 recorded (and selected on) is the average's: best/'s
     weights, evaluated independently, give it; the weights' own score is recorded beside it."""
     from gluon_resnest.analysis.accuracy import load_network
-    from gluon_resnest.training.loop import evaluate
-    from gluon_resnest.training.memory_data import evaluation_loader
+    from gluon_resnest.classification.task import evaluate
+    from gluon_resnest.classification.memory_data import evaluation_loader
     cfg = _config(tiny_rec, tmp_path / 'run', pipeline='memory', autoaugment=False,
                   ema_decay=0.9, epochs=2)
     _, summary = train(cfg, log=lambda *_: None)
@@ -222,7 +223,7 @@ def test_with_a_moving_average_best_holds_the_average_it_validated(tiny_rec, tmp
 
 def _stop_after_one_epoch(cfg):
     """Train ``cfg`` but kill it (an exception) right after the first checkpoint."""
-    from gluon_resnest.training import loop
+    from gluon_resnest.engine import loop
     real = loop.save_checkpoint
 
     class Killed(Exception):
@@ -240,9 +241,10 @@ def _stop_after_one_epoch(cfg):
 
 
 def test_lr_schedule_warmup_end_and_end():
-    lr = recipe.scaled_lr(0.1, 512)
+    from gluon_resnest.engine import schedule
+    lr = schedule.scaled_lr(0.1, 512)
     assert lr == pytest.approx(0.2)
-    sched = recipe.lr_schedule(lr, epochs=10, iters_per_epoch=100, warmup_epochs=5)
+    sched = schedule.lr_schedule(lr, epochs=10, iters_per_epoch=100, warmup_epochs=5)
     assert sched(0) == pytest.approx(0.0)
     assert sched(250) == pytest.approx(0.1)       # halfway through warm-up
     assert sched(500) == pytest.approx(0.2)       # warm-up end: the peak
@@ -262,14 +264,16 @@ def test_label_smoothing_and_mixup_targets_by_hand():
                                rtol=1e-6)
     np.testing.assert_allclose(targets.asnumpy()[0], [0.655, 0.025, 0.295, 0.025], rtol=1e-5)
     assert recipe.mixup_lambda(np.random.RandomState(0), 0.0) == 1.0
-    assert recipe.dropblock_prob_at(0, 10, 0.1) == 0.0
-    assert recipe.dropblock_prob_at(9, 10, 0.1) == pytest.approx(0.1)
+    from gluon_resnest.engine.hooks import dropblock_prob_at
+    assert dropblock_prob_at(0, 10, 0.1) == 0.0
+    assert dropblock_prob_at(9, 10, 0.1) == pytest.approx(0.1)
 
 
 def test_no_weight_decay_on_bn_and_biases():
     import gluon_resnest as gr
     net = gr.get_model('resnest14_small', classes=3)
-    n = recipe.exclude_from_weight_decay(net)
+    from gluon_resnest.engine.schedule import exclude_from_weight_decay
+    n = exclude_from_weight_decay(net)
     params = net.collect_params()
     assert n > 0
     for name, p in params.items():
@@ -283,8 +287,8 @@ def test_top_k_counts():
 
 
 @pytest.mark.parametrize('change, error, message', [
-    (dict(batch_size=0), ValueError, 'batch_size must be a positive integer'),
-    (dict(epochs=-1), ValueError, 'epochs must be a positive integer'),
+    (dict(batch_size=0), ValueError, '--batch-size must be a positive integer'),
+    (dict(epochs=-1), ValueError, '--epochs must be a positive integer'),
     (dict(model='resnest5O'), ValueError, 'unknown model'),
     (dict(classes=2), RecordError, 'labels must lie in 0..1'),
     (dict(classes=2, autoaugment=False, pipeline='memory'), RecordError,
@@ -345,7 +349,7 @@ def test_im2rec_command_makes_records_the_dataset_reads(tmp_path):
 
 
 def test_fashion_mnist_conversion_from_raw_idx_files(tmp_path):
-    from gluon_resnest.training.fashion_mnist import build_fashion_mnist, read_idx
+    from experiments.fashion_mnist_data import build_fashion_mnist, read_idx
     rng = np.random.RandomState(0)
     images = rng.randint(0, 255, (5, 28, 28)).astype(np.uint8)
     labels = np.array([3, 1, 4, 1, 5], np.uint8)
@@ -377,7 +381,7 @@ def _record_images(path):
 
 
 def test_validation_split_is_balanced_disjoint_from_training_and_fixed(tmp_path):
-    from gluon_resnest.training.fashion_mnist import build_fashion_mnist, validation_indices
+    from experiments.fashion_mnist_data import build_fashion_mnist, validation_indices
     # Fashion-MNIST's own counts: 6,000 per class -> 500 per class, 5,000 in all
     full = np.repeat(np.arange(10), 6000)
     val = validation_indices(full)
@@ -408,23 +412,24 @@ def test_main_job_selects_on_validation_and_reads_the_test_set_once(tmp_path, mo
     src = write_raw_fashion_mnist(str(tmp_path / 'raw'), images, labels, test_images,
                                   test_labels)
     launched, evaluated = [], []
-    real_run, real_evaluate = job.run_ranks, job.evaluate_records
+    real_launch, real_evaluate = job.launch_training, job.evaluate_records
 
-    def run_ranks(command, *args):
-        launched.append(command)
-        return real_run(command, *args)
+    def launch_training(task, cfg, *args, **kwargs):
+        launched.append(cfg)
+        return real_launch(task, cfg, *args, **kwargs)
 
     def evaluate_records(net, info, rec, *args, **kwargs):
         evaluated.append(rec)
         return real_evaluate(net, info, rec, *args, **kwargs)
-    monkeypatch.setattr(job, 'run_ranks', run_ranks)
+    monkeypatch.setattr(job, 'launch_training', launch_training)
     monkeypatch.setattr(job, 'evaluate_records', evaluate_records)
     data_dir = str(tmp_path / 'data')
     job.main(['--source', src, '--data-dir', data_dir, '--save-dir', str(tmp_path / 'run'),
               '--np', '1', '--epochs', '2', '--batch-size', '16', '--no-progress'])
     test_rec, val_rec = os.path.join(data_dir, 'test.rec'), os.path.join(data_dir, 'val.rec')
-    assert len(launched) == 1 and val_rec in launched[0]
-    assert not any('test' in os.path.basename(arg) for arg in launched[0])
+    assert len(launched) == 1 and launched[0].rec_val == val_rec
+    assert not any('test' in os.path.basename(str(value))  # the ranks' config names no test
+                   for value in dataclasses.asdict(launched[0]).values())
     assert evaluated == [test_rec]  # once, after training, on the chosen checkpoint
     summary = json.load(open(str(tmp_path / 'run' / 'summary.json')))
     history = [json.loads(line) for line in open(str(tmp_path / 'run' / 'metrics.jsonl'))]
@@ -433,68 +438,75 @@ def test_main_job_selects_on_validation_and_reads_the_test_set_once(tmp_path, mo
 
 
 def test_every_training_flag_says_what_it_does_in_help():
-    from gluon_resnest.segmentation.train import SegTrainConfig
-    from gluon_resnest.training.cli import config_parser
+    from gluon_resnest.segmentation.task import SegTrainConfig
+    from gluon_resnest.engine.cli import config_parser
     import dataclasses
     for config in (TrainConfig, SegTrainConfig):
         for field in dataclasses.fields(config):
             assert field.metadata.get('help'), (config.__name__, field.name)
-        text = config_parser(config=config).format_help()
+        text = config_parser(config).format_help()
         for field in dataclasses.fields(config):
             assert field.metadata['help'].split()[0] in text, field.name
         assert '(default: %s)' % config.epochs in text  # defaults shown
 
 
 def test_every_flag_reaches_the_trainer():
-    from gluon_resnest.training.cli import config_from_args, config_parser
-    args = config_parser().parse_args(['--model', 'resnest26', '--mixup-off-epochs', '3',
+    from gluon_resnest.engine.cli import config_from_args, config_parser
+    args = config_parser(TrainConfig).parse_args(['--model', 'resnest26', '--mixup-off-epochs', '3',
                                        '--no-last-gamma', '--autoaugment', '--final-drop', '0.3',
                                        '--input-size', '192'])
-    cfg = config_from_args(args)
+    cfg = config_from_args(args, TrainConfig)
     assert (cfg.model, cfg.mixup_off_epochs, cfg.last_gamma, cfg.autoaugment, cfg.final_drop,
             cfg.input_size) == ('resnest26', 3, False, True, 0.3, 192)
     import inspect
-    from gluon_resnest.training import loop
+    from gluon_resnest.classification import task
+    from gluon_resnest.engine import config, hooks, loop, progress
     source = ''.join(inspect.getsource(f) for f in (
-        loop.train, loop._loaders, loop._setup_amp, loop.check_run_identity,
-        loop.progress_bar, loop._weight_average))
+        loop.train, task, loop.setup_amp, loop.check_run_identity, config.RunConfig.validate,
+        progress.progress_bar, hooks))
     for name in TrainConfig.__dataclass_fields__:  # each field is read where training happens
-        assert 'cfg.' + name in source, name
+        assert 'cfg.' + name in source or 'self.' + name in source, name
 
 
 def test_every_segmentation_flag_reaches_the_trainer():
     import inspect
-    from gluon_resnest.segmentation import train as seg
-    from gluon_resnest.training import loop
+    from gluon_resnest.segmentation import task as seg
+    from gluon_resnest.engine import config, hooks, loop, progress
     source = ''.join(inspect.getsource(f) for f in (
-        seg.train_segmentation, seg.build_model, seg._loaders, seg.SegTrainConfig.rates,
-        seg.SegTrainConfig.validate, loop.check_run_identity, loop.progress_bar))
+        loop.train, seg, loop.setup_amp, loop.check_run_identity, config.RunConfig.validate,
+        progress.progress_bar, hooks))
     for name in seg.SegTrainConfig.__dataclass_fields__:
         assert 'cfg.' + name in source or 'self.' + name in source, name
 
 
 def _main_job_script():
-    return importlib.import_module('gluon_resnest.commands.fashion_mnist')
+    return importlib.import_module('experiments.main_job')
 
 
 def test_every_command_is_a_console_script_and_a_clone_script():
     """setup.py's console scripts and the scripts in train/ and eval/ name the same
     ``main`` functions, and each one answers --help."""
-    import ast
-    setup = ast.parse(open(os.path.join(ROOT, 'setup.py')).read())
-    names = next(node.elts for node in ast.walk(setup) if isinstance(node, ast.Tuple)
-                 and any(getattr(e, 'value', None) == 'train_segmentation' for e in node.elts))
-    commands = sorted(e.value for e in names)
+    import setuptools
+    from unittest import mock
+    with mock.patch.object(setuptools, 'setup') as setup:  # setup.py's arguments, not a build
+        exec(compile(open(os.path.join(ROOT, 'setup.py')).read(), 'setup.py', 'exec'),
+             dict(__file__=os.path.join(ROOT, 'setup.py'), __name__='setup'))
+    commands = {}
+    for line in setup.call_args.kwargs['entry_points']['console_scripts']:
+        name, target = (part.strip() for part in line.split('='))
+        assert target.endswith(':main') and name.startswith('resnest-')
+        commands[name[len('resnest-'):].replace('-', '_')] = target[:-len(':main')]
     scripts = {}
     for folder in ('train', 'eval'):
         for name in os.listdir(os.path.join(ROOT, folder)):
             if name.endswith('.py'):
-                text = open(os.path.join(ROOT, folder, name)).read()
-                scripts[name[:-3]] = text
-                assert 'from gluon_resnest.commands.%s import main' % name[:-3] in text
-    assert sorted(scripts) == commands
-    for command in commands:
-        module = importlib.import_module('gluon_resnest.commands.' + command)
+                scripts[name[:-3]] = open(os.path.join(ROOT, folder, name)).read()
+    assert sorted(scripts) == sorted(commands)
+    for command, module_name in commands.items():
+        assert 'from %s import main' % module_name in scripts[command]
+        # the library's commands live in the library, the experiments' beside it
+        assert module_name.split('.')[0] in ('gluon_resnest', 'experiments')
+        module = importlib.import_module(module_name)
         with pytest.raises(SystemExit) as stop:
             module.main(['--help'])
         assert stop.value.code == 0
@@ -502,17 +514,14 @@ def test_every_command_is_a_console_script_and_a_clone_script():
 
 def test_main_job_longer_setting_switches_model_epochs_decay_and_run_folder():
     job = _main_job_script()
-    rec = {'train': 't.rec', 'val': 'v.rec', 'test': 'x.rec'}
     args, _ = job.parse_args([])
     assert (args.model, args.epochs, args.wd) == ('resnest14_small', 7, 1e-4)
     args, extra = job.parse_args(['--longer', '--np', '1', '--dropblock-prob', '0'])
     assert (args.model, args.epochs, args.wd) == ('resnest14_small_s1', 60, 5e-4)
     assert os.path.basename(args.save_dir) == 'fashion-mnist-longer'
-    command = job.training_command(args, rec, extra)
-    assert command[command.index('--model') + 1] == 'resnest14_small_s1'
-    assert command[command.index('--epochs') + 1] == '60'
-    assert float(command[command.index('--wd') + 1]) == 5e-4
-    assert command[-2:] == ['--dropblock-prob', '0']
+    cfg = job.training_config(args, extra)  # what the ranks read
+    assert (cfg.model, cfg.epochs, cfg.wd, cfg.dropblock_prob) == ('resnest14_small_s1', 60,
+                                                                   5e-4, 0.0)
     args, _ = job.parse_args(['--longer', '--epochs', '3', '--save-dir', 'elsewhere'])
     assert (args.model, args.epochs, os.path.basename(args.save_dir)) == (
         'resnest14_small_s1', 3, 'elsewhere')
@@ -529,7 +538,7 @@ def test_main_job_rejects_non_positive_sizes_naming_the_flag(flags, capsys):
 
 
 def test_fresh_deletes_only_a_run_folder(tmp_path):
-    from gluon_resnest.training.checkpoint import remove_run
+    from gluon_resnest.engine.checkpoint import remove_run
     unrelated = tmp_path / 'photos'
     os.makedirs(str(unrelated / 'album'))
     (unrelated / 'album' / 'a.jpg').write_text('x')
@@ -554,7 +563,7 @@ def test_fresh_deletes_only_a_run_folder(tmp_path):
     ('base_lr', float('nan'), '--base-lr must be a finite number in (0, inf), got nan'),
     ('base_lr', -0.1, '--base-lr must be a finite number in (0, inf), got -0.1'),
     ('momentum', 1.5, '--momentum must be a finite number in [0, 1)'),
-    ('warmup_epochs', -1, '--warmup-epochs, --mixup-off-epochs and --max-iters must be >= 0'),
+    ('warmup_epochs', -1, '--workers, --warmup-epochs, --max-iters and --keep must be >= 0'),
     ('random_erasing', 1.5, '--random-erasing must be a finite number in [0, 1], got 1.5'),
     ('ema_decay', 1.0, '--ema-decay must be a finite number in [0, 1), got 1.0'),
     ('pipeline', 'workers', '--random-erasing runs in the in-memory batch pipeline')])
@@ -583,7 +592,7 @@ class _Net(object):
 
 def test_a_kill_inside_the_best_update_leaves_a_run_the_next_start_repairs(tmp_path,
                                                                           monkeypatch):
-    from gluon_resnest.training import checkpoint
+    from gluon_resnest.engine import checkpoint
     folder = str(tmp_path / 'run')
     os.makedirs(folder)
     checkpoint.save_checkpoint(folder, 0, _Net('w0'), _Net('s0'), dict(val=1.0),
@@ -642,7 +651,7 @@ def test_resume_follows_a_longer_schedule_and_refuses_another_model(tiny_rec, tm
 def test_loader_workers_run_on_one_thread_each():
     import cv2
     from mxnet.gluon.data import SimpleDataset
-    from gluon_resnest.training.data import make_loader
+    from gluon_resnest.engine.data import make_loader
     data = SimpleDataset([(np.zeros((2, 2, 3), np.uint8), 0)] * 4)
     threads = cv2.getNumThreads()
     # the transform reports the thread count OpenCV has in the process that runs it
@@ -670,7 +679,7 @@ def test_a_ctrl_c_that_lands_in_a_destructor_is_sent_again_not_lost(monkeypatch)
     training continue); the handler re-sends the signal instead of raising there."""
     import signal
     import sys as _sys
-    from gluon_resnest.training import cli
+    from gluon_resnest.engine import cli
     sent = []
     monkeypatch.setattr(cli.os, 'kill', lambda pid, sig: sent.append((pid, sig)))
 
@@ -767,7 +776,7 @@ def test_a_terminated_main_job_stops_its_ranks_and_resumes(tmp_path, processes):
 
 def test_a_checkpoint_that_cannot_be_written_names_its_folder_and_leaves_nothing(tmp_path):
     import mxnet as mx
-    from gluon_resnest.training import checkpoint
+    from gluon_resnest.engine import checkpoint
 
     class FullDisk(_Net):
         def save_parameters(self, path):
@@ -785,7 +794,7 @@ def test_a_checkpoint_that_cannot_be_written_names_its_folder_and_leaves_nothing
 @pytest.mark.slow
 def test_model_comparison_trains_each_model_by_the_main_job_and_tabulates(tmp_path,
                                                                          monkeypatch):
-    from gluon_resnest.commands import compare_models, fashion_mnist
+    from experiments import compare_models, main_job as fashion_mnist
     images, labels = _garments(8)
     test_images, test_labels = _garments(2, seed=1)
     src = write_raw_fashion_mnist(str(tmp_path / 'raw'), images, labels, test_images,
@@ -826,7 +835,7 @@ def test_recipe_comparison_trains_each_recipe_with_its_flags(tmp_path, capsys):
     """--recipe LABEL=FLAGS: every model runs with every recipe's flags (read back from what
     each run's trainer recorded), the table names them, and a label reused for other flags is
     refused before anything trains."""
-    from gluon_resnest.commands import compare_models
+    from experiments import compare_models
     images, labels = _garments(8)
     src = write_raw_fashion_mnist(str(tmp_path / 'raw'), images, labels, *_garments(2, seed=1))
     save_dir = tmp_path / 'recipes'
@@ -892,7 +901,7 @@ def test_a_killed_and_resumed_default_run_is_bitwise_identical_under_the_naive_e
 def test_main_job_trains_evaluates_and_exports_other_families_at_their_training_size(tmp_path):
     """FBNet needs at least 32 px: the main job passes --input-size through, validates, tests
     and exports at that size (the test set still read once)."""
-    from gluon_resnest.commands import fashion_mnist
+    from experiments import main_job as fashion_mnist
     images, labels = _garments(12)
     src = write_raw_fashion_mnist(str(tmp_path / 'raw'), images, labels, *_garments(2, seed=1))
     summary = fashion_mnist.run_main_job(*fashion_mnist.parse_args(
@@ -910,7 +919,7 @@ def test_main_job_trains_evaluates_and_exports_other_families_at_their_training_
 def test_run_clock_counts_every_invocation_of_a_run(tmp_path, monkeypatch):
     """summary.json's wall_seconds after a resume: the interrupted invocation's time counts,
     the time between invocations does not."""
-    from gluon_resnest.training import checkpoint
+    from gluon_resnest.engine import checkpoint
     now = [1000.0]
     monkeypatch.setattr(checkpoint.time, 'time', lambda: now[0])
     with pytest.raises(KeyboardInterrupt):

@@ -1,10 +1,10 @@
-"""`resnest-make-fashion-mnist` from a clone (gluon_resnest/commands/make_fashion_mnist.py)."""
+"""`resnest-make-fashion-mnist` from a clone (experiments/make_fashion_mnist.py)."""
 import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from gluon_resnest.commands.make_fashion_mnist import main  # noqa: E402
+from experiments.make_fashion_mnist import main  # noqa: E402
 
 if __name__ == '__main__':
     main()

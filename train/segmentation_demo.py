@@ -1,10 +1,10 @@
-"""`resnest-segmentation-demo` from a clone (gluon_resnest/commands/segmentation_demo.py)."""
+"""`resnest-segmentation-demo` from a clone (experiments/segmentation_demo.py)."""
 import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from gluon_resnest.commands.segmentation_demo import main  # noqa: E402
+from experiments.segmentation_demo import main  # noqa: E402
 
 if __name__ == '__main__':
     main()

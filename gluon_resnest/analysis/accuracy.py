@@ -6,11 +6,13 @@ import mxnet as mx
 
 from ..zoo.registry import get_model, get_model_info
 from ..zoo.store import read_params_file
-from ..training.checkpoint import read_meta
-from ..training.data import RecordDataset, eval_transform, make_loader
-from ..training.memory_data import evaluation_loader
-from ..training.distributed import Comm, device
-from ..training.loop import evaluate, validation_bar
+from ..engine.checkpoint import read_meta
+from ..classification.data import RecordDataset, eval_transform
+from ..engine.data import make_loader
+from ..classification.memory_data import evaluation_loader
+from ..engine.distributed import Comm, device
+from ..classification.task import evaluate
+from ..engine.progress import validation_bar
 
 __all__ = ['load_network', 'import_symbol', 'evaluate_records', 'calibration_images']
 

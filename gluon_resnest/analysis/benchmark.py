@@ -231,7 +231,7 @@ def time_model_alone(model, processes, batch_size, size, classes, dropblock_prob
     training step alone (a fixed batch: no data, no communication) on its share of the cores:
     the rate ``processes`` ranks' computation allows. Median over ``repeats`` steps each;
     the processes start together and do the same work, so their medians overlap."""
-    from ..training.distributed import rank_env, with_package_path
+    from ..engine.distributed import rank_env, with_package_path
     command = [sys.executable, '-m', 'gluon_resnest.analysis.alone', '--model', model,
                '--repeats', str(repeats), '--batch-size', str(batch_size), '--size', str(size),
                '--classes', str(classes), '--dropblock-prob', str(dropblock_prob)] + \
@@ -254,18 +254,16 @@ def time_trainer(model, rec_train, rec_val, processes, batch_size, size, classes
     ranks, set up as the main job runs them (naive engine, the main job's augmentation): the
     second of two epochs of ``iterations`` steps (the first includes graph building), after its
     first step (where DropBlock's ramp, reaching ``dropblock_prob``, re-traces the graph)."""
-    from ..training.distributed import launch_command, rank_env, with_package_path
+    from ..classification.task import TrainConfig
+    from ..launch import launch_training
     with tempfile.TemporaryDirectory() as tmp:
-        flags = ['--model', model, '--rec-train', rec_train, '--rec-val', rec_val,
-                 '--classes', str(classes), '--save-dir', tmp, '--epochs', '2',
-                 '--max-iters', str(iterations), '--batch-size', str(batch_size),
-                 '--input-size', str(size), '--dropblock-prob', str(dropblock_prob),
-                 '--warmup-epochs', '0', '--mixup-alpha', '0', '--min-scale', '0.8',
-                 '--jitter', '0', '--lighting', '0', '--workers', '2', '--no-progress'] + \
-            (['--amp'] if amp else [])
-        proc = subprocess.run(launch_command('train', flags, processes),
-                              env=with_package_path(rank_env(processes, naive_engine=True)),
-                              capture_output=True, text=True)
+        cfg = TrainConfig(model=model, rec_train=rec_train, rec_val=rec_val, classes=classes,
+                          save_dir=tmp, epochs=2, max_iters=iterations, batch_size=batch_size,
+                          input_size=size, dropblock_prob=dropblock_prob, warmup_epochs=0,
+                          mixup_alpha=0, min_scale=0.8, jitter=0, lighting=0, workers=2,
+                          progress=False, amp=amp)
+        proc = launch_training('classification', cfg, processes, naive_engine=True,
+                               capture=True)
         metrics = os.path.join(tmp, 'metrics.jsonl')
         if proc.returncode or not os.path.isfile(metrics):
             lines = [line for line in (proc.stdout + proc.stderr).splitlines()

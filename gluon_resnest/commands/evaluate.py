@@ -18,8 +18,8 @@ from ..analysis.accuracy import (calibration_images, evaluate_records,
 from ..argtypes import non_negative_int, positive_int
 from ..deploy import BACKENDS, default_backend, optimize_for_cpu
 from ..deploy.optimize import CALIB_MODES, INT8_GRANULARITIES
-from ..training.data import RecordError
-from ..training.distributed import Comm, device
+from ..classification.data import RecordError
+from ..engine.distributed import Comm, device
 
 
 def main(argv=None):

@@ -14,7 +14,7 @@ from ..argtypes import non_negative_int, positive_int
 from ..segmentation.data import DATASETS, SegmentationDataError
 from ..segmentation.evaluate import evaluate_split, load_segmentation
 from ..segmentation.predict import MULTI_SCALES
-from ..training.checkpoint import check_output_file, write_json
+from ..engine.checkpoint import check_output_file, write_json
 
 
 def main(argv=None):

@@ -17,7 +17,7 @@ import numpy as np
 from ..runtime import quiet_native_logs
 from .. import PretrainedWeightsError, export_model, export_onnx, get_model  # noqa
 from ..analysis.accuracy import import_symbol, load_network
-from ..training.checkpoint import read_meta
+from ..engine.checkpoint import read_meta
 from ..argtypes import positive_int
 from ..zoo import get_model_info
 

@@ -17,7 +17,7 @@ from ..runtime import quiet_native_logs
 from ..segmentation.data import SegmentationDataError
 from ..segmentation.evaluate import load_segmentation
 from ..segmentation.predict import MULTI_SCALES, segment_images
-from ..training.checkpoint import check_writable
+from ..engine.checkpoint import check_writable
 
 
 def main(argv=None):

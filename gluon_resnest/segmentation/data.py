@@ -248,7 +248,7 @@ def full_image_loader(dataset, transform, batch_size, rank=0, size=1, workers=0)
     in batches of up to ``batch_size`` images of one size: a batch is one array, and the images
     of real datasets differ in size. ``transform`` maps (image, label) pairs."""
     from mxnet.gluon.data import DataLoader
-    from ..training.data import ShardSampler, _Transformed
+    from ..engine.data import ShardSampler, _Transformed
     by_size = {}
     for i in ShardSampler(len(dataset), rank, size, shuffle=False, pad=False):
         by_size.setdefault(image_size(dataset, i), []).append((0, i))

@@ -4,9 +4,9 @@ import os
 
 import mxnet as mx
 
-from ..training.checkpoint import read_meta
-from ..training.distributed import Comm, device
-from ..training.loop import validation_bar
+from ..engine.checkpoint import read_meta
+from ..engine.distributed import Comm, device
+from ..engine.progress import validation_bar
 from ..zoo.registry import get_model_info
 from .data import SegmentationEvalTransform, full_image_loader, open_dataset
 
@@ -16,7 +16,7 @@ __all__ = ['load_segmentation', 'evaluate_split', 'segmentation_meta']
 def load_segmentation(checkpoint=None, symbol=None, params=None, backbone=None, ctx=None):
     """(network, config dict) from a checkpoint folder the trainer wrote, or from an exported
     ``symbol`` + ``params`` (``backbone`` then names the preprocessing)."""
-    from .train import SegTrainConfig, build_model
+    from .task import SegTrainConfig, build_model
     ctx = ctx or mx.cpu()
     if checkpoint:
         meta = read_meta(checkpoint)
@@ -68,7 +68,7 @@ def evaluate_split(net, dataset, root, split, classes, backbone, scales=(1.0,), 
                    batch_size=1, workers=2, ignore_label=255, comm=None, progress=False):
     """Scores (``segmentation_scores``) of ``net`` on a dataset split; images are evaluated
     whole, normalized with the backbone's mean/std, in batches of one image size."""
-    from .train import evaluate_segmentation
+    from .task import evaluate_segmentation
     comm = comm or Comm()
     info = get_model_info(backbone)
     data = open_dataset(dataset, root, split, classes, ignore_label)

@@ -231,7 +231,7 @@ def _weights_path(pretrained_base, backbone):
                                     % pretrained_base)
         meta_path = os.path.join(pretrained_base, 'meta.json')
         if os.path.isfile(meta_path):
-            from ..training.checkpoint import read_meta
+            from ..engine.checkpoint import read_meta
             meta = read_meta(pretrained_base)
             if meta.get('task') == 'segmentation':
                 raise ValueError('%s is a segmentation checkpoint; the base takes the '

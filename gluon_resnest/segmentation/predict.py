@@ -85,7 +85,7 @@ def prediction_figure(net, dataset, path, mean, std, class_count, min_size=1, co
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    from ..training.loop import save_figure
+    from ..engine.progress import save_figure
     rows = min(count, len(dataset))
     fig, axes = plt.subplots(rows, 3, figsize=(6, 2 * rows), squeeze=False)
     for row in range(rows):
@@ -122,7 +122,7 @@ def segment_images(net, config, paths, out_dir, scales=(1.0,), flip=False):
     ``out_dir/<name>.png`` (:func:`colorize`, atomically) for each and yields one dict per image
     (its size and the fraction of its pixels in each class found)."""
     import os
-    from ..training.checkpoint import atomic_file
+    from ..engine.checkpoint import atomic_file
     from ..zoo.registry import get_model_info
     info = get_model_info(config['backbone'])
     classes = config['classes']

@@ -13,12 +13,12 @@ import os
 import subprocess
 import sys
 
-from ..runtime import quiet_native_logs
-from .. import list_models
-from ..argtypes import positive_int, seed_list
-from ..training.checkpoint import remove_run
-from ..training.cli import exit_interrupted
-from ..segmentation.demo import DEMO, PRETRAIN, compare_backbones, run_demo
+from gluon_resnest.runtime import quiet_native_logs
+from gluon_resnest import list_models
+from gluon_resnest.argtypes import positive_int, seed_list
+from gluon_resnest.engine.checkpoint import remove_run
+from gluon_resnest.engine.cli import exit_interrupted
+from .scenes_demo import DEMO, PRETRAIN, compare_backbones, run_demo
 
 
 def parse_args(argv=None):

@@ -5,7 +5,7 @@
 import argparse
 import sys
 
-from ..training.fashion_mnist import DEFAULT_SOURCE, build_fashion_mnist
+from .fashion_mnist_data import DEFAULT_SOURCE, build_fashion_mnist
 
 
 def main(argv=None):

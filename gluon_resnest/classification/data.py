@@ -1,18 +1,17 @@
-"""RecordIO image data sharded across Horovod ranks, with the paper's train/eval transforms."""
+"""RecordIO image data and the paper's train/eval transforms (sharding: engine.data)."""
 import os
 import random
-import zlib
 
 import cv2
 import mxnet as mx
 import numpy as np
-from mxnet.gluon.data import DataLoader, Dataset, Sampler
+from mxnet.gluon.data import Dataset
 from mxnet.gluon.data.vision import transforms as T
 
 from .autoaugment import ImageNetPolicy
 
-__all__ = ['RecordDataset', 'ShardSampler', 'train_transform', 'eval_transform',
-           'eval_resize_crop', 'make_loader', 'RecordError']
+__all__ = ['RecordDataset', 'train_transform', 'eval_transform', 'eval_resize_crop',
+           'RecordError', 'write_records', 'records_exist']
 
 # OpenCV interpolation codes, as mxnet.image and the Gluon transforms take them
 INTERPOLATION = {'bilinear': 1, 'bicubic': 3}
@@ -89,92 +88,6 @@ class RecordDataset(Dataset):
         return self.read(i)
 
 
-class _Transformed(Dataset):
-    """Applies ``transform`` to item ``(epoch, index)`` with random generators seeded from
-    (seed, epoch, index): augmentation is reproducible, so a resumed run sees what an
-    uninterrupted one does (workers are forked once, so the epoch travels with the index)."""
-
-    def __init__(self, dataset, transform, seed, joint=False):
-        self.dataset, self.transform, self.seed, self.joint = dataset, transform, seed, joint
-        self._owner, self._configured = os.getpid(), os.getpid()
-
-    def __len__(self):
-        return len(self.dataset)
-
-    def __getitem__(self, item):
-        if self._configured != os.getpid():
-            self._configured = os.getpid()
-            _one_thread_per_worker()
-        epoch, i = item
-        image, label = self.dataset[i]
-        if self.seed is not None:
-            s = zlib.crc32(('%d-%d-%d' % (self.seed, epoch, i)).encode())
-            random.seed(s)
-            np.random.seed(s)
-        if self.joint:  # the transform takes and returns the pair (segmentation)
-            return self.transform(image, label)
-        return self.transform(image), np.float32(label)
-
-
-def _one_thread_per_worker():
-    """In a DataLoader worker process: MXNet and OpenCV on one thread. A worker is forked with
-    its parent's thread count (all cores), so N workers beside the training process would run
-    N + 1 times the cores' worth of threads and slow each other down."""
-    import ctypes
-    mx.base._LIB.MXSetNumOMPThreads(ctypes.c_int(1))
-    cv2.setNumThreads(1)
-
-
-class ShardSampler(Sampler):
-    """Indices of this rank's shard, reshuffled every epoch from ``seed``.
-
-    ``pad=True`` (training): shards are equal-sized and disjoint within the padded order; the
-    order is padded with its own first records so every record is used at least once per epoch.
-    ``pad=False`` (evaluation): every record exactly once across ranks, shards differ by <= 1.
-    """
-
-    def __init__(self, length, rank=0, size=1, shuffle=True, seed=0, pad=True):
-        if not 0 <= rank < size:
-            raise ValueError('rank %d is outside 0..%d' % (rank, size - 1))
-        self.length, self.rank, self.size = length, rank, size
-        self.shuffle, self.seed, self.pad = shuffle, seed, pad
-        self.epoch = 0
-
-    def set_epoch(self, epoch):
-        self.epoch = epoch
-
-    def order(self):
-        order = (np.random.RandomState((self.seed or 0) + self.epoch).permutation(self.length)
-                 if self.shuffle else np.arange(self.length))
-        if self.pad:
-            total = -(-self.length // self.size) * self.size
-            order = np.concatenate([order, order[:total - self.length]])
-        return order
-
-    def __iter__(self):
-        return iter(self.order()[self.rank::self.size].tolist())
-
-    def tagged(self):
-        """This sampler yielding (epoch, index) pairs."""
-        return _EpochTagged(self)
-
-    def __len__(self):
-        if self.pad:
-            return -(-self.length // self.size)
-        return len(range(self.rank, self.length, self.size))
-
-
-class _EpochTagged(Sampler):
-    def __init__(self, sampler):
-        self.sampler = sampler
-
-    def __iter__(self):
-        return ((self.sampler.epoch, i) for i in self.sampler)
-
-    def __len__(self):
-        return len(self.sampler)
-
-
 class _AutoAugment(object):
     def __init__(self):
         self.policy = ImageNetPolicy()
@@ -241,13 +154,24 @@ def eval_transform(crop, mean, std, crop_ratio=0.875):
     return T.Compose(eval_resize_crop(crop, crop_ratio) + [T.ToTensor(), T.Normalize(mean, std)])
 
 
-def make_loader(dataset, transform, batch_size, rank=0, size=1, train=True, seed=0,
-                workers=2, joint=False):
-    """A DataLoader over this rank's shard; returns (loader, sampler). ``joint``: ``transform``
-    maps (image, label) pairs, e.g. an image and its label map."""
-    sampler = ShardSampler(len(dataset), rank, size, shuffle=train, seed=seed, pad=train)
-    data = _Transformed(dataset, transform, seed if train else None, joint)
-    loader = DataLoader(data, batch_size=batch_size, sampler=sampler.tagged(),
-                        last_batch='discard' if train else 'keep', num_workers=workers,
-                        thread_pool=False)
-    return loader, sampler
+def write_records(prefix, images, labels):
+    """Write ``prefix.rec`` / ``prefix.idx`` atomically: PNG-encoded images (HxW gray or HxWx3
+    RGB uint8) with their labels."""
+    tmp_rec, tmp_idx = prefix + '.rec.tmp', prefix + '.idx.tmp'
+    writer = mx.recordio.MXIndexedRecordIO(tmp_idx, tmp_rec, 'w')
+    for i, (image, label) in enumerate(zip(images, labels)):
+        ok, png = cv2.imencode('.png', image[:, :, ::-1] if image.ndim == 3 else image)
+        if not ok:
+            raise ValueError('cannot encode image %d' % i)
+        writer.write_idx(i, mx.recordio.pack(mx.recordio.IRHeader(0, float(label), i, 0),
+                                             png.tobytes()))
+    writer.close()
+    os.replace(tmp_rec, prefix + '.rec')
+    os.replace(tmp_idx, prefix + '.idx')
+    return prefix + '.rec'
+
+
+def records_exist(rec_path):
+    """Whether ``x.rec`` and its ``x.idx`` are both there (write_records puts each in place
+    whole)."""
+    return os.path.isfile(rec_path) and os.path.isfile(os.path.splitext(rec_path)[0] + '.idx')

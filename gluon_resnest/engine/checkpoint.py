@@ -83,7 +83,7 @@ def repair_run(folder):
                 os.replace(path, path[:-4])
 
 
-AVERAGE = 'ema.params'  # a checkpoint's moving average of the weights (training.ema)
+AVERAGE = 'ema.params'  # a checkpoint's moving average of the weights (engine.ema)
 
 
 def save_checkpoint(folder, epoch, net, trainer, meta, keep=3, best_metric=None, average=None):

@@ -14,15 +14,15 @@ import os
 import subprocess
 import sys
 
-from ..runtime import quiet_native_logs
-from .. import export_model, list_models
-from ..analysis.accuracy import evaluate_records, load_network
-from ..argtypes import positive_int
-from ..training.checkpoint import RunClock, read_meta, remove_run, write_json
-from ..training.cli import (exit_interrupted, config_from_args,
-                            config_parser)
-from ..training.distributed import launch_command, rank_env, run_ranks
-from ..training.fashion_mnist import DEFAULT_SOURCE, build_fashion_mnist
+from gluon_resnest.runtime import quiet_native_logs
+from gluon_resnest import export_model, list_models
+from gluon_resnest.analysis.accuracy import evaluate_records, load_network
+from gluon_resnest.argtypes import positive_int
+from gluon_resnest.engine.checkpoint import RunClock, read_meta, remove_run, write_json
+from gluon_resnest.engine.cli import config_from_args, config_parser, exit_interrupted
+from gluon_resnest.classification.task import TrainConfig
+from gluon_resnest.launch import launch_training
+from .fashion_mnist_data import DEFAULT_SOURCE, build_fashion_mnist
 
 # model, epochs, weight decay and save dir of the default run and of the longer setting
 # (--longer); 5e-4 is the usual decay for 28-32 px datasets, the paper's 1e-4 is ImageNet's
@@ -32,34 +32,24 @@ LONGER = dict(model='resnest14_small_s1', epochs=60, wd=5e-4,
               save_dir=os.path.join('runs', 'fashion-mnist-longer'))
 
 
-def training_flags(args, rec, extra):
-    """train/train.py flags of the main job."""
-    return ['--model', args.model, '--classes', '10', '--rec-train', rec['train'],
-             '--rec-val', rec['val'], '--save-dir', args.save_dir, '--epochs', str(args.epochs),
-             '--batch-size', str(args.batch_size), '--base-lr', str(args.base_lr),
-             '--wd', str(args.wd),
-             '--warmup-epochs', '1', '--mixup-alpha', str(args.mixup_alpha),
-             '--min-scale', str(args.min_scale), '--jitter', str(args.jitter), '--lighting',
-             str(args.lighting), '--workers', '2', '--resume'] + extra
-
-
-def training_command(args, rec, extra):
-    try:
-        return launch_command('train',
-                              training_flags(args, rec, extra), args.np)
-    except FileNotFoundError as err:
-        sys.exit('error: %s' % err)
-
-
-def check_training_flags(args, extra):
-    """Every flag the ranks will get, checked here first: a bad value is one line from this
-    process, not a traceback from inside horovodrun."""
+def training_config(args, extra):
+    """The TrainConfig of the main job's ranks: its settings, with any train/train.py flag of
+    ``extra`` on top; checked here, so a bad value is one line from this process, not a
+    traceback from inside horovodrun."""
     rec = {split: os.path.join(args.data_dir, split + '.rec') for split in ('train', 'val')}
-    parser = config_parser('train/train.py flags passed through by the main job')
+    settings = dict(model=args.model, classes=10, rec_train=rec['train'], rec_val=rec['val'],
+                    save_dir=args.save_dir, epochs=args.epochs, batch_size=args.batch_size,
+                    base_lr=args.base_lr, wd=args.wd, warmup_epochs=1,
+                    mixup_alpha=args.mixup_alpha, min_scale=args.min_scale, jitter=args.jitter,
+                    lighting=args.lighting, workers=2, resume=True)
+    parser = config_parser(TrainConfig, 'train/train.py flags passed through by the main job',
+                           defaults=settings)
+    cfg = config_from_args(parser.parse_args(extra), TrainConfig)
     try:
-        config_from_args(parser.parse_args(training_flags(args, rec, extra))).validate()
+        cfg.validate()
     except ValueError as err:
         sys.exit('error: %s' % err)
+    return cfg
 
 
 def parse_args(argv=None):
@@ -106,7 +96,7 @@ def parse_args(argv=None):
 def main(argv=None):
     quiet_native_logs()  # MXNet's C++ notices would break the progress bars
     args, extra = parse_args(argv)
-    check_training_flags(args, extra)
+    training_config(args, extra)  # bad flags: an error before the data are built
     if args.fresh:
         try:
             remove_run(args.save_dir)
@@ -134,10 +124,12 @@ def _main_job(args, extra, log, clock):
     log('[2/4] training %s on %d process(es), %d epochs; best epoch chosen on validation'
         % (args.model, args.np, args.epochs))
     # the naive engine: bitwise reproducible, no slower for this model here
-    env = rank_env(args.np, naive_engine=not args.threaded_engine)
     try:
-        run_ranks(training_command(args, rec, extra), env,
-                  os.path.join(args.save_dir, 'ranks.log'), args.np)
+        launch_training('classification', training_config(args, extra), args.np,
+                        os.path.join(args.save_dir, 'ranks.log'),
+                        naive_engine=not args.threaded_engine)
+    except FileNotFoundError as err:
+        sys.exit('error: %s' % err)
     except subprocess.CalledProcessError as err:
         sys.exit('error: training failed (exit status %d)' % err.returncode)
     except KeyboardInterrupt:

@@ -1,5 +1,5 @@
-"""Command-line flags generated from a config dataclass (TrainConfig, SegTrainConfig), so every
-flag reaches the trainer."""
+"""Command-line flags generated from a task's config dataclass (engine.config.RunConfig and its
+extensions), so every flag reaches the trainer; and how commands end on a signal."""
 import argparse
 import dataclasses
 import os
@@ -8,13 +8,13 @@ import sys
 import threading
 
 from ..runtime import interrupt, interrupt_exit_code
-from .loop import TrainConfig
 
 __all__ = ['config_parser', 'config_from_args', 'INTERRUPTED', 'deliver_interrupts',
            'exit_interrupted']
 
 
-def config_parser(description=None, defaults=None, config=TrainConfig):
+def config_parser(config, description=None, defaults=None):
+    """An argparse parser with one flag per field of the dataclass ``config``."""
     parser = argparse.ArgumentParser(description=description)
     for f in dataclasses.fields(config):
         flag = '--' + f.name.replace('_', '-')
@@ -32,7 +32,7 @@ def config_parser(description=None, defaults=None, config=TrainConfig):
     return parser
 
 
-def config_from_args(args, config=TrainConfig):
+def config_from_args(args, config):
     return config(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config)})
 
 
@@ -67,3 +67,30 @@ def exit_interrupted(save_dir):
     after SIGTERM."""
     print(INTERRUPTED % save_dir, file=sys.stderr, flush=True)
     sys.exit(interrupt_exit_code())
+
+
+def training_command(task, doc, argv=None):
+    """The command line of a task's trainer (train/train.py, train/train_segmentation.py):
+    the flags of ``task.config``, then :func:`run_training`."""
+    from ..runtime import quiet_native_logs
+    quiet_native_logs()  # MXNet's C++ notices would break the progress bars
+    args = config_parser(task.config, doc.split('\n\n')[0]).parse_args(argv)
+    run_training(task, config_from_args(args, task.config))
+
+
+def run_training(task, cfg):
+    """Train ``task`` with ``cfg`` on the engine as a command does: errors as one line, Ctrl-C
+    and SIGTERM as an exit that says what is kept, the best figure at the end."""
+    from ..zoo.store import PretrainedWeightsError
+    from .loop import train
+    deliver_interrupts()
+    try:
+        _, summary = train(task, cfg)
+    except KeyboardInterrupt:
+        exit_interrupted(cfg.save_dir)
+    except (ValueError, OSError, FloatingPointError,
+            PretrainedWeightsError) as err:  # OSError: files, disk, access; data: ValueError
+        sys.exit('error: %s' % err)
+    if summary['final']:
+        print('best %s %.2f%%, checkpoints in %s' % (task.best_label, summary[task.best_key],
+                                                     summary['save_dir']))

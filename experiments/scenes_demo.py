@@ -7,16 +7,17 @@ import json
 import os
 import time
 
-from ..analysis.seeds import mean_std
-from ..training.checkpoint import RunClock, write_json
-from ..training.distributed import launch_command, rank_env, run_ranks
-from ..training.fashion_mnist import DEFAULT_SOURCE
-from ..zoo.registry import get_model_info
-from .data import open_dataset
-from .predict import prediction_figure
+from gluon_resnest.analysis.seeds import mean_std
+from gluon_resnest.engine.checkpoint import RunClock, write_json
+from gluon_resnest.engine.distributed import rank_env, run_ranks
+from gluon_resnest.launch import launch_training, rank_command
+from .fashion_mnist_data import DEFAULT_SOURCE
+from gluon_resnest.zoo.registry import get_model_info
+from gluon_resnest.segmentation.data import open_dataset
+from gluon_resnest.segmentation.predict import prediction_figure
 from .scenes import SCENE_CLASSES, SCENE_COUNTS, build_pretraining_records, build_scenes
 
-__all__ = ['DEMO', 'demo_training_flags', 'run_demo', 'compare_backbones']
+__all__ = ['DEMO', 'PRETRAIN', 'demo_config', 'run_demo', 'compare_backbones']
 
 # the demo's recipe: 64 px scenes, a small trunk at output stride 16 (8 px features with its
 # stride-2 stem), a 48-channel head with small ASPP rates (12/24/36 would look past an 8 px map)
@@ -30,36 +31,22 @@ PRETRAIN = dict(epochs=6, batch_size=128, base_lr=0.2, wd=1e-4, warmup_epochs=0,
                 min_scale=0.8, jitter=0, lighting=0, dropblock_prob=0)
 
 
-def _as_flags(settings):
-    """{'base_lr': 0.02, ...} -> ['--base-lr', '0.02', ...]"""
-    flags = []
-    for key, value in sorted(settings.items()):
-        flags += ['--' + key.replace('_', '-'), str(value)]
-    return flags
-
-
-def demo_training_flags(data_root, save_dir, seed=0, **overrides):
-    """train/train_segmentation.py flags of the demo (``overrides`` replace DEMO's values)."""
-    return ['--dataset', 'voc', '--data-root', data_root, '--classes', str(len(SCENE_CLASSES)),
-            '--train-split', 'train', '--val-split', 'val', '--save-dir', save_dir,
-            '--seed', str(seed), '--workers', '1', '--resume'] + _as_flags(dict(DEMO,
-                                                                              **overrides))
-
-
-def _run(command, flags, processes, progress, log_path):
-    if not progress:
-        flags = flags + ['--no-progress']
-    run_ranks(launch_command(command, flags, processes), rank_env(processes), log_path,
-              processes)
+def demo_config(data_root, save_dir, seed=0, progress=True, **overrides):
+    """The SegTrainConfig of the demo (``overrides`` replace DEMO's values)."""
+    from gluon_resnest.segmentation.task import SegTrainConfig
+    return SegTrainConfig(dataset='voc', data_root=data_root, classes=len(SCENE_CLASSES),
+                          train_split='train', val_split='val', save_dir=save_dir, seed=seed,
+                          workers=1, resume=True, progress=progress, **dict(DEMO, **overrides))
 
 
 def _pretrain(records, save_dir, backbone, processes, seed, progress, pretrain=None):
     """Classification pretraining of ``backbone`` (model chosen on the held-out garments;
     ``pretrain`` overrides PRETRAIN's values); returns the chosen checkpoint folder."""
-    flags = ['--model', backbone, '--classes', '10', '--rec-train', records['train'],
-             '--rec-val', records['val'], '--save-dir', save_dir, '--seed', str(seed),
-             '--workers', '2', '--resume'] + _as_flags(dict(PRETRAIN, **(pretrain or {})))
-    _run('train', flags, processes, progress, os.path.join(save_dir, 'ranks.log'))
+    from gluon_resnest.classification.task import TrainConfig
+    cfg = TrainConfig(model=backbone, classes=10, rec_train=records['train'],
+                      rec_val=records['val'], save_dir=save_dir, seed=seed, workers=2,
+                      resume=True, progress=progress, **dict(PRETRAIN, **(pretrain or {})))
+    launch_training('classification', cfg, processes, os.path.join(save_dir, 'ranks.log'))
     return os.path.join(save_dir, 'best')
 
 
@@ -67,9 +54,8 @@ def _train(data_root, records, save_dir, processes, seed, progress, overrides, p
     backbone = overrides.get('backbone', DEMO['backbone'])
     base = _pretrain(records, os.path.join(save_dir, 'pretrain'), backbone, processes, seed,
                      progress, pretrain)
-    flags = demo_training_flags(data_root, save_dir, seed, pretrained_base=base, **overrides)
-    _run('train_segmentation', flags, processes, progress,
-         os.path.join(save_dir, 'ranks.log'))
+    cfg = demo_config(data_root, save_dir, seed, progress, pretrained_base=base, **overrides)
+    launch_training('segmentation', cfg, processes, os.path.join(save_dir, 'ranks.log'))
 
 
 def _test(save_dir, data_root, processes, multi_scale=True, progress=False):
@@ -81,10 +67,13 @@ def _test(save_dir, data_root, processes, multi_scale=True, progress=False):
     results = {}
     for name, flags in runs:
         out = os.path.join(save_dir, 'test-%s.json' % name)
-        _run('evaluate_segmentation', ['--checkpoint', os.path.join(save_dir, 'best'),
-                                       '--dataset', 'voc', '--data-root', data_root,
-                                       '--split', 'test', '--batch-size', '50', '--out', out]
-             + flags, processes, progress, os.path.join(save_dir, 'ranks.log'))
+        flags += ['--checkpoint', os.path.join(save_dir, 'best'), '--dataset', 'voc',
+                  '--data-root', data_root, '--split', 'test', '--batch-size', '50',
+                  '--out', out] + ([] if progress else ['--no-progress'])
+        run_ranks(rank_command('gluon_resnest.commands.evaluate_segmentation', flags,
+                               processes), rank_env(processes), os.path.join(save_dir,
+                                                                             'ranks.log'),
+                  processes)
         with open(out) as f:
             results[name] = json.load(f)
     return results
@@ -116,8 +105,8 @@ def _demo(data_dir, save_dir, processes, seed, progress, log, scene_counts, pret
         'multi-scale)')
     test = _test(save_dir, data_dir, processes, progress=progress)
     log('[4/4] exporting for deployment')
-    from .deploy import export_segmentation
-    from .evaluate import load_segmentation, segmentation_meta
+    from gluon_resnest.segmentation.deploy import export_segmentation
+    from gluon_resnest.segmentation.evaluate import load_segmentation, segmentation_meta
     net, config = load_segmentation(os.path.join(save_dir, 'best'))
     prefix = os.path.join(save_dir, 'deploy', 'deeplabv3_' + config['backbone'])
     sym, params = export_segmentation(net, prefix, (1, 3, 64, 64),

@@ -7,13 +7,12 @@ import os
 import shutil
 import subprocess
 
-import cv2
-import mxnet as mx
 import numpy as np
 
+from gluon_resnest.classification.data import records_exist, write_records
+
 __all__ = ['DEFAULT_SOURCE', 'CLASSES', 'ensure_source', 'read_idx', 'load_split',
-           'write_records', 'records_exist', 'build_fashion_mnist', 'validation_indices',
-           'VAL_FRACTION']
+           'build_fashion_mnist', 'validation_indices', 'VAL_FRACTION']
 
 DEFAULT_SOURCE = '/usr/share/datasets/fashion-mnist'  # Debian's dataset-fashion-mnist
 CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker',
@@ -79,29 +78,6 @@ def load_split(source, split):
     if len(images) != len(labels):
         raise ValueError('%s: %d images but %d labels' % (split, len(images), len(labels)))
     return images, labels
-
-
-def write_records(prefix, images, labels):
-    """Write ``prefix.rec`` / ``prefix.idx`` atomically: PNG-encoded images (HxW gray or HxWx3
-    RGB uint8) with their labels."""
-    tmp_rec, tmp_idx = prefix + '.rec.tmp', prefix + '.idx.tmp'
-    writer = mx.recordio.MXIndexedRecordIO(tmp_idx, tmp_rec, 'w')
-    for i, (image, label) in enumerate(zip(images, labels)):
-        ok, png = cv2.imencode('.png', image[:, :, ::-1] if image.ndim == 3 else image)
-        if not ok:
-            raise ValueError('cannot encode image %d' % i)
-        writer.write_idx(i, mx.recordio.pack(mx.recordio.IRHeader(0, float(label), i, 0),
-                                             png.tobytes()))
-    writer.close()
-    os.replace(tmp_rec, prefix + '.rec')
-    os.replace(tmp_idx, prefix + '.idx')
-    return prefix + '.rec'
-
-
-def records_exist(rec_path):
-    """Whether ``x.rec`` and its ``x.idx`` are both there (write_records puts each in place
-    whole)."""
-    return os.path.isfile(rec_path) and os.path.isfile(os.path.splitext(rec_path)[0] + '.idx')
 
 
 def validation_indices(labels, fraction=VAL_FRACTION, seed=SPLIT_SEED):

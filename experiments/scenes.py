@@ -17,9 +17,9 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from ..training.checkpoint import atomic_folder
-from ..training.fashion_mnist import CLASSES as GARMENTS
-from ..training.fashion_mnist import (DEFAULT_SOURCE, ensure_source, load_split,
+from gluon_resnest.engine.checkpoint import atomic_folder
+from .fashion_mnist_data import CLASSES as GARMENTS
+from .fashion_mnist_data import (DEFAULT_SOURCE, ensure_source, load_split,
                                       records_exist, write_records)
 
 __all__ = ['SCENE_CLASSES', 'SCENE_COUNTS', 'SOURCE_SPLITS', 'compose_scene', 'build_scenes',

@@ -15,42 +15,14 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import mxnet as mx
 import numpy as np
-from mxnet.gluon.data import Dataset
 
-from .data import (INTERPOLATION, PCA_EIGVAL, PCA_EIGVEC, ShardSampler, eval_resize_crop,
-                   eval_transform, make_loader)
+from ..engine.data import ShardSampler, fits_in_memory, make_loader
+from .data import INTERPOLATION, PCA_EIGVAL, PCA_EIGVEC, eval_resize_crop, eval_transform
 
-__all__ = ['fits_in_memory', 'decode_all', 'DecodedPairs', 'BatchAugment', 'MemoryLoader',
-           'evaluation_loader', 'MAX_SIDE', 'MAX_BYTES']
+__all__ = ['decode_all', 'BatchAugment', 'MemoryLoader', 'evaluation_loader']
 
-MAX_SIDE = 64          # images larger than this keep the per-image path
-MAX_BYTES = 1 << 30    # decoded size limit per process
 _ATTEMPTS = 10         # random resized crop: draws before the centre-crop fallback (as mx.image)
 _GRAY = np.array([0.299, 0.587, 0.114], np.float32)  # mx.image's contrast/saturation weights
-
-
-def fits_in_memory(dataset, first_image=None):
-    """True when ``dataset`` holds small images (at most MAX_SIDE px a side) that fit in
-    MAX_BYTES decoded, judged from its first image (a RecordDataset's, unless given)."""
-    if first_image is None:
-        first_image = dataset.read_numpy(0)[0]
-    h, w = first_image.shape[:2]
-    return max(h, w) <= MAX_SIDE and first_image.nbytes * len(dataset) <= MAX_BYTES
-
-
-class DecodedPairs(Dataset):
-    """Every item of a dataset of (image, label map) pairs, read and checked once and kept in
-    memory; for small images, where reading dominates the per-image transform."""
-
-    def __init__(self, dataset):
-        self.items = [dataset[i] for i in range(len(dataset))]
-        self.classes = dataset.classes
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, i):
-        return self.items[i]
 
 
 def decode_all(dataset):

@@ -12,7 +12,7 @@ import mxnet as mx
 
 from ..runtime import configure_horovod_cycle, cpu_threads_per_process, interrupt, launcher_env
 
-__all__ = ['Comm', 'device', 'horovodrun', 'launch_command', 'rank_env', 'run_ranks',
+__all__ = ['Comm', 'device', 'horovodrun', 'rank_env', 'run_ranks',
            'with_package_path', 'RankOutput']
 
 
@@ -21,20 +21,6 @@ def horovodrun():
     not be on PATH), else on PATH; None when Horovod is not installed."""
     local = os.path.join(os.path.dirname(sys.executable), 'horovodrun')
     return local if os.access(local, os.X_OK) else shutil.which('horovodrun')
-
-
-def launch_command(command, flags, processes=1):
-    """The command that runs ``gluon_resnest.commands.<command>`` (e.g. ``'train'``) with
-    ``flags`` on ``processes`` local Horovod ranks (Gloo), or directly for one process. A module,
-    not a script path: the same command works from a clone and from a pip install."""
-    command = [sys.executable, '-m', 'gluon_resnest.commands.' + command] + list(flags)
-    if processes == 1:
-        return command
-    launcher = horovodrun()
-    if not launcher:
-        raise FileNotFoundError('horovodrun not found; run `make setup` (or use one process)')
-    return [launcher, '--gloo', '-np', str(processes), '-H', 'localhost:%d' % processes] \
-        + command
 
 
 def rank_env(processes, naive_engine=False):
@@ -149,7 +135,7 @@ class RankOutput(object):
 
 
 def run_ranks(command, env, log_path, processes):
-    """Run ``command`` (from :func:`launch_command`); with several processes, render their
+    """Run ``command`` (e.g. from :func:`gluon_resnest.launch.rank_command`); with several processes, render their
     output with :class:`RankOutput` and keep it all in ``log_path``. A failure prints the log's
     last lines. Raises CalledProcessError like ``subprocess.run(check=True)``."""
     env = with_package_path(env)
@@ -250,6 +236,13 @@ class Comm(object):
         if self.hvd and self.size > 1:
             arr = self.hvd.allreduce(arr, average=False, name=name)
         return arr.asnumpy().tolist()
+
+    def gather(self, obj, name='gather'):
+        """Every rank's ``obj`` (any picklable value), as a list in rank order on every rank:
+        what an evaluator needs whose results are not sums (e.g. detections per image)."""
+        if self.hvd and self.size > 1:
+            return self.hvd.allgather_object(obj, name=name)
+        return [obj]
 
     def broadcast_parameters(self, net):
         if self.hvd and self.size > 1:

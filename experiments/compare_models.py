@@ -22,14 +22,14 @@ import os
 import shlex
 import sys
 
-from ..runtime import quiet_native_logs
-from .. import get_model, get_model_info, list_models
-from ..analysis import count_flops, count_params
-from ..analysis.seeds import mean_std
-from ..argtypes import positive_int, seed_list
-from ..training.checkpoint import write_json, write_text
-from ..training.loop import save_figure
-from . import fashion_mnist
+from gluon_resnest.runtime import quiet_native_logs
+from gluon_resnest import get_model, get_model_info, list_models
+from gluon_resnest.analysis import count_flops, count_params
+from gluon_resnest.analysis.seeds import mean_std
+from gluon_resnest.argtypes import positive_int, seed_list
+from gluon_resnest.engine.checkpoint import write_json, write_text
+from gluon_resnest.engine.progress import save_figure
+from . import main_job as fashion_mnist
 
 # the radix ablation: the zoo model of the main job's size with radix 0, 1, 2 and 4
 RADIX_MODELS = ('resnetd14_small', 'resnest14_small_radix1', 'resnest14_small',
@@ -111,7 +111,7 @@ def run_comparison(args, extra, log=print):
                         '--seed', str(seed)] + (['--epochs', str(args.epochs)] if args.epochs
                                                 else []) + extra + flags
             job_args, job_extra = fashion_mnist.parse_args(job_argv)
-            fashion_mnist.check_training_flags(job_args, job_extra)
+            fashion_mnist.training_config(job_args, job_extra)
             _claim(job_args.save_dir, model, flags)
             jobs.append((seed, label, model, job_args, job_extra))
     rows, result, costs = [], None, {}

@@ -1,9 +1,7 @@
-"""The paper's training recipe: LR scaling and schedule, label smoothing, mixup, weight-decay
-groups, DropBlock ramp."""
+"""Learning-rate scaling and schedules, and weight-decay groups, for every task."""
 import mxnet as mx
 
-__all__ = ['scaled_lr', 'lr_schedule', 'poly_schedule', 'smooth_labels', 'mixup', 'exclude_from_weight_decay',
-           'dropblock_prob_at', 'mixup_lambda']
+__all__ = ['scaled_lr', 'lr_schedule', 'poly_schedule', 'exclude_from_weight_decay']
 
 
 def scaled_lr(base_lr, global_batch, reference_batch=256):
@@ -30,17 +28,6 @@ def poly_schedule(lr, epochs, iters_per_epoch, warmup_epochs=0, power=0.9):
                                          warmup_mode='linear')
 
 
-def smooth_labels(labels, classes, eps=0.1):
-    """One-hot targets with ``eps`` spread uniformly: 1 - eps + eps/K on the label."""
-    onehot = mx.nd.one_hot(labels, classes)
-    return onehot * (1 - eps) + eps / classes
-
-
-def mixup(data, targets, lam):
-    """Mix each sample with the batch reversed: lam * x + (1 - lam) * x[::-1] (and targets)."""
-    return (lam * data + (1 - lam) * data[::-1], lam * targets + (1 - lam) * targets[::-1])
-
-
 def exclude_from_weight_decay(net):
     """No weight decay on BN gamma/beta and on biases; returns how many parameters were set."""
     n = 0
@@ -49,15 +36,3 @@ def exclude_from_weight_decay(net):
             param.wd_mult = 0.0
             n += 1
     return n
-
-
-def dropblock_prob_at(epoch, epochs, final_prob):
-    """DropBlock rate ramped linearly from 0 at the first epoch to ``final_prob`` at the last."""
-    if epochs <= 1:
-        return final_prob
-    return final_prob * epoch / (epochs - 1.0)
-
-
-def mixup_lambda(rng, alpha):
-    """Mixing weight ~ Beta(alpha, alpha) from a numpy RandomState; 1 (no mixing) at alpha 0."""
-    return float(rng.beta(alpha, alpha)) if alpha > 0 else 1.0
