@@ -24,12 +24,10 @@ __all__ = ['TrainConfig', 'ClassificationTask', 'AccuracyEvaluator', 'train', 'e
 @dataclass
 class TrainConfig(RunConfig):
     """Every field is a command-line flag of train/train.py; defaults are the paper's recipe."""
-    save_dir: str = option('runs/resnest', 'checkpoints, metrics.jsonl, curves.png, summary')
-    epochs: int = option(270, 'training epochs')
-    batch_size: int = option(64, 'images per device (process) and step')
-    base_lr: float = option(0.1, 'learning rate for a global batch of 256, scaled linearly')
-    warmup_epochs: int = option(5, 'linear warm-up epochs before the cosine decay')
-    momentum: float = option(0.9, 'Nesterov momentum')
+    DEFAULTS = dict(save_dir='runs/resnest', epochs=270, batch_size=64,
+                    base_lr=(0.1, 'learning rate for a global batch of 256, scaled linearly'),
+                    warmup_epochs=(5, 'linear warm-up epochs before the cosine decay'),
+                    momentum=(0.9, 'Nesterov momentum'))
     model: str = option('resnest50', 'zoo model name (gluon_resnest.list_models() lists them)')
     rec_train: str = option('', 'training RecordIO file (.rec with its .idx), required')
     rec_val: str = option('', 'validation RecordIO file: picks the best epoch, required')
@@ -128,10 +126,13 @@ def evaluate(net, loader, ctx, comm=None, progress=None):
 
 
 class ClassificationTask(Task):
-    name = 'classification'
-    config = TrainConfig
+    """The paper's ImageNet recipe on RecordIO data; selected on validation top-1."""
+    name, config, summary_fields = 'classification', TrainConfig, ('model',)
     metric, best_key, metric_label = 'val_top1', 'best_top1', 'validation top-1 (%)'
-    best_label = 'val top-1'
+    best_label, loss_label = 'val top-1', 'train (smoothed/mixed targets)'
+    record_fields = dict(val_top1='top1', val_top5='top5', val_loss='loss')
+    epoch_line = ('epoch %(epoch)d: train loss %(train_loss).4f, val top-1 %(val_top1).2f%%, '
+                  'top-5 %(val_top5).2f%%, %(img_per_s).0f img/s')
 
     def build_model(self, cfg, ctx):
         kwargs = dict(last_gamma=cfg.last_gamma, dropblock_prob=0.0)  # ramped by a hook
@@ -197,19 +198,6 @@ class ClassificationTask(Task):
     def evaluator(self, cfg, ctx, net):
         return AccuracyEvaluator(ctx)
 
-    def record(self, scores):
-        return dict(val_top1=scores['top1'], val_top5=scores['top5'], val_loss=scores['loss'])
-
-    def describe(self, record):
-        return ('epoch %d: train loss %.4f, val top-1 %.2f%%, top-5 %.2f%%, %.0f img/s'
-                % (record['epoch'], record['train_loss'], record['val_top1'],
-                   record['val_top5'], record['img_per_s']))
-
-    def loss_label(self, cfg):
-        return 'train (smoothed/mixed targets)'
-
-    def summary(self, cfg):
-        return dict(model=cfg.model)
 
 
 def train(cfg, comm=None, log=print):

@@ -38,6 +38,19 @@ class RunConfig:
     max_iters: int = option(0, 'stop each epoch after this many iterations; 0: whole epoch '
                                '(tests)')
 
+    def __init_subclass__(cls, **kwargs):
+        """A task's config gives shared fields its own defaults (and help texts) in
+        ``DEFAULTS = {name: default or (default, help)}``; they become its fields' defaults."""
+        super().__init_subclass__(**kwargs)
+        annotations = cls.__dict__.get('__annotations__', {})
+        cls.__annotations__ = annotations
+        base = {f.name: f for f in fields(RunConfig)}
+        for name, value in cls.__dict__.get('DEFAULTS', {}).items():
+            default, text = value if isinstance(value, tuple) else (value,
+                                                                     base[name].metadata['help'])
+            annotations[name] = base[name].type
+            setattr(cls, name, option(default, text))
+
     def validate(self):
         """ValueError naming the first field out of range (a task's config checks its own
         fields, then calls this)."""

@@ -173,7 +173,7 @@ def train(task, cfg, comm=None, log=print, hooks=None):
             write_jsonl(metrics_path, history)
     if comm.rank == 0 and history:
         plot_curves(history, os.path.join(cfg.save_dir, 'curves.png'), metric=task.metric,
-                    metric_label=task.metric_label, loss_label=task.loss_label(cfg))
+                    metric_label=task.metric_label, loss_label=task.loss_label)
     summary = dict(task.summary(cfg), task=task.name, epochs=cfg.epochs, history=history,
                    final=history[-1] if history else None, save_dir=cfg.save_dir,
                    world_size=comm.size, **{task.best_key: best})

@@ -38,8 +38,13 @@ class Task(object):
     best_key = None        # its best value in a checkpoint's meta ('best_top1', ...)
     metric_label = None    # the curves' label of ``metric``
     best_label = None      # the command's last line: 'best <best_label> 81.20%'
-    # config fields a checkpoint's run and a resuming command must share
-    identity = ()
+    # the record's field for each field of the evaluator's scores
+    record_fields = {}
+    # the epoch's log line, formatted with the record
+    epoch_line = 'epoch %(epoch)d: train loss %(train_loss).4f'
+    # config fields copied into the run's summary
+    summary_fields = ()
+    loss_label = 'train'  # the curves' label of the training loss
 
     def build_model(self, cfg, ctx):
         """The network, weights allocated on ``ctx`` (the engine has seeded MXNet's
@@ -80,15 +85,12 @@ class Task(object):
 
     def record(self, scores):
         """The validation ``scores`` as fields of the epoch's record."""
-        raise NotImplementedError
+        return {field: scores[key] for field, key in self.record_fields.items()}
 
     def describe(self, record):
         """The epoch's log line."""
-        raise NotImplementedError
-
-    def loss_label(self, cfg):
-        return 'train'
+        return self.epoch_line % record
 
     def summary(self, cfg):
         """Fields of the run's summary besides the history."""
-        return {}
+        return {name: getattr(cfg, name) for name in self.summary_fields}

@@ -32,13 +32,10 @@ NORMS = ('bn', 'sync', 'frozen')
 class SegTrainConfig(RunConfig):
     """Every field is a flag of train/train_segmentation.py; defaults follow GluonCV's ADE20K
     recipe (DeepLabV3, output stride 8, aux 0.2, SGD 0.9, poly 0.9, head LR x10)."""
-    save_dir: str = option('runs/segmentation', 'checkpoints, metrics.jsonl, curves.png')
-    epochs: int = option(120, 'training epochs')
-    batch_size: int = option(4, 'images per device (process) and step')
-    base_lr: float = option(0.01, 'learning rate for a global batch of 16, scaled linearly')
-    warmup_epochs: int = option(0, 'linear warm-up epochs before the poly decay')
-    momentum: float = option(0.9, 'SGD momentum')
-    keep: int = option(2, 'epoch checkpoints kept besides best/')
+    DEFAULTS = dict(save_dir='runs/segmentation', epochs=120, batch_size=4, keep=2,
+                    base_lr=(0.01, 'learning rate for a global batch of 16, scaled linearly'),
+                    warmup_epochs=(0, 'linear warm-up epochs before the poly decay'),
+                    momentum=(0.9, 'SGD momentum'))
     dataset: str = option('voc', 'on-disk layout: ' + ', '.join(DATASETS))
     data_root: str = option('', "the dataset's folder, required")
     train_split: str = option('train', 'training split')
@@ -207,10 +204,13 @@ def _loaders(cfg, comm, info, log=print):
 
 
 class SegmentationTask(Task):
-    name = 'segmentation'
-    config = SegTrainConfig
+    """Per-pixel cross-entropy (plus the auxiliary head's); selected on validation mIoU."""
+    name, config, summary_fields = 'segmentation', SegTrainConfig, ('backbone',)
     metric, best_key, metric_label = 'val_miou', 'best_miou', 'validation mIoU (%)'
-    best_label = 'val mIoU'
+    best_label, loss_label = 'val mIoU', 'train (per pixel, + weighted auxiliary)'
+    record_fields = dict(val_miou='miou', val_pixel_acc='pixel_acc')
+    epoch_line = ('epoch %(epoch)d: train loss %(train_loss).4f, val mIoU %(val_miou).2f%%, '
+                  'pixel acc %(val_pixel_acc).2f%%, %(img_per_s).1f img/s')
 
     def build_model(self, cfg, ctx):
         # with --pretrained-base the trunk comes loaded and the heads initialized
@@ -256,19 +256,6 @@ class SegmentationTask(Task):
         return ConfusionEvaluator(cfg.classes, ctx, ignore_label=cfg.ignore_label,
                                   min_size=net.trunk.output_stride)
 
-    def record(self, scores):
-        return dict(val_miou=scores['miou'], val_pixel_acc=scores['pixel_acc'])
-
-    def describe(self, record):
-        return ('epoch %d: train loss %.4f, val mIoU %.2f%%, pixel acc %.2f%%, %.1f img/s'
-                % (record['epoch'], record['train_loss'], record['val_miou'],
-                   record['val_pixel_acc'], record['img_per_s']))
-
-    def loss_label(self, cfg):
-        return 'train (per pixel%s)' % (' + %g x auxiliary' % cfg.aux_weight if cfg.aux else '')
-
-    def summary(self, cfg):
-        return dict(backbone=cfg.backbone)
 
 
 def train_segmentation(cfg, comm=None, log=print):
