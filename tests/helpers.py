@@ -1,6 +1,11 @@
 """Shared test helpers."""
+import os
+
 import mxnet as mx
 import numpy as np
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(TESTS)  # the clone
 
 
 def randomize(net, seed=0):

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
+from helpers import ROOT  # noqa: E402
 PRINT_THREADS = 'import os; %s; print(os.environ.get("OMP_NUM_THREADS"))'
 
 

@@ -5,6 +5,7 @@ import warnings
 import mxnet as mx
 
 from ..zoo.registry import get_model, get_model_info
+from ..deploy.export import import_symbol
 from ..zoo.store import read_params_file
 from ..engine.checkpoint import read_meta
 from ..classification.data import RecordDataset, eval_transform
@@ -14,7 +15,7 @@ from ..engine.distributed import Comm, device
 from ..classification.task import evaluate
 from ..engine.progress import validation_bar
 
-__all__ = ['load_network', 'import_symbol', 'evaluate_records', 'calibration_images']
+__all__ = ['load_network', 'evaluate_records', 'calibration_images']
 
 
 def load_network(model=None, params=None, symbol=None, checkpoint=None, classes=None, ctx=None):
@@ -55,21 +56,6 @@ def load_network(model=None, params=None, symbol=None, checkpoint=None, classes=
         raise ValueError('%s does not fit %s with %d classes: %s'
                          % (params, model, classes, str(err).split('\n')[0])) from None
     return net, info, classes
-
-
-def import_symbol(symbol, params, ctx=None):
-    """An exported graph, or ValueError naming the file that is corrupt or does not fit."""
-    read_params_file(params)
-    try:
-        with warnings.catch_warnings():
-            # MXNet cannot tell the input's dtype before the first call and says so; the
-            # float32 it then assumes is the exported graph's
-            warnings.filterwarnings('ignore', message='Cannot decide type')
-            return mx.gluon.SymbolBlock.imports(symbol, ['data'], params, ctx=ctx or mx.cpu())
-    except (mx.base.MXNetError, ValueError, AssertionError) as err:
-        raise ValueError('%s with %s: not a readable graph, or the parameters do not fit it '
-                         '(%s)' % (symbol, params, str(err).strip().split('\n')[0][:200])) \
-            from None
 
 
 def _classes_in(arrays):

@@ -16,7 +16,8 @@ import numpy as np
 
 from ..runtime import quiet_native_logs
 from .. import PretrainedWeightsError, export_model, export_onnx, get_model  # noqa
-from ..analysis.accuracy import import_symbol, load_network
+from ..analysis.accuracy import load_network
+from ..deploy.export import import_symbol
 from ..engine.checkpoint import read_meta
 from ..argtypes import positive_int
 from ..zoo import get_model_info

@@ -1,14 +1,17 @@
 """Export for deployment: MXNet symbol (``-symbol.json`` + ``-NNNN.params``) and ONNX."""
 import os
 import tempfile
+import warnings
 
 import mxnet as mx
 import numpy as np
 from mxnet.gluon.block import HybridBlock
 
 from ..layers.dropblock import deploy_mode
+from ..zoo.store import read_params_file
 
-__all__ = ['export_model', 'export_onnx', 'clean_onnx', 'Preprocessed', 'read_export_meta']
+__all__ = ['export_model', 'export_onnx', 'clean_onnx', 'Preprocessed', 'read_export_meta',
+           'import_symbol']
 
 
 class Preprocessed(HybridBlock):
@@ -153,3 +156,18 @@ def read_export_meta(symbol_path):
         return None
     with open(path) as f:
         return json.load(f)
+
+
+def import_symbol(symbol, params, ctx=None):
+    """An exported graph, or ValueError naming the file that is corrupt or does not fit."""
+    read_params_file(params)
+    try:
+        with warnings.catch_warnings():
+            # MXNet cannot tell the input's dtype before the first call and says so; the
+            # float32 it then assumes is the exported graph's
+            warnings.filterwarnings('ignore', message='Cannot decide type')
+            return mx.gluon.SymbolBlock.imports(symbol, ['data'], params, ctx=ctx or mx.cpu())
+    except (mx.base.MXNetError, ValueError, AssertionError) as err:
+        raise ValueError('%s with %s: not a readable graph, or the parameters do not fit it '
+                         '(%s)' % (symbol, params, str(err).strip().split('\n')[0][:200])) \
+            from None

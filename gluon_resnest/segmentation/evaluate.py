@@ -47,7 +47,7 @@ def load_segmentation(checkpoint=None, symbol=None, params=None, backbone=None, 
         raise ValueError('%s has no -meta.json beside it: pass --backbone (it names the '
                          'preprocessing)' % symbol)
     get_model_info(backbone)
-    from ..analysis.accuracy import import_symbol
+    from ..deploy.export import import_symbol
     config = {k: meta[k] for k in ('classes', 'ignore_label', 'output_stride') if k in meta}
     return import_symbol(symbol, params, ctx), dict(config, backbone=backbone)
 

@@ -5,7 +5,7 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..'))
 
 import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
@@ -50,7 +50,9 @@ def main(rec, out_dir):
     with open(os.path.join(out_dir, 'rank-%d.json' % comm.rank), 'w') as f:
         json.dump(dict(rank=comm.rank, size=comm.size, indices=seen, losses=losses,
                        params_sha1=digest.hexdigest(), own_stats=own_stats,
-                       averaged_stats=running_stats()), f)
+                       averaged_stats=running_stats(),
+                       # what a detection evaluator needs: every rank's results, in rank order
+                       gathered=comm.gather({'rank': comm.rank, 'indices': seen[:3]})), f)
 
 
 if __name__ == '__main__':

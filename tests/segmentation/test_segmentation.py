@@ -3,6 +3,8 @@ data readers and transforms, scenes, export."""
 import json
 import os
 import random
+import subprocess
+import sys
 
 import mxnet as mx
 import numpy as np
@@ -16,7 +18,7 @@ from gluon_resnest.segmentation.data import (SegmentationDataError, Segmentation
 from gluon_resnest.segmentation.metrics import confusion_matrix, segmentation_scores
 from gluon_resnest.segmentation.predict import predict_probabilities
 from gluon_resnest.segmentation.task import pixel_loss
-from helpers import randomize
+from helpers import ROOT, randomize
 
 
 def _gluoncv_deeplab(backbone, height, width):
@@ -27,6 +29,98 @@ def _gluoncv_deeplab(backbone, height, width):
     ref(mx.nd.zeros((1, 3, height, width)))
     randomize(ref, seed=3)
     return ref
+
+
+def _dropblocks(block):
+    found = [block] if isinstance(block, gr.DropBlock) else []
+    for child in block._children.values():
+        found += _dropblocks(child)
+    return found
+
+
+def _bilinear_align_corners(x, height, width):
+    """NumPy statement of bilinear resizing with corners aligned (MXNet's default), NCHW."""
+    n, c, h, w = x.shape
+
+    def weights(out, size):
+        pos = np.zeros(out) if out == 1 else np.arange(out) * (size - 1) / (out - 1.0)
+        lo = np.minimum(np.floor(pos).astype(int), size - 1)
+        hi = np.minimum(lo + 1, size - 1)
+        return lo, hi, pos - lo
+
+    y0, y1, wy = weights(height, h)
+    x0, x1, wx = weights(width, w)
+    top = x[:, :, y0][:, :, :, x0] * (1 - wx) + x[:, :, y0][:, :, :, x1] * wx
+    bottom = x[:, :, y1][:, :, :, x0] * (1 - wx) + x[:, :, y1][:, :, :, x1] * wx
+    return top * (1 - wy[:, None]) + bottom * wy[:, None]
+
+
+def _write_voc(root, ids, size=(12, 10), classes=4, label_size=None, bad_label=None):
+    for sub in ('JPEGImages', 'SegmentationClass', 'ImageSets/Segmentation'):
+        os.makedirs(os.path.join(root, sub), exist_ok=True)
+    rng = np.random.RandomState(0)
+    for i in ids:
+        w, h = size
+        Image.fromarray(rng.randint(0, 255, (h, w, 3)).astype(np.uint8)).save(
+            os.path.join(root, 'JPEGImages', i + '.jpg'))
+        lw, lh = label_size or size
+        label = rng.randint(0, classes, (lh, lw)).astype(np.uint8)
+        label[0, 0] = 255
+        if bad_label is not None:
+            label[1, 1] = bad_label
+        png = Image.fromarray(label, mode='P')
+        png.putpalette(list(range(256)) * 3)  # VOC's label files are palette PNGs
+        png.save(os.path.join(root, 'SegmentationClass', i + '.png'))
+    with open(os.path.join(root, 'ImageSets/Segmentation/train.txt'), 'w') as f:
+        f.write('\n'.join(ids) + '\n')
+
+
+@pytest.fixture(scope='module')
+def tiny_scenes(tmp_path_factory):
+    """A VOC-layout dataset of 16 training and 6 validation scenes made of synthetic garments."""
+    from experiments.scenes import compose_scene
+    root = str(tmp_path_factory.mktemp('scenes'))
+    rng = np.random.RandomState(0)
+    garments = np.zeros((4, 28, 28), np.uint8)
+    for k in range(4):
+        garments[k, 4 + 3 * k:24, 6:22 - 2 * k] = 120 + 30 * k
+    for sub in ('JPEGImages', 'SegmentationClass', 'ImageSets/Segmentation'):
+        os.makedirs(os.path.join(root, sub))
+    for split, count in (('train', 16), ('val', 6)):
+        ids = []
+        for i in range(count):
+            image, label = compose_scene(rng, garments, np.arange(4), size=40)
+            name = '%s_%d' % (split, i)
+            Image.fromarray(image).save(os.path.join(root, 'JPEGImages', name + '.jpg'))
+            png = Image.fromarray(label, mode='P')
+            png.putpalette(list(range(256)) * 3)
+            png.save(os.path.join(root, 'SegmentationClass', name + '.png'))
+            ids.append(name)
+        with open(os.path.join(root, 'ImageSets/Segmentation', split + '.txt'), 'w') as f:
+            f.write('\n'.join(ids) + '\n')
+    return root
+
+
+def _seg_flags(root, save_dir, epochs):
+    return ['--data-root', root, '--classes', '5', '--backbone', 'resnest14_small',
+            '--output-stride', '16', '--aspp-rates', '1,2,3', '--head-channels', '16',
+            '--base-size', '40', '--crop-size', '32', '--epochs', str(epochs), '--batch-size',
+            '4', '--workers', '1', '--save-dir', save_dir, '--no-progress', '--resume']
+
+
+def _write_mixed_voc(root, sizes, classes=5):
+    """A VOC-layout dataset whose images differ in size, as real datasets' do: split 'train'
+    and split 'val' both list every image."""
+    ids = ['img%d' % i for i in range(len(sizes))]
+    for i, size in zip(ids, sizes):
+        _write_voc(root, [i], size=size, classes=classes)
+    for split in ('train', 'val'):
+        with open(os.path.join(root, 'ImageSets/Segmentation', split + '.txt'), 'w') as f:
+            f.write('\n'.join(ids) + '\n')
+    return ids
+
+
+MIXED_SIZES = [(40, 32), (48, 40), (40, 32), (36, 44), (48, 40)]  # (width, height)
 
 
 @pytest.mark.slow
@@ -74,13 +168,6 @@ def test_any_backbone_and_size_with_one_hybridized_network(backbone, output_stri
     # DropBlock is off by default (the paper uses it on ImageNet only)
     blocks = _dropblocks(net)
     assert all(b.drop_prob == 0 for b in blocks)
-
-
-def _dropblocks(block):
-    found = [block] if isinstance(block, gr.DropBlock) else []
-    for child in block._children.values():
-        found += _dropblocks(child)
-    return found
 
 
 def test_published_weights_offline_say_what_to_do(tmp_path, monkeypatch):
@@ -139,23 +226,6 @@ def test_scores_agree_with_gluoncv_when_every_class_is_present():
     assert scores['miou'] == pytest.approx(100 * miou, rel=1e-9)
 
 
-def _bilinear_align_corners(x, height, width):
-    """NumPy statement of bilinear resizing with corners aligned (MXNet's default), NCHW."""
-    n, c, h, w = x.shape
-
-    def weights(out, size):
-        pos = np.zeros(out) if out == 1 else np.arange(out) * (size - 1) / (out - 1.0)
-        lo = np.minimum(np.floor(pos).astype(int), size - 1)
-        hi = np.minimum(lo + 1, size - 1)
-        return lo, hi, pos - lo
-
-    y0, y1, wy = weights(height, h)
-    x0, x1, wx = weights(width, w)
-    top = x[:, :, y0][:, :, :, x0] * (1 - wx) + x[:, :, y0][:, :, :, x1] * wx
-    bottom = x[:, :, y1][:, :, :, x0] * (1 - wx) + x[:, :, y1][:, :, :, x1] * wx
-    return top * (1 - wy[:, None]) + bottom * wy[:, None]
-
-
 def test_multi_scale_flip_probabilities_equal_a_hand_computation():
     # a model that is not mirror-symmetric: a 1x3 horizontal convolution, so a missing flip
     # back of the mirrored prediction would show
@@ -210,26 +280,6 @@ def test_pixel_loss_ignores_ignored_pixels():
     expected = -(picked * keep).sum() / keep.sum()
     got = pixel_loss(mx.nd, mx.nd.array(logits), mx.nd.array(label)).asscalar()
     assert got == pytest.approx(expected, rel=1e-5)
-
-
-def _write_voc(root, ids, size=(12, 10), classes=4, label_size=None, bad_label=None):
-    for sub in ('JPEGImages', 'SegmentationClass', 'ImageSets/Segmentation'):
-        os.makedirs(os.path.join(root, sub), exist_ok=True)
-    rng = np.random.RandomState(0)
-    for i in ids:
-        w, h = size
-        Image.fromarray(rng.randint(0, 255, (h, w, 3)).astype(np.uint8)).save(
-            os.path.join(root, 'JPEGImages', i + '.jpg'))
-        lw, lh = label_size or size
-        label = rng.randint(0, classes, (lh, lw)).astype(np.uint8)
-        label[0, 0] = 255
-        if bad_label is not None:
-            label[1, 1] = bad_label
-        png = Image.fromarray(label, mode='P')
-        png.putpalette(list(range(256)) * 3)  # VOC's label files are palette PNGs
-        png.save(os.path.join(root, 'SegmentationClass', i + '.png'))
-    with open(os.path.join(root, 'ImageSets/Segmentation/train.txt'), 'w') as f:
-        f.write('\n'.join(ids) + '\n')
 
 
 def test_voc_layout_reads_pairs_and_names_bad_files(tmp_path):
@@ -307,32 +357,6 @@ def test_train_transform_pads_with_the_ignore_label_and_replays_from_its_seed():
     assert np.array_equal(again_label, out_label) and np.array_equal(again_image, out_image)
 
 
-def test_scene_labels_are_the_visible_garments():
-    from experiments.scenes import compose_scene
-    garments = np.zeros((3, 28, 28), np.uint8)
-    garments[:, 4:24, 4:24] = 200
-    labels = np.array([2, 5, 7])
-    image, label_map = compose_scene(np.random.RandomState(0), garments, labels, size=64)
-    assert image.shape == (64, 64, 3) and label_map.shape == (64, 64)
-    present = set(np.unique(label_map)) - {0}
-    assert present and present <= {3, 6, 8}  # class + 1
-    # labelled pixels are garment pixels (brighter than the threshold; resized edges are
-    # in between), the rest is the faint background
-    assert (image[..., 0][label_map > 0] > 20).all()
-    assert (image[..., 0][label_map == 0] < 24).all()
-
-
-def test_a_dark_print_inside_a_garment_is_labelled_garment():
-    from experiments.scenes import compose_scene
-    garment = np.zeros((1, 28, 28), np.uint8)
-    garment[0, 2:26, 2:26] = 200
-    garment[0, 10:18, 10:18] = 0  # enclosed dark pixels
-    image, label_map = compose_scene(np.random.RandomState(1), garment, np.array([4]), size=28,
-                                     max_items=1, max_scale=1.0)
-    assert (label_map[2:26, 2:26] == 5).all() and (label_map[:2] == 0).all()
-    assert (image[10:18, 10:18] == 0).all()  # the garment's own dark print, not background
-
-
 def test_segmentation_export_reloads_at_any_size(tmp_path):
     from gluon_resnest.segmentation.deploy import export_segmentation
     net = get_segmentation_model(backbone='resnest14_small', classes=4, head_channels=16,
@@ -371,39 +395,6 @@ def test_segmentation_onnx_matches_mxnet_at_its_size(tmp_path):
     assert net(mx.nd.zeros((1, 3, 40, 56)))[0].shape == (1, 4, 40, 56)
 
 
-@pytest.fixture(scope='module')
-def tiny_scenes(tmp_path_factory):
-    """A VOC-layout dataset of 16 training and 6 validation scenes made of synthetic garments."""
-    from experiments.scenes import compose_scene
-    root = str(tmp_path_factory.mktemp('scenes'))
-    rng = np.random.RandomState(0)
-    garments = np.zeros((4, 28, 28), np.uint8)
-    for k in range(4):
-        garments[k, 4 + 3 * k:24, 6:22 - 2 * k] = 120 + 30 * k
-    for sub in ('JPEGImages', 'SegmentationClass', 'ImageSets/Segmentation'):
-        os.makedirs(os.path.join(root, sub))
-    for split, count in (('train', 16), ('val', 6)):
-        ids = []
-        for i in range(count):
-            image, label = compose_scene(rng, garments, np.arange(4), size=40)
-            name = '%s_%d' % (split, i)
-            Image.fromarray(image).save(os.path.join(root, 'JPEGImages', name + '.jpg'))
-            png = Image.fromarray(label, mode='P')
-            png.putpalette(list(range(256)) * 3)
-            png.save(os.path.join(root, 'SegmentationClass', name + '.png'))
-            ids.append(name)
-        with open(os.path.join(root, 'ImageSets/Segmentation', split + '.txt'), 'w') as f:
-            f.write('\n'.join(ids) + '\n')
-    return root
-
-
-def _seg_flags(root, save_dir, epochs):
-    return ['--data-root', root, '--classes', '5', '--backbone', 'resnest14_small',
-            '--output-stride', '16', '--aspp-rates', '1,2,3', '--head-channels', '16',
-            '--base-size', '40', '--crop-size', '32', '--epochs', str(epochs), '--batch-size',
-            '4', '--workers', '1', '--save-dir', save_dir, '--no-progress', '--resume']
-
-
 @pytest.mark.slow
 def test_two_process_segmentation_training_resumes_and_evaluates_exactly(tiny_scenes, tmp_path):
     import json
@@ -411,7 +402,7 @@ def test_two_process_segmentation_training_resumes_and_evaluates_exactly(tiny_sc
     import sys
     from helpers import require_horovodrun
     launcher = require_horovodrun()
-    root_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
+    root_dir = ROOT
     script = os.path.join(root_dir, 'train', 'train_segmentation.py')
     save_dir = str(tmp_path / 'run')
     env = dict(os.environ, OMP_NUM_THREADS='1')
@@ -458,7 +449,7 @@ def test_two_process_segmentation_training_resumes_and_evaluates_exactly(tiny_sc
 def test_training_flags_are_checked_before_anything_runs(tiny_scenes, tmp_path, flags, message):
     import subprocess
     import sys
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'train',
+    script = os.path.join(ROOT, 'train',
                           'train_segmentation.py')
     proc = subprocess.run([sys.executable, script] + _seg_flags(tiny_scenes, str(tmp_path / 'r'),
                                                                 1) + flags,
@@ -473,7 +464,6 @@ def test_published_weights_through_the_store_for_other_classes_and_without_aux(t
     """The store path of pretrained=True, with a file of our own standing in for GluonCV's:
     verified by sha1, loaded whole at 150 classes, all but the classifiers at 21, without the
     auxiliary head when aux=False."""
-    from mxnet.gluon.utils import check_sha1  # noqa: F401  (the store's own check)
     import hashlib
     from gluon_resnest.segmentation import model as seg_model
     source = get_segmentation_model(backbone='resnest14', classes=150, head_channels=16)
@@ -498,66 +488,6 @@ def test_published_weights_through_the_store_for_other_classes_and_without_aux(t
             else:
                 np.testing.assert_array_equal(value, expected[key], err_msg=key)
         net(mx.nd.zeros((1, 3, 32, 32)))  # every parameter initialized
-
-
-@pytest.mark.slow
-def test_the_demo_end_to_end_small_under_two_processes(tmp_path):
-    """The demo's whole flow on a small fake Fashion-MNIST: scenes, garment pretraining and
-    DeepLabV3 training under horovodrun -np 2 (python -m gluon_resnest.commands...), test
-    scenes evaluated once per mode across both ranks, export, summary."""
-    from helpers import require_horovodrun, write_raw_fashion_mnist
-    from experiments.scenes_demo import run_demo
-    require_horovodrun()
-    rng = np.random.RandomState(0)
-    labels = np.repeat(np.arange(10), 12).astype(np.uint8)
-    garments = (rng.rand(len(labels), 28, 28) * 60).astype(np.uint8)
-    garments[:, 6:22, 8:20] += (100 + 10 * labels)[:, None, None]  # a bright body per class
-    src = write_raw_fashion_mnist(str(tmp_path / 'raw'), garments, labels)
-    summary = run_demo(str(tmp_path / 'scenes'), str(tmp_path / 'run'), processes=2,
-                       progress=False, log=lambda *_: None, scene_counts=(16, 8, 6),
-                       source=src, pretrain=dict(epochs=1, batch_size=16, max_iters=2),
-                       epochs=1, batch_size=4, max_iters=2)
-    assert summary['processes'] == 2 and summary['epochs'] == 1
-    for key in ('test_miou', 'test_miou_multi_scale_flip', 'val_miou'):
-        assert 0 <= summary[key] <= 100
-    # the scores are those the ranks wrote for the test split, one file per mode
-    single = json.load(open(str(tmp_path / 'run' / 'test-single_scale.json')))
-    multi = json.load(open(str(tmp_path / 'run' / 'test-multi_scale_flip.json')))
-    assert single['split'] == multi['split'] == 'test' and multi['multi_scale']
-    assert round(single['miou'], 2) == summary['test_miou']
-    assert single['pixels'] == 6 * 64 * 64  # every test pixel once, across both ranks
-    assert os.path.isfile(summary['symbol']) and os.path.isfile(summary['params'])
-    picture = Image.open(summary['test_scenes_picture'])  # test scenes beside their truth
-    assert picture.size[0] > 3 * 64 and picture.size[1] > 6 * 64
-
-
-def test_the_demo_command_passes_its_epochs_to_pretraining_and_segmentation(monkeypatch,
-                                                                              tmp_path):
-    from experiments import segmentation_demo as command
-    from experiments.scenes_demo import DEMO
-    calls = []
-    monkeypatch.setattr(command, 'run_demo', lambda *args, **kwargs: calls.append(kwargs) or {})
-    monkeypatch.setattr(command, 'compare_backbones',
-                        lambda *args, **kwargs: calls.append(kwargs) or {'mean_std': {}})
-    command.main(['--save-dir', str(tmp_path), '--pretrain-epochs', '6', '--epochs', '14'])
-    command.main(['--save-dir', str(tmp_path), '--compare', '--pretrain-epochs', '5'])
-    assert calls[0]['pretrain'] == {'epochs': 6} and calls[0]['epochs'] == 14
-    assert calls[1]['pretrain'] == {'epochs': 5} and calls[1]['epochs'] == DEMO['epochs']
-
-
-def _write_mixed_voc(root, sizes, classes=5):
-    """A VOC-layout dataset whose images differ in size, as real datasets' do: split 'train'
-    and split 'val' both list every image."""
-    ids = ['img%d' % i for i in range(len(sizes))]
-    for i, size in zip(ids, sizes):
-        _write_voc(root, [i], size=size, classes=classes)
-    for split in ('train', 'val'):
-        with open(os.path.join(root, 'ImageSets/Segmentation', split + '.txt'), 'w') as f:
-            f.write('\n'.join(ids) + '\n')
-    return ids
-
-
-MIXED_SIZES = [(40, 32), (48, 40), (40, 32), (36, 44), (48, 40)]  # (width, height)
 
 
 @pytest.mark.parametrize('pipeline', ['workers', 'memory'])
@@ -641,7 +571,7 @@ def test_every_pretrained_base_failure_is_one_clear_error(tmp_path, tiny_scenes)
         with pytest.raises(ValueError, match=message):
             get_segmentation_model(pretrained_base=str(folder), **small)
     # through the command: one line, no traceback, no run folder (imagenet offline included)
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'train',
+    script = os.path.join(ROOT, 'train',
                           'train_segmentation.py')
     env = dict(os.environ, MXNET_HOME=str(tmp_path / 'empty-store'))
     for base, backbone, message in (
@@ -727,7 +657,7 @@ def test_a_segmentation_checkpoint_exports_and_the_export_says_what_it_is(tmp_pa
         aspp_rates='1,2,3', head_channels=16, base_size=40, crop_size=32, epochs=1,
         batch_size=2, workers=0, save_dir=str(tmp_path / 'run'), progress=False),
         log=lambda *a: None)
-    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
+    here = ROOT
     prefix = str(tmp_path / 'deploy' / 'seg')
     best = str(tmp_path / 'run' / 'best')
     proc = subprocess.run([sys.executable, os.path.join(here, 'eval', 'export.py'),
@@ -827,3 +757,57 @@ def test_a_classification_file_of_another_family_loads_into_its_dilated_trunk(tm
     loaded = net.trunk._collect_params_with_prefix()
     assert loaded and all(np.array_equal(v.data().asnumpy(), own[k]) for k, v in loaded.items())
     assert net(mx.nd.zeros((1, 3, 48, 48)))[0].shape == (1, 5, 48, 48)
+
+
+def _tiny_seg_flags(root, save_dir):
+    return ['--data-root', root, '--classes', '5', '--backbone', 'resnest14_small',
+            '--output-stride', '16', '--aspp-rates', '1,2,3', '--head-channels', '16',
+            '--base-size', '48', '--crop-size', '32', '--epochs', '2', '--batch-size', '2',
+            '--workers', '0', '--save-dir', save_dir, '--no-progress']
+
+
+def test_segmentation_trains_with_a_moving_average_of_its_weights(tmp_path):
+    """--ema-decay, an engine hook: the average is validated and selected (the weights' own
+    mIoU recorded beside it), and best/ holds the average."""
+    from gluon_resnest.engine.checkpoint import read_meta
+    from gluon_resnest.engine.cli import config_from_args, config_parser
+    from gluon_resnest.segmentation.task import SegTrainConfig, train_segmentation
+    root = str(tmp_path / 'voc')
+    _write_mixed_voc(root, MIXED_SIZES)
+    args = config_parser(SegTrainConfig).parse_args(
+        _tiny_seg_flags(root, str(tmp_path / 'run')) + ['--ema-decay', '0.5'])
+    _, summary = train_segmentation(config_from_args(args, SegTrainConfig), log=lambda *a: None)
+    for record in summary['history']:
+        assert 0 <= record['val_miou'] <= 100 and 'val_miou_weights' in record
+        assert record['train_loss_main'] > 0 and record['train_loss_aux'] > 0
+    best = str(tmp_path / 'run' / 'best')
+    folder = str(tmp_path / 'run' / ('epoch-%04d' % read_meta(best)['epoch']))
+    average = mx.nd.load(os.path.join(folder, 'ema.params'))
+    kept = mx.nd.load(os.path.join(best, 'model.params'))
+    assert average.keys() == kept.keys()
+    for key in average:
+        np.testing.assert_array_equal(average[key].asnumpy(), kept[key].asnumpy())
+
+
+def test_segmentation_trains_in_bfloat16_where_the_cpu_can_and_says_so_where_not(tmp_path):
+    """--amp through the command (AMP is set up once per process): refused in one line on a
+    CPU without AVX-512 (shown on any CPU by capping oneDNN), trained where bfloat16 runs."""
+    from gluon_resnest.runtime import cpu_supports_bfloat16
+    root = str(tmp_path / 'voc')
+    _write_mixed_voc(root, MIXED_SIZES)
+    command = [sys.executable, os.path.join(ROOT, 'train', 'train_segmentation.py')]
+    capped = subprocess.run(command + _tiny_seg_flags(root, str(tmp_path / 'capped')) +
+                            ['--amp'], capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, ONEDNN_MAX_CPU_ISA='AVX2'))
+    assert capped.returncode != 0 and 'needs AVX-512' in capped.stderr, capped.stderr[-2000:]
+    assert 'Traceback' not in capped.stderr
+    if not cpu_supports_bfloat16():
+        pytest.skip('this CPU has no AVX-512: bfloat16 training cannot run (refusal tested)')
+    run = subprocess.run(command + _tiny_seg_flags(root, str(tmp_path / 'run')) +
+                         ['--amp', '--ema-decay', '0.5'], capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    history = [json.loads(line) for line in open(str(tmp_path / 'run' / 'metrics.jsonl'))]
+    assert len(history) == 2 and all(np.isfinite(h['train_loss']) for h in history)
+    meta = json.load(open(str(tmp_path / 'run' / 'epoch-0001' / 'meta.json')))
+    assert meta['config']['amp'] is True and meta['task'] == 'segmentation'

@@ -10,8 +10,8 @@ import pytest
 
 import gluon_resnest as gr
 from gluon_resnest.analysis import count_flops, count_params
+from helpers import ROOT
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 
 
 @pytest.mark.parametrize('name, paper_gflops', [('resnest50', 5.39),

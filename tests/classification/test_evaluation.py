@@ -10,9 +10,8 @@ from mxnet.gluon import nn
 
 from gluon_resnest.analysis.accuracy import evaluate_records, load_network
 from gluon_resnest.classification.data import write_records
-from helpers import colored_images, require_horovodrun
+from helpers import ROOT, colored_images, require_horovodrun
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 
 
 class ChannelOracle(nn.HybridBlock):
@@ -87,7 +86,7 @@ def test_bad_evaluation_inputs(oracle_data, tmp_path):
 
 
 def test_evaluate_refuses_negative_workers_and_a_class_count_against_the_checkpoint(tmp_path):
-    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
+    root = ROOT
     proc = subprocess.run([sys.executable, os.path.join(root, 'eval', 'evaluate.py'),
                            '--rec-val', 'x.rec', '--model', 'resnest14_small', '--workers', '-1'],
                           capture_output=True, text=True, timeout=120)
@@ -102,7 +101,7 @@ def test_evaluate_refuses_negative_workers_and_a_class_count_against_the_checkpo
 
 def test_truncated_or_mismatched_files_are_named(tmp_path):
     import gluon_resnest as gr
-    from gluon_resnest.analysis.accuracy import import_symbol
+    from gluon_resnest.deploy.export import import_symbol
     net = gr.get_model('resnest14_small', classes=10)
     net.initialize()
     sym, params = gr.export_model(net, str(tmp_path / 'm'), (1, 3, 28, 28))
@@ -137,7 +136,7 @@ def test_a_checkpoint_with_a_truncated_params_file_is_named(tmp_path):
     (folder / 'model.params').write_bytes(data[:len(data) // 3])
     with pytest.raises(ValueError, match='model.params is not a readable .params file'):
         load_network(checkpoint=str(folder))
-    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
+    root = ROOT
     proc = subprocess.run([sys.executable, os.path.join(root, 'eval', 'evaluate.py'),
                            '--checkpoint', str(folder), '--rec-val', 'x.rec'],
                           capture_output=True, text=True, timeout=120)

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 import gluon_resnest as gr
-from helpers import randomize
+from helpers import ROOT, TESTS, randomize
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 ort = pytest.importorskip('onnxruntime')
 
 
@@ -183,9 +182,8 @@ print(json.dumps(errors))
 def test_onednn_fusion_and_int8_run_on_cpus_without_avx512_or_vnni(isa):
     """What an AVX2 machine (no AVX-512, no VNNI) and an AVX-512 one without VNNI run, shown on
     any CPU by capping oneDNN's instruction set (a cap above the CPU's own changes nothing)."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    proc = subprocess.run([sys.executable, '-c', BACKENDS_ON_A_CAPPED_CPU, here,
-                           os.path.join(here, '..')], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, '-c', BACKENDS_ON_A_CAPPED_CPU, TESTS, ROOT],
+                          capture_output=True, text=True,
                           timeout=600, env=dict(os.environ, ONEDNN_MAX_CPU_ISA=isa))
     assert proc.returncode == 0, proc.stderr[-3000:]
     errors = json.loads(proc.stdout.splitlines()[-1])

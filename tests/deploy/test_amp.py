@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.join(HERE, '..')
+ROOT = os.path.dirname(os.path.dirname(HERE))
 
 # every family, DropBlock on where it has it (both growths for ResNeSt), and DeepLabV3
 NETWORKS = ('resnest14_small', 'resnest14_small-band', 'resnest50', 'resnetd50', 'regnety_4gf',

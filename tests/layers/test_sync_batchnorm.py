@@ -10,9 +10,8 @@ import numpy as np
 from mxnet import autograd
 
 from gluon_resnest.layers.sync_batchnorm import HorovodSyncBatchNorm
-from helpers import require_horovodrun
+from helpers import TESTS, require_horovodrun
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hvd_syncbn_worker import batch  # noqa: E402
 
@@ -58,7 +57,7 @@ def test_one_process_is_plain_batchnorm():
 def test_two_processes_normalize_with_the_global_batch(tmp_path):
     launcher = require_horovodrun()
     proc = subprocess.run([launcher, '--gloo', '-np', '2', '-H', 'localhost:2', sys.executable,
-                           os.path.join(ROOT, 'tests', 'hvd_syncbn_worker.py'), str(tmp_path)],
+                           os.path.join(TESTS, 'layers', 'hvd_syncbn_worker.py'), str(tmp_path)],
                           env=dict(os.environ, OMP_NUM_THREADS='1'), capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
