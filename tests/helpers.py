@@ -1,5 +1,8 @@
 """Shared test helpers."""
+import contextlib
 import os
+import subprocess
+import time
 
 import mxnet as mx
 import numpy as np
@@ -78,3 +81,40 @@ def write_raw_fashion_mnist(folder, train_images, train_labels, test_images=None
         with open(os.path.join(folder, '%s-labels-idx1-ubyte' % split), 'wb') as f:
             f.write(idx(np.asarray(labels, np.uint8)))
     return folder
+
+
+def signal_after_first_checkpoint(cmd, save_dir, signum, wait, **popen_kwargs):
+    """Start ``cmd``, send it ``signum`` once its first checkpoint is in ``save_dir`` (within
+    ``wait`` s), and check it stops with one line saying what is kept, no traceback."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS='1'), **popen_kwargs)
+    deadline = time.time() + wait
+    while not os.path.isdir(os.path.join(save_dir, 'epoch-0000')) and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    # the shell's convention: 128 + the signal (130 after Ctrl-C, 143 after SIGTERM)
+    assert proc.returncode == 128 + signum and 'Traceback' not in err, (proc.returncode,
+                                                                        err[-3000:])
+    assert 'interrupted: completed epochs are kept in %s' % save_dir in err
+
+
+class KilledAfterCheckpoint(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def killed_after_first_checkpoint():
+    """Inside the block the engine's loop raises KilledAfterCheckpoint right after it wrote a
+    checkpoint: a run killed between two epochs."""
+    from gluon_resnest.engine import loop
+    real = loop.save_checkpoint
+
+    def save_then_die(*args, **kwargs):
+        real(*args, **kwargs)
+        raise KilledAfterCheckpoint()
+    loop.save_checkpoint = save_then_die
+    try:
+        yield
+    finally:
+        loop.save_checkpoint = real

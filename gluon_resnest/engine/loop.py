@@ -88,13 +88,17 @@ def train(task, cfg, comm=None, log=print, hooks=None):
                                                       task.best_key, log, schedule)
     for hook in hooks:
         hook.before_train(state)
-    net.hybridize(static_alloc=True, static_shape=True)
+    net.hybridize(**task.hybridize)
 
     evaluator = task.evaluator(cfg, ctx, net)
 
     def validate(what='validating'):
+        if task.rehybridize:
+            net.hybridize(**task.hybridize)  # the evaluation signature's graph
         scores = run_evaluator(evaluator, net, val_loader, comm,
                                validation_bar(cfg.progress, comm, val_loader, what))
+        if task.rehybridize:
+            net.hybridize(**task.hybridize)  # and the training one's again
         return task.record(scores)
 
     state.validate = validate

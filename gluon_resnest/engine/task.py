@@ -45,6 +45,10 @@ class Task(object):
     # config fields copied into the run's summary
     summary_fields = ()
     loss_label = 'train'  # the curves' label of the training loss
+    hybridize = dict(static_alloc=True, static_shape=True)  # net.hybridize's arguments
+    # training and evaluation call the network with other arguments (an R-CNN takes the boxes
+    # while it trains): its cached graph is rebuilt when the loop switches between them
+    rehybridize = False
 
     def build_model(self, cfg, ctx):
         """The network, weights allocated on ``ctx`` (the engine has seeded MXNet's

@@ -15,7 +15,8 @@ from gluon_resnest.classification.task import TrainConfig, count_correct, train
 from gluon_resnest.classification import recipe
 from gluon_resnest.engine.checkpoint import read_meta
 from gluon_resnest.classification.data import RecordDataset, RecordError
-from helpers import ROOT, require_horovodrun, structural_params
+from helpers import (KilledAfterCheckpoint, ROOT, killed_after_first_checkpoint,
+                     require_horovodrun, structural_params)
 
 
 def _config(tiny_rec, save_dir, **kwargs):
@@ -27,23 +28,7 @@ def _config(tiny_rec, save_dir, **kwargs):
     return TrainConfig(**base)
 
 
-def _stop_after_one_epoch(cfg):
-    """Train ``cfg`` but kill it (an exception) right after the first checkpoint."""
-    from gluon_resnest.engine import loop
-    real = loop.save_checkpoint
 
-    class Killed(Exception):
-        pass
-
-    def save_then_die(*args, **kwargs):
-        real(*args, **kwargs)
-        raise Killed()
-    loop.save_checkpoint = save_then_die
-    try:
-        with pytest.raises(Killed):
-            train(cfg, log=lambda *_: None)
-    finally:
-        loop.save_checkpoint = real
 
 
 def test_the_training_command_under_horovodrun(tiny_rec, tmp_path):
@@ -92,7 +77,8 @@ def test_resume_equals_an_uninterrupted_run(tiny_rec, tmp_path, pipeline, extra)
     # erasing and a moving average of the weights)
     options = dict(pipeline=pipeline, autoaugment=pipeline == 'workers', **extra)
     full, _ = train(_config(tiny_rec, tmp_path / 'full', **options), log=lambda *_: None)
-    _stop_after_one_epoch(_config(tiny_rec, tmp_path / 'split', **options))
+    with killed_after_first_checkpoint(), pytest.raises(KilledAfterCheckpoint):
+        train(_config(tiny_rec, tmp_path / 'split', **options), log=lambda *_: None)
     # what a kill during the next checkpoint would leave behind must be ignored
     os.makedirs(str(tmp_path / 'split' / '.tmp-partial'))
     os.makedirs(str(tmp_path / 'split' / 'epoch-0007'))  # no meta.json: incomplete

@@ -7,7 +7,7 @@ import sys
 import time
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, signal_after_first_checkpoint
 
 
 class _Net(object):
@@ -23,20 +23,7 @@ class _Net(object):
     save_states = save_parameters
 
 
-def _stop_after_first_checkpoint(cmd, save_dir, signum, wait, **popen_kwargs):
-    """Start ``cmd``, send it ``signum`` once its first checkpoint is in ``save_dir`` (within
-    ``wait`` s), and check it stops with one line saying what is kept, no traceback."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, OMP_NUM_THREADS='1'), **popen_kwargs)
-    deadline = time.time() + wait
-    while not os.path.isdir(os.path.join(save_dir, 'epoch-0000')) and time.time() < deadline:
-        time.sleep(0.2)
-    proc.send_signal(signum)
-    _, err = proc.communicate(timeout=120)
-    # the shell's convention: 128 + the signal (130 after Ctrl-C, 143 after SIGTERM)
-    assert proc.returncode == 128 + signum and 'Traceback' not in err, (proc.returncode,
-                                                                        err[-3000:])
-    assert 'interrupted: completed epochs are kept in %s' % save_dir in err
+
 
 
 def _train_command(tiny_rec, save_dir, *extra):
@@ -121,7 +108,7 @@ def test_ctrl_c_or_sigterm_gives_one_line_and_the_same_command_resumes(tiny_rec,
            '--workers', '0', '--save-dir', save_dir, '--no-progress', '--resume']
     # SIGINT handled as in a terminal even when the suite itself runs in the background (a
     # shell starts background jobs with SIGINT ignored, and children inherit that)
-    _stop_after_first_checkpoint(cmd, save_dir, getattr(signal, signame), 120,
+    signal_after_first_checkpoint(cmd, save_dir, getattr(signal, signame), 120,
                                  preexec_fn=lambda: signal.signal(signal.SIGINT,
                                                                   signal.SIG_DFL))
     # what was kept is complete, and the same command continues from it

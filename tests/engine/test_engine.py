@@ -10,6 +10,7 @@ import pytest
 from gluon_resnest.engine import loop
 from gluon_resnest.engine.checkpoint import read_meta
 from gluon_resnest.engine.hooks import DropBlockRamp, MovingAverage, SteadyRate
+from helpers import KilledAfterCheckpoint, killed_after_first_checkpoint
 from toy_task import ToyConfig, ToyTask
 
 
@@ -26,28 +27,16 @@ def params(net):
     return {k: v.data().asnumpy() for k, v in net._collect_params_with_prefix().items()}
 
 
-def stop_after_first_checkpoint(monkeypatch):
-    real = loop.save_checkpoint
 
-    class Killed(Exception):
-        pass
-
-    def save_then_die(*args, **kwargs):
-        real(*args, **kwargs)
-        raise Killed()
-    monkeypatch.setattr(loop, 'save_checkpoint', save_then_die)
-    return Killed, lambda: monkeypatch.setattr(loop, 'save_checkpoint', real)
 
 
 @pytest.mark.parametrize('ema', [0.0, 0.9])
-def test_a_resumed_run_is_bitwise_the_uninterrupted_one(tmp_path, monkeypatch, ema):
+def test_a_resumed_run_is_bitwise_the_uninterrupted_one(tmp_path, ema):
     """Killed after its first checkpoint and started again with the same command, a run ends
     with the very weights (and moving average) of one that was never stopped."""
     full, summary = run(tmp_path, 'full', epochs=3, ema_decay=ema)
-    killed, restore = stop_after_first_checkpoint(monkeypatch)
-    with pytest.raises(killed):
+    with killed_after_first_checkpoint(), pytest.raises(KilledAfterCheckpoint):
         run(tmp_path, 'split', epochs=3, ema_decay=ema)
-    restore()
     os.makedirs(str(tmp_path / 'split' / '.tmp-partial'))  # what a kill while writing leaves
     resumed, again = run(tmp_path, 'split', epochs=3, ema_decay=ema)
     assert [h['epoch'] for h in again['history']] == [1, 2, 3]
@@ -175,3 +164,38 @@ def test_a_task_config_gives_shared_fields_its_own_defaults():
     assert (TrainConfig.epochs, TrainConfig.base_lr, TrainConfig.keep) == (270, 0.1, 3)
     assert (SegTrainConfig.epochs, SegTrainConfig.base_lr, SegTrainConfig.keep) == (120, 0.01, 2)
     assert ToyConfig().workers == 0 and ToyConfig().wd == 1e-4  # the rest is RunConfig's
+
+
+class _LossInside(mx.gluon.HybridBlock):
+    """A network that takes the labels while it trains and returns its loss, as an R-CNN
+    takes the boxes: its training and evaluation calls have other signatures."""
+
+    def __init__(self, classes):
+        super().__init__()
+        self.fc = mx.gluon.nn.Dense(classes, in_units=5)
+
+    def hybrid_forward(self, F, x, label=None):
+        out = self.fc(x)
+        return out if label is None else F.softmax_cross_entropy(out, label)
+
+
+@pytest.mark.parametrize('rehybridize', [True, False])
+def test_a_task_whose_training_and_evaluation_calls_differ_is_rehybridized(tmp_path,
+                                                                            rehybridize):
+    class SignatureTask(ToyTask):
+        def build_model(self, cfg, ctx):
+            net = _LossInside(cfg.classes)
+            net.initialize(ctx=ctx)
+            return net
+
+        def loss(self, net, batch, ctx):
+            data, label = batch
+            return net(data, label), data.shape[0], {}
+    SignatureTask.rehybridize = rehybridize
+    cfg = ToyConfig(save_dir=str(tmp_path / 'run'), progress=False, epochs=2)
+    if rehybridize:
+        _, summary = loop.train(SignatureTask(), cfg, log=quiet)
+        assert [h['epoch'] for h in summary['history']] == [1, 2]
+    else:  # what happens without it: MXNet's cached graph refuses the other call
+        with pytest.raises(ValueError, match='does not match the cached version'):
+            loop.train(SignatureTask(), cfg, log=quiet)

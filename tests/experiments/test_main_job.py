@@ -13,7 +13,7 @@ import pytest
 
 from gluon_resnest.engine.checkpoint import read_meta
 from gluon_resnest.classification.data import RecordDataset
-from helpers import ROOT, require_horovodrun, write_raw_fashion_mnist
+from helpers import ROOT, require_horovodrun, signal_after_first_checkpoint, write_raw_fashion_mnist
 
 
 def _garments(per_class, seed=0):
@@ -36,20 +36,7 @@ def _main_job_script():
     return importlib.import_module('experiments.main_job')
 
 
-def _stop_after_first_checkpoint(cmd, save_dir, signum, wait, **popen_kwargs):
-    """Start ``cmd``, send it ``signum`` once its first checkpoint is in ``save_dir`` (within
-    ``wait`` s), and check it stops with one line saying what is kept, no traceback."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, OMP_NUM_THREADS='1'), **popen_kwargs)
-    deadline = time.time() + wait
-    while not os.path.isdir(os.path.join(save_dir, 'epoch-0000')) and time.time() < deadline:
-        time.sleep(0.2)
-    proc.send_signal(signum)
-    _, err = proc.communicate(timeout=120)
-    # the shell's convention: 128 + the signal (130 after Ctrl-C, 143 after SIGTERM)
-    assert proc.returncode == 128 + signum and 'Traceback' not in err, (proc.returncode,
-                                                                        err[-3000:])
-    assert 'interrupted: completed epochs are kept in %s' % save_dir in err
+
 
 
 def test_fashion_mnist_conversion_from_raw_idx_files(tmp_path):
@@ -195,7 +182,7 @@ def test_a_terminated_main_job_stops_its_ranks_and_resumes(tmp_path, processes):
     cmd = [sys.executable, os.path.join(ROOT, 'train', 'fashion_mnist.py'), '--source', src,
            '--data-dir', str(tmp_path / 'data'), '--save-dir', save_dir, '--np', str(processes),
            '--batch-size', '16', '--no-progress', '--epochs', '400']
-    _stop_after_first_checkpoint(cmd, save_dir, signal.SIGTERM, 240)
+    signal_after_first_checkpoint(cmd, save_dir, signal.SIGTERM, 240)
 
     def training():
         ps = subprocess.run(['ps', '-eo', 'args'], capture_output=True, text=True).stdout
