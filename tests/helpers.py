@@ -16,9 +16,9 @@ def randomize(net, seed=0):
     rng = np.random.RandomState(seed)
     for name, p in sorted(net.collect_params().items()):
         shape = p.shape
-        if name.endswith('running_var') or name.endswith('gamma'):
+        if name.endswith(('running_var', 'moving_var', 'gamma')):  # moving_*: symbol BN's
             value = rng.uniform(0.5, 1.5, shape)
-        elif name.endswith(('running_mean', 'beta', 'bias')):
+        elif name.endswith(('running_mean', 'moving_mean', 'beta', 'bias')):
             value = rng.normal(0, 0.1, shape)
         else:
             # variance 1/fan_in (not He's 2/fan_in): a deep random residual net then keeps

@@ -9,7 +9,7 @@ from helpers import ROOT
 PACKAGE = os.path.join(ROOT, 'gluon_resnest')
 # a module may import modules of its own layer and the layers before it
 LAYERS = [('runtime', 'argtypes'), ('layers',), ('backbone',), ('zoo',), ('deploy',),
-          ('engine',), ('classification', 'segmentation'),
+          ('engine',), ('classification', 'segmentation', 'detection'),
           ('launch', 'analysis'), ('commands',)]
 
 
@@ -70,9 +70,11 @@ def test_each_layer_imports_only_itself_and_the_layers_before_it():
             assert other is None or other <= own, '%s imports %s' % (module, name)
     # the tasks are independent of each other
     for module, path in modules.items():
-        for a, b in (('classification', 'segmentation'), ('segmentation', 'classification')):
-            if module.startswith('gluon_resnest.' + a):
-                assert not any(n.startswith('gluon_resnest.' + b) for n in _imports(module, path))
+        tasks = ('classification', 'segmentation', 'detection')
+        for a in tasks:
+            if module.startswith('gluon_resnest.' + a + '.'):
+                assert not any(n.startswith('gluon_resnest.' + b) for b in tasks if b != a
+                               for n in _imports(module, path)), module
 
 
 def test_no_import_cycles_between_modules():

@@ -85,7 +85,8 @@ def register_model(**meta):
 
 # the tasks whose published models the registry lists, and the module that registers each
 # task's (imported when first asked for: the zoo itself needs none of them)
-TASKS = {'classification': None, 'segmentation': 'gluon_resnest.segmentation.model'}
+TASKS = {'classification': None, 'segmentation': 'gluon_resnest.segmentation.model',
+         'detection': 'gluon_resnest.detection.model'}
 _TASK_REGISTRY = {}
 
 

@@ -105,22 +105,29 @@ def read_params_file(path):
     return {key.split(':', 1)[-1]: value for key, value in arrays.items()}
 
 
-def load_weights_file(net, path, name, ctx=mx.cpu(), classifier=CLASSIFIER, skip=()):
+def load_weights_file(net, path, name, ctx=mx.cpu(), classifier=CLASSIFIER, skip=(),
+                      rename=None, ignore=()):
     """Load a ``.params`` file into ``net`` strictly, except for the ``classifier`` parameters:
     when ``net`` lacks them (``features_only``) or has them in another shape (another class
     count) they are not loaded, and freshly initialized if ``net`` has them. File entries
-    starting with a prefix in ``skip`` (a part ``net`` was built without) are left out.
-    ``name`` is what errors call the weights."""
+    starting with a prefix in ``skip`` (a part ``net`` was built without) are left out, and so
+    are the entries named in ``ignore`` (extras a writer is known to add). ``rename`` maps the
+    file's names to ``net``'s structural names where they differ (e.g. GluonCV's global
+    names). ``name`` is what errors call the weights."""
     try:
         params = read_params_file(path)
     except ValueError as err:
         raise PretrainedWeightsError(str(err)) from None
-    params = {k: v for k, v in params.items() if not k.startswith(tuple(skip))}
+    params = {(rename or {}).get(k, k): v for k, v in params.items()
+              if not k.startswith(tuple(skip)) and k not in ignore}
     own = net._collect_params_with_prefix()
     fresh = []  # classifier parameters of net that the file cannot fill
+
+    def fits(key):  # a shape not inferred yet (a 0 dimension) takes the file's
+        return len(own[key].shape) == len(params[key].shape) and all(
+            mine in (0, theirs) for mine, theirs in zip(own[key].shape, params[key].shape))
     for key in classifier:
-        fits = key in own and key in params and own[key].shape == params[key].shape
-        if not fits:
+        if not (key in own and key in params and fits(key)):
             params.pop(key, None)
             if key in own:
                 fresh.append(key)
@@ -130,7 +137,7 @@ def load_weights_file(net, path, name, ctx=mx.cpu(), classifier=CLASSIFIER, skip
         raise PretrainedWeightsError('%s does not fit %s: missing %s, unexpected %s'
                                      % (path, name, missing[:5], extra[:5]))
     for key, value in params.items():
-        if own[key].shape != value.shape and all(own[key].shape):
+        if not fits(key):
             raise PretrainedWeightsError('%s does not fit %s: %s has shape %s, the file %s'
                                          % (path, name, key, own[key].shape, value.shape))
         own[key]._load_init(value, ctx)  # what Block.load_parameters does

@@ -282,9 +282,9 @@ def test_one_registry_lists_every_tasks_published_models():
                             'deeplab_resnest269_ade', 'deeplab_resnest50_ade']
     info = gr.get_model_info('deeplab_resnest50_ade', task='segmentation')
     assert info.sha1.startswith('a8312db6') and info.extra['miou'] == 45.12  # the paper's
-    with pytest.raises(ValueError, match="unknown task 'detection'; tasks: classification, "
-                                         'segmentation'):
-        gr.list_models(task='detection')
+    with pytest.raises(ValueError, match="unknown task 'instance'; tasks: classification, "
+                                         'segmentation, detection'):
+        gr.list_models(task='instance')
     with pytest.raises(ValueError, match="unknown model 'deeplab_resnest5_ade' .*did you mean "
                                          "deeplab_resnest50_ade"):
         gr.get_model_info('deeplab_resnest5_ade', task='segmentation')

@@ -1,0 +1,177 @@
+"""Faster R-CNN with a feature pyramid on any zoo trunk: our trunk and FPN, GluonCV's R-CNN
+machinery (RPN, anchors, RoIAlign, samplers, target generators, box head), and GluonCV's
+published COCO files loaded strictly by name."""
+import os
+import re
+
+import mxnet as mx
+from mxnet.gluon import nn
+
+from ..argtypes import check_positive_int
+from ..zoo.registry import (ModelInfo, get_model, get_model_info, list_models,
+                            register_task_model)
+from .fpn import DetectionFeatures
+
+__all__ = ['get_detection_model', 'DETECTION_MODELS', 'COCO_CLASSES', 'GLUONCV_FASTER_RCNN_FPN',
+           'list_detection_weights', 'gluoncv_trunk_names']
+
+DETECTION_MODELS = ('faster_rcnn_fpn',)
+# GluonCV's architecture of its faster_rcnn_fpn_syncbn_resnest*_coco models (model_zoo/rcnn/
+# faster_rcnn/predefined_models.py): what its published weights were trained with. Detectron2
+# (the paper's) differs in: anchor sizes 32-512 (base 16 x scales 2..32 here: the same), RPN
+# post-NMS 1000 per image in training, 512 sampled RoIs (here too), a 2fc box head (here
+# 4conv1fc with BatchNorm), NMS 0.5 and 100 detections per image (here every one above 0.001).
+GLUONCV_FASTER_RCNN_FPN = dict(
+    short=(640, 800), max_size=1333, min_stage=2, max_stage=6, nms_thresh=0.5, nms_topk=-1,
+    post_nms=-1, roi_mode='align', roi_size=(7, 7), strides=(4, 8, 16, 32, 64), clip=4.14,
+    rpn_channel=256, base_size=16, scales=(2, 4, 8, 16, 32), ratios=(0.5, 1, 2),
+    alloc_size=(384, 384), rpn_nms_thresh=0.7, rpn_train_pre_nms=12000,
+    rpn_train_post_nms=2000, rpn_test_pre_nms=6000, rpn_test_post_nms=1000, rpn_min_size=1,
+    num_sample=512, pos_iou_thresh=0.5, pos_ratio=0.25, max_num_gt=100)
+BOX_HEAD_CONVS, BOX_HEAD_UNITS, FPN_CHANNELS = 4, 1024, 256
+COCO_CLASSES = 80
+# the predictors: left out (and initialized afresh) when weights load for another class count
+PREDICTORS = ('class_predictor.weight', 'class_predictor.bias', 'box_predictor.weight',
+              'box_predictor.bias')
+# what touching GluonCV's net.target_generator adds to its saved files
+TARGET_GENERATOR_KEYS = ('_target_generator._box_encoder.means',
+                         '_target_generator._box_encoder.stds')
+
+
+def _published(backbone, sha1, box_ap):
+    return ModelInfo(name='faster_rcnn_fpn_syncbn_%s_coco' % backbone, arch={}, eval_crop=800,
+                     sha1=sha1, weights_from='gluoncv',
+                     extra=dict(detector='faster_rcnn_fpn', backbone=backbone, dataset='coco',
+                                classes=COCO_CLASSES, box_ap=box_ap))
+
+
+# GluonCV 0.10.5's model store (sha1) and the paper's Table 5 (COCO box mAP, %)
+for _info in (_published('resnest50', '6df46961827647d418b11ffaf616a6a60d9dd16e', 42.33),
+              _published('resnest101', 'baebfa1b7d7f56dd33a7687efea4b014736bd791', 44.72),
+              _published('resnest269', 'b7d778f58921e459a6af200f6a323d6fe67069b9', None)):
+    register_task_model('detection', _info)
+
+
+def list_detection_weights():
+    """{name: ModelInfo} of the published detection weights."""
+    return {name: get_model_info(name, task='detection')
+            for name in list_models(task='detection')}
+
+
+def _box_head(norm_layer, norm_kwargs):
+    head = nn.HybridSequential()
+    for _ in range(BOX_HEAD_CONVS):
+        head.add(nn.Conv2D(FPN_CHANNELS, 3, padding=1, use_bias=False),
+                 norm_layer(**(norm_kwargs or {})), nn.Activation('relu'))
+    head.add(nn.Dense(BOX_HEAD_UNITS, weight_initializer=mx.init.Normal(0.01)),
+             nn.Activation('relu'))
+    return head
+
+
+def gluoncv_trunk_names(backbone):
+    """{GluonCV's global parameter name: structural name} of GluonCV's ``backbone`` trunk (its
+    published R-CNN files name trunk parameters globally, e.g. ``resnest_layers1_conv0_weight``
+    for ``layer1.0.conv1.weight``); built without weights, paired parameter by parameter."""
+    from gluoncv.model_zoo import resnest
+    from mxnet.gluon.contrib.nn import SyncBatchNorm
+    if not hasattr(resnest, backbone):
+        raise ValueError('GluonCV has no %s trunk to read R-CNN files of' % backbone)
+    # the published files were trained with synchronized BN: its layers name the parameters
+    net = getattr(resnest, backbone)(pretrained=False, dilated=False, norm_layer=SyncBatchNorm)
+    structural = {id(p): name for name, p in net._collect_params_with_prefix().items()}
+    return {name: structural[id(p)] for name, p in net.collect_params().items()}
+
+
+def gluoncv_file_names(net, backbone):
+    """{our structural name: the name GluonCV's files give it} for every parameter of a
+    faster_rcnn_fpn ``net``: the trunk's by :func:`gluoncv_trunk_names`, the FPN's by GluonCV's
+    symbol names (``P5_conv_lat``, ``P5_lat_bn`` after the top lateral, ``P4_conv1_bn`` after
+    the others, ``P5_conv1`` and ``P5_bn`` at the output, ``P6_conv1`` and ``P6_pre_bn``), the
+    rest unchanged."""
+    trunk = {structural: name for name, structural in gluoncv_trunk_names(backbone).items()}
+    bn = {'gamma': 'gamma', 'beta': 'beta', 'running_mean': 'moving_mean',
+          'running_var': 'moving_var'}
+    names = {}
+    for key in net._collect_params_with_prefix():
+        if key.startswith('features.trunk.'):
+            names[key] = 'features.' + trunk.get(key[len('features.trunk.'):], '?' + key)
+        elif key.startswith('features.fpn.'):
+            block, param = key[len('features.fpn.'):].split('.')
+            if block.startswith('p6'):
+                names[key] = 'features.P6_' + ('pre_bn_' + bn[param] if block == 'p6_bn'
+                                               else 'conv1_weight')
+                continue
+            kind, level, norm = re.match(r'(lateral|output)(\d)(_bn)?$', block).groups()
+            if norm:
+                prefix = ('P%s_lat_bn' % level if level == '5' else 'P%s_conv1_bn' % level) \
+                    if kind == 'lateral' else 'P%s_bn' % level
+                names[key] = 'features.%s_%s' % (prefix, bn[param])
+            else:
+                names[key] = 'features.P%s_%s_weight' % (level, 'conv_lat' if kind == 'lateral'
+                                                         else 'conv1')
+        else:
+            names[key] = key
+    return names
+
+
+def get_detection_model(name='faster_rcnn_fpn', backbone='resnest50', classes=COCO_CLASSES,
+                        pretrained=False, root=None, ctx=None, norm_layer=nn.BatchNorm,
+                        norm_kwargs=None, **kwargs):
+    """A detector on a zoo trunk.
+
+    name : 'faster_rcnn_fpn'
+    backbone : a zoo name (``list_models()``); GluonCV publishes COCO weights for resnest50,
+        resnest101 and resnest269 (``list_models(task='detection')``).
+    pretrained : False; True or a sha1 prefix (GluonCV's published COCO weights of
+        ``backbone``, verified); or the path of a GluonCV-format ``.params`` file. Loaded
+        strictly: every file entry is used and every parameter filled, except the predictors
+        for another class count.
+    norm_layer, norm_kwargs : the normalization of the trunk, FPN and box head.
+    kwargs : override GLUONCV_FASTER_RCNN_FPN's settings (e.g. ``short``, ``max_size``,
+        ``rpn_test_post_nms``).
+
+    Calls return GluonCV's (class ids, scores, boxes); uninitialized without ``pretrained``.
+    """
+    if name not in DETECTION_MODELS:
+        raise ValueError('unknown detection model %r; available: %s'
+                         % (name, ', '.join(DETECTION_MODELS)))
+    get_model_info(backbone)  # unknown name: ValueError with close matches
+    check_positive_int('classes', classes)
+    unknown = sorted(set(kwargs) - set(GLUONCV_FASTER_RCNN_FPN))
+    if unknown:
+        raise ValueError('unknown arguments %s; allowed: %s'
+                         % (', '.join(unknown), ', '.join(sorted(GLUONCV_FASTER_RCNN_FPN))))
+    ctx = ctx or mx.cpu()
+    from gluoncv.model_zoo.rcnn.faster_rcnn.faster_rcnn import FasterRCNN
+    trunk = get_model(backbone, features_only=True, norm_layer=norm_layer,
+                      norm_kwargs=norm_kwargs, dropblock_prob=0.0)
+    features = DetectionFeatures(trunk, FPN_CHANNELS, norm_layer, norm_kwargs)
+    settings = dict(GLUONCV_FASTER_RCNN_FPN, **kwargs)
+    net = FasterRCNN(features=features, top_features=None,
+                     classes=['class%d' % i for i in range(classes)],
+                     box_features=_box_head(norm_layer, norm_kwargs),
+                     train_patterns='(?!.*moving)', **settings)
+    if pretrained:
+        load_gluoncv_weights(net, pretrained, backbone, root=root, ctx=ctx)
+    return net
+
+
+def load_gluoncv_weights(net, pretrained, backbone, root=None, ctx=None):
+    """Load GluonCV-format Faster R-CNN FPN weights into ``net`` by name (see
+    :func:`get_detection_model`)."""
+    from ..zoo.store import PretrainedWeightsError, get_model_file, load_weights_file
+    ctx = ctx or mx.cpu()
+    if isinstance(pretrained, str) and os.path.sep in pretrained or str(pretrained).endswith(
+            '.params'):
+        path, what = pretrained, 'faster_rcnn_fpn on %s' % backbone
+    else:
+        info = list_detection_weights().get('faster_rcnn_fpn_syncbn_%s_coco' % backbone)
+        if info is None:
+            raise PretrainedWeightsError(
+                'no published faster_rcnn_fpn weights for backbone %s; published: %s'
+                % (backbone, ', '.join(list_models(task='detection'))))
+        path, what = get_model_file(info, tag=pretrained, root=root), info.name
+    ours = gluoncv_file_names(net, backbone)
+    return load_weights_file(net, path, what, ctx, classifier=PREDICTORS,
+                             rename={theirs: mine for mine, theirs in ours.items()},
+                             ignore=TARGET_GENERATOR_KEYS)

@@ -1,0 +1,140 @@
+"""Faster R-CNN FPN on the zoo's trunks: GluonCV's published files load strictly by name and
+detect what GluonCV's own model detects; files that do not fit are refused naming what."""
+import json
+import os
+import subprocess
+import sys
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from gluon_resnest.detection import get_detection_model
+from gluon_resnest.detection.model import TARGET_GENERATOR_KEYS, gluoncv_file_names
+from gluon_resnest.zoo.store import PretrainedWeightsError
+from helpers import TESTS
+from parity_worker import random_detector
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('backbone', ['resnest50', 'resnest101'])
+def test_gluoncv_faster_rcnn_files_load_strictly_and_detect_the_same(backbone, tmp_path):
+    """GluonCV's faster_rcnn_fpn_syncbn_<backbone>_coco with random weights and BN statistics,
+    saved as GluonCV saves it, loads into ours with every key used and every parameter filled,
+    and both give the same top-100 detections (ids, scores, boxes) at three image sizes."""
+    proc = subprocess.run([sys.executable, os.path.join(TESTS, 'detection', 'parity_worker.py'),
+                           backbone, str(tmp_path / 'theirs.params')],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    expected_keys = {'resnest50': 485, 'resnest101': 876}[backbone]
+    assert result['file_keys'] == expected_keys + len(TARGET_GENERATOR_KEYS)
+    assert result['model_params'] == expected_keys
+    for size in result['sizes']:
+        assert size['ids_equal'], size
+        assert size['score_diff'] < 1e-4 and size['top_score'] > 0.05, size
+        assert size['box_diff'] < 0.05 and size['median_box_width'] > 4, size  # pixels
+
+
+def _gluoncv_format_file(net, backbone, path, extra=None, drop=()):
+    """``net``'s weights saved under the names GluonCV's files give them (and the two keys
+    GluonCV's target generator adds)."""
+    names = gluoncv_file_names(net, backbone)
+    arrays = {names[key]: p.data() for key, p in net._collect_params_with_prefix().items()
+              if key not in drop}
+    arrays.update({key: mx.nd.zeros(4) for key in TARGET_GENERATOR_KEYS})
+    arrays.update(extra or {})
+    mx.nd.save(path, arrays)
+    return path
+
+
+@pytest.fixture(scope='module')
+def small_detector():
+    net = get_detection_model('faster_rcnn_fpn', backbone='resnest14', classes=3,
+                              rpn_test_post_nms=50)
+    net.initialize()
+    x = mx.nd.array(np.random.RandomState(0).uniform(-2, 2, (1, 3, 96, 128)))
+    net(x)
+    random_detector(net, seed=1)
+    return net, x
+
+
+def test_a_gluoncv_format_file_loads_strictly_and_the_detector_is_the_same(small_detector,
+                                                                          tmp_path):
+    net, x = small_detector
+    path = _gluoncv_format_file(net, 'resnest14', str(tmp_path / 'f.params'))
+    other = get_detection_model('faster_rcnn_fpn', backbone='resnest14', classes=3,
+                                rpn_test_post_nms=50, pretrained=path)
+    # every parameter equal, hence the same function: its pyramid and proposals are
+    # (detections are compared against GluonCV's own model in the slow test above)
+    mine, loaded = net._collect_params_with_prefix(), other._collect_params_with_prefix()
+    assert mine.keys() == loaded.keys()
+    for key in mine:
+        np.testing.assert_array_equal(mine[key].data().asnumpy(), loaded[key].data().asnumpy())
+    for a, b in zip(net.features(x), other.features(x)):
+        np.testing.assert_array_equal(a.asnumpy(), b.asnumpy())
+    zeros = mx.nd.zeros_like(x)
+    np.testing.assert_array_equal(net.rpn(zeros, *net.features(x))[1].asnumpy(),
+                                  other.rpn(zeros, *other.features(x))[1].asnumpy())
+    names = set(mx.nd.load(path))
+    assert 'features.P5_lat_bn_moving_var' in names and 'features.P6_pre_bn_beta' in names
+    assert 'features.P3_conv1_bn_gamma' in names and 'features.P2_conv_lat_weight' in names
+    assert any(n.startswith('features.resnest_') for n in names)
+
+
+def test_files_that_do_not_fit_are_refused_naming_the_parameters(small_detector, tmp_path):
+    net, _ = small_detector
+    missing = _gluoncv_format_file(net, 'resnest14', str(tmp_path / 'm.params'),
+                                   drop=('features.fpn.output3.weight',))
+    with pytest.raises(PretrainedWeightsError, match=r"missing \['features.fpn.output3.weight'\]"):
+        get_detection_model('faster_rcnn_fpn', backbone='resnest14', classes=3,
+                            pretrained=missing)
+    extra = _gluoncv_format_file(net, 'resnest14', str(tmp_path / 'e.params'),
+                                 extra={'features.P7_conv1_weight': mx.nd.zeros(1)})
+    with pytest.raises(PretrainedWeightsError,
+                       match=r"unexpected \['features.P7_conv1_weight'\]"):
+        get_detection_model('faster_rcnn_fpn', backbone='resnest14', classes=3,
+                            pretrained=extra)
+    with pytest.raises(PretrainedWeightsError, match='does not fit'):  # another trunk's file
+        get_detection_model('faster_rcnn_fpn', backbone='resnest26', classes=3,
+                            pretrained=str(tmp_path / 'e.params'))
+
+
+def test_weights_for_another_class_count_load_all_but_the_predictors(small_detector, tmp_path):
+    net, _ = small_detector
+    path = _gluoncv_format_file(net, 'resnest14', str(tmp_path / 'f.params'))
+    other = get_detection_model('faster_rcnn_fpn', backbone='resnest14', classes=7,
+                                pretrained=path)
+    own = net._collect_params_with_prefix()
+    for key, p in other._collect_params_with_prefix().items():
+        if key.startswith(('class_predictor', 'box_predictor')):
+            assert p.shape[0] in (8, 28) and p.shape != own[key].shape, key  # 7 + background
+        else:
+            np.testing.assert_array_equal(p.data().asnumpy(), own[key].data().asnumpy(), key)
+
+
+def test_published_detection_weights_are_listed_with_their_hashes():
+    import gluon_resnest as gr
+    names = gr.list_models(task='detection')
+    assert names == ['faster_rcnn_fpn_syncbn_resnest101_coco',
+                     'faster_rcnn_fpn_syncbn_resnest269_coco',
+                     'faster_rcnn_fpn_syncbn_resnest50_coco']
+    info = gr.get_model_info('faster_rcnn_fpn_syncbn_resnest50_coco', task='detection')
+    assert info.sha1 == '6df46961827647d418b11ffaf616a6a60d9dd16e'
+    assert info.extra['box_ap'] == 42.33 and info.weights_from == 'gluoncv'
+    assert gr.get_model_info('faster_rcnn_fpn_syncbn_resnest101_coco', task='detection').sha1 \
+        == 'baebfa1b7d7f56dd33a7687efea4b014736bd791'
+
+
+@pytest.mark.parametrize('kwargs, error, message', [
+    (dict(name='mask_rcnn'), ValueError, "unknown detection model 'mask_rcnn'"),
+    (dict(backbone='resnest5O'), ValueError, 'unknown model'),
+    (dict(classes=0), ValueError, 'classes must be a positive integer'),
+    (dict(anchor_sizes=(32,)), ValueError, 'unknown arguments anchor_sizes; allowed: alloc_size'),
+    (dict(backbone='resnetd50', pretrained=True), PretrainedWeightsError,
+     'no published faster_rcnn_fpn weights for backbone resnetd50; published: '
+     'faster_rcnn_fpn_syncbn_resnest101_coco'),
+])
+def test_bad_arguments_are_named(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        get_detection_model(**kwargs)
