@@ -1,6 +1,6 @@
-"""Faster R-CNN with a feature pyramid on any zoo trunk: our trunk and FPN, GluonCV's R-CNN
-machinery (RPN, anchors, RoIAlign, samplers, target generators, box head), and GluonCV's
-published COCO files loaded strictly by name."""
+"""Faster and Mask R-CNN with a feature pyramid on any zoo trunk: our trunk and FPN, GluonCV's
+R-CNN machinery (RPN, anchors, RoIAlign, samplers, target generators, box and mask heads), and
+GluonCV's published COCO files loaded strictly by name."""
 import os
 import re
 
@@ -13,9 +13,9 @@ from ..zoo.registry import (ModelInfo, get_model, get_model_info, list_models,
 from .fpn import DetectionFeatures
 
 __all__ = ['get_detection_model', 'DETECTION_MODELS', 'COCO_CLASSES', 'GLUONCV_FASTER_RCNN_FPN',
-           'list_detection_weights', 'gluoncv_trunk_names']
+           'MASK_RCNN_FPN', 'list_detection_weights', 'gluoncv_trunk_names']
 
-DETECTION_MODELS = ('faster_rcnn_fpn',)
+DETECTION_MODELS = ('faster_rcnn_fpn', 'mask_rcnn_fpn')
 # GluonCV's architecture of its faster_rcnn_fpn_syncbn_resnest*_coco models (model_zoo/rcnn/
 # faster_rcnn/predefined_models.py): what its published weights were trained with. Detectron2
 # (the paper's) differs in: anchor sizes 32-512 (base 16 x scales 2..32 here: the same), RPN
@@ -28,6 +28,10 @@ GLUONCV_FASTER_RCNN_FPN = dict(
     alloc_size=(384, 384), rpn_nms_thresh=0.7, rpn_train_pre_nms=12000,
     rpn_train_post_nms=2000, rpn_test_pre_nms=6000, rpn_test_post_nms=1000, rpn_min_size=1,
     num_sample=512, pos_iou_thresh=0.5, pos_ratio=0.25, max_num_gt=100)
+# Mask R-CNN's mask head as GluonCV's FPN Mask R-CNN with synchronized BN builds it (masks of
+# 2 x the 7 px RoIs: 14 px; Detectron pools masks at 14 px and predicts 28 px), with
+# Detectron's four 3x3 convolutions
+MASK_RCNN_FPN = dict(mask_channels=256, rcnn_max_dets=1000, target_roi_scale=2, num_fcn_convs=4)
 BOX_HEAD_CONVS, BOX_HEAD_UNITS, FPN_CHANNELS = 4, 1024, 256
 COCO_CLASSES = 80
 # the predictors: left out (and initialized afresh) when weights load for another class count
@@ -119,38 +123,51 @@ def get_detection_model(name='faster_rcnn_fpn', backbone='resnest50', classes=CO
                         norm_kwargs=None, **kwargs):
     """A detector on a zoo trunk.
 
-    name : 'faster_rcnn_fpn'
-    backbone : a zoo name (``list_models()``); GluonCV publishes COCO weights for resnest50,
-        resnest101 and resnest269 (``list_models(task='detection')``).
+    name : 'faster_rcnn_fpn' or 'mask_rcnn_fpn'
+    backbone : a zoo name (``list_models()``); GluonCV publishes faster_rcnn_fpn COCO weights
+        for resnest50, resnest101 and resnest269 (``list_models(task='detection')``); no MXNet
+        Mask R-CNN weights exist for ResNeSt trunks.
     pretrained : False; True or a sha1 prefix (GluonCV's published COCO weights of
         ``backbone``, verified); or the path of a GluonCV-format ``.params`` file. Loaded
         strictly: every file entry is used and every parameter filled, except the predictors
         for another class count.
     norm_layer, norm_kwargs : the normalization of the trunk, FPN and box head.
     kwargs : override GLUONCV_FASTER_RCNN_FPN's settings (e.g. ``short``, ``max_size``,
-        ``rpn_test_post_nms``).
+        ``rpn_test_post_nms``) and, for Mask R-CNN, MASK_RCNN_FPN's.
 
-    Calls return GluonCV's (class ids, scores, boxes); uninitialized without ``pretrained``.
+    Calls return GluonCV's (class ids, scores, boxes), and Mask R-CNN also each detection's
+    14 x 14 mask probabilities (``gluoncv.utils.viz.expand_mask`` pastes them into the image);
+    uninitialized without ``pretrained``.
     """
     if name not in DETECTION_MODELS:
         raise ValueError('unknown detection model %r; available: %s'
                          % (name, ', '.join(DETECTION_MODELS)))
     get_model_info(backbone)  # unknown name: ValueError with close matches
     check_positive_int('classes', classes)
-    unknown = sorted(set(kwargs) - set(GLUONCV_FASTER_RCNN_FPN))
+    allowed = dict(GLUONCV_FASTER_RCNN_FPN, **(MASK_RCNN_FPN if name == 'mask_rcnn_fpn' else {}))
+    unknown = sorted(set(kwargs) - set(allowed))
     if unknown:
         raise ValueError('unknown arguments %s; allowed: %s'
-                         % (', '.join(unknown), ', '.join(sorted(GLUONCV_FASTER_RCNN_FPN))))
+                         % (', '.join(unknown), ', '.join(sorted(allowed))))
+    if pretrained and name != 'faster_rcnn_fpn':
+        from ..zoo.store import PretrainedWeightsError
+        raise PretrainedWeightsError(
+            'no published MXNet weights for %s (GluonCV publishes Mask R-CNN for ResNet trunks '
+            'only); published: %s' % (name, ', '.join(list_models(task='detection'))))
     ctx = ctx or mx.cpu()
-    from gluoncv.model_zoo.rcnn.faster_rcnn.faster_rcnn import FasterRCNN
     trunk = get_model(backbone, features_only=True, norm_layer=norm_layer,
                       norm_kwargs=norm_kwargs, dropblock_prob=0.0)
     features = DetectionFeatures(trunk, FPN_CHANNELS, norm_layer, norm_kwargs)
-    settings = dict(GLUONCV_FASTER_RCNN_FPN, **kwargs)
-    net = FasterRCNN(features=features, top_features=None,
-                     classes=['class%d' % i for i in range(classes)],
-                     box_features=_box_head(norm_layer, norm_kwargs),
-                     train_patterns='(?!.*moving)', **settings)
+    parts = dict(features=features, top_features=None,
+                 classes=['class%d' % i for i in range(classes)],
+                 box_features=_box_head(norm_layer, norm_kwargs),
+                 train_patterns='(?!.*moving)', **dict(allowed, **kwargs))
+    if name == 'mask_rcnn_fpn':
+        from gluoncv.model_zoo.rcnn.mask_rcnn.mask_rcnn import MaskRCNN
+        net = MaskRCNN(norm_layer=norm_layer, norm_kwargs=norm_kwargs, **parts)
+    else:
+        from gluoncv.model_zoo.rcnn.faster_rcnn.faster_rcnn import FasterRCNN
+        net = FasterRCNN(**parts)
     if pretrained:
         load_gluoncv_weights(net, pretrained, backbone, root=root, ctx=ctx)
     return net

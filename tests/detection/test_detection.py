@@ -48,15 +48,19 @@ def _gluoncv_format_file(net, backbone, path, extra=None, drop=()):
     return path
 
 
-@pytest.fixture(scope='module')
-def small_detector():
-    net = get_detection_model('faster_rcnn_fpn', backbone='resnest14', classes=3,
-                              rpn_test_post_nms=50)
+def _small(name, seed):
+    """A small random detector (resnest14, 3 classes) and the image it was shaped on."""
+    net = get_detection_model(name, backbone='resnest14', classes=3, rpn_test_post_nms=50)
     net.initialize()
     x = mx.nd.array(np.random.RandomState(0).uniform(-2, 2, (1, 3, 96, 128)))
     net(x)
-    random_detector(net, seed=1)
+    random_detector(net, seed=seed)
     return net, x
+
+
+@pytest.fixture(scope='module')
+def small_detector():
+    return _small('faster_rcnn_fpn', 1)
 
 
 def test_a_gluoncv_format_file_loads_strictly_and_the_detector_is_the_same(small_detector,
@@ -138,3 +142,17 @@ def test_published_detection_weights_are_listed_with_their_hashes():
 def test_bad_arguments_are_named(kwargs, error, message):
     with pytest.raises(error, match=message):
         get_detection_model(**kwargs)
+
+
+def test_mask_rcnn_gives_each_detection_a_mask_and_has_no_published_weights():
+    net, x = _small('mask_rcnn_fpn', 2)
+    ids, scores, boxes, masks = (v.asnumpy() for v in net(x))
+    assert ids.shape[:2] == scores.shape[:2] == boxes.shape[:2] == masks.shape[:2]
+    # RoIs pooled at 7 px, masks at 2 x 7 (GluonCV's FPN Mask R-CNN with synchronized BN)
+    assert masks.shape[2:] == (14, 14) and 0 <= masks.min() and masks.max() <= 1
+    assert (ids[0, :, 0] >= 0).sum() > 0
+    mask_head = [k for k in net._collect_params_with_prefix() if k.startswith('mask.')]
+    assert len([k for k in mask_head if k.endswith('weight')]) >= 4 + 1  # 4 convs, deconv
+    with pytest.raises(PretrainedWeightsError, match='no published MXNet weights for '
+                                                     'mask_rcnn_fpn'):
+        get_detection_model('mask_rcnn_fpn', backbone='resnest50', pretrained=True)
