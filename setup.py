@@ -47,9 +47,11 @@ setup(
     extras_require={
         'cu112': [MXNET_BUILDS['cu112']],
         # GluonCV: the reference the classification tests compare against, and the heads,
-        # dataset readers and label mappings the segmentation part builds on
+        # dataset readers and label mappings the segmentation part builds on; with pycocotools
+        # (COCO AP; 2.0.11 runs with numpy 1.23.5) the detection part's
         'segmentation': ['gluoncv==0.10.5.post0'],
-        'dev': ['gluoncv==0.10.5.post0', 'pytest'],
+        'detection': ['gluoncv==0.10.5.post0', 'pycocotools==2.0.11'],
+        'dev': ['gluoncv==0.10.5.post0', 'pycocotools==2.0.11', 'pytest'],
         # MXNet's ONNX exporter; onnxruntime 1.16.3 (to check exports) declares numpy>=1.24.2
         # but runs with 1.23.5, so tools/install.sh adds it with --no-deps
         'onnx': ['onnx==1.14.1', 'protobuf<4.26'],
