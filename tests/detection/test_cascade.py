@@ -1,0 +1,108 @@
+"""Cascade R-CNN's per-stage rules against a NumPy statement of the paper's (Cai and
+Vasconcelos, 2018, Sec. 4): labels by IoU threshold per stage, class-agnostic targets scaled by
+each stage's standard deviations, decoding, no gradient between stages, averaged scores."""
+import mxnet as mx
+import numpy as np
+import pytest
+
+from gluon_resnest.detection.cascade import (CASCADE_STAGES, average_stage_scores,
+                                             decode_boxes, encode_boxes, next_stage_boxes,
+                                             stage_targets)
+
+
+def _iou(a, b):
+    x1, y1 = np.maximum(a[0], b[0]), np.maximum(a[1], b[1])
+    x2, y2 = np.minimum(a[2], b[2]), np.minimum(a[3], b[3])
+    inter = max(x2 - x1, 0) * max(y2 - y1, 0)
+    area = lambda r: (r[2] - r[0]) * (r[3] - r[1])  # noqa: E731
+    return inter / (area(a) + area(b) - inter)
+
+
+def _reference_targets(rois, gts, labels, threshold, stds):
+    """Label y = class of the best-overlapping ground truth g if IoU >= u, else 0; target
+    ((gx - bx) / bw, (gy - by) / bh, log(gw / bw), log(gh / bh)) / sigma for foreground."""
+    out_labels, out_targets = [], []
+    for roi in rois:
+        ious = [_iou(roi, g) for g in gts]
+        k = int(np.argmax(ious))
+        if ious[k] >= threshold:
+            g = gts[k]
+            bw, bh, gw, gh = roi[2] - roi[0], roi[3] - roi[1], g[2] - g[0], g[3] - g[1]
+            bx, by, gx, gy = roi[0] + bw / 2, roi[1] + bh / 2, g[0] + gw / 2, g[1] + gh / 2
+            out_labels.append(labels[k] + 1)
+            out_targets.append(np.array([(gx - bx) / bw, (gy - by) / bh, np.log(gw / bw),
+                                         np.log(gh / bh)]) / np.array(stds))
+        else:
+            out_labels.append(0)
+            out_targets.append(np.zeros(4))
+    return np.array(out_labels), np.array(out_targets)
+
+
+def _scene(seed=0, rois=60):
+    rng = np.random.RandomState(seed)
+    gts = np.array([[10, 10, 60, 50], [40, 30, 120, 90], [100, 10, 140, 40]], 'f')
+    jitter = rng.uniform(-12, 12, (rois, 4)).astype('f')
+    boxes = gts[rng.randint(0, 3, rois)] + jitter
+    boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 4)
+    return boxes, gts, np.array([2, 0, 1], 'f')
+
+
+def test_the_stages_thresholds_and_deviations():
+    assert [iou for iou, _ in CASCADE_STAGES] == [0.5, 0.6, 0.7]
+    for (_, stds), div in zip(CASCADE_STAGES, (1, 2, 3)):
+        np.testing.assert_allclose(stds, np.array([0.1, 0.1, 0.2, 0.2]) / div)
+
+
+@pytest.mark.parametrize('stage', range(3))
+def test_each_stage_samples_and_encodes_as_the_paper_says(stage):
+    threshold, stds = CASCADE_STAGES[stage]
+    rois, gts, labels = _scene(stage)
+    got_labels, got_targets, masks = stage_targets(mx.nd.array(rois), mx.nd.array(gts),
+                                                   mx.nd.array(labels), threshold, stds)
+    want_labels, want_targets = _reference_targets(rois, gts, labels, threshold, stds)
+    np.testing.assert_array_equal(got_labels.asnumpy(), want_labels)
+    np.testing.assert_allclose(got_targets.asnumpy(), want_targets, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(masks.asnumpy()[:, 0], want_labels > 0)
+    assert 0 < (want_labels > 0).sum() < len(rois)  # both kinds present
+
+
+def test_a_later_stage_keeps_fewer_but_better_boxes():
+    rois, gts, labels = _scene(5, rois=200)
+    counts = [int((stage_targets(mx.nd.array(rois), mx.nd.array(gts), mx.nd.array(labels),
+                                 iou, stds)[0] > 0).sum().asscalar())
+              for iou, stds in CASCADE_STAGES]
+    assert counts[0] > counts[1] > counts[2] > 0
+
+
+def test_decoding_inverts_encoding_and_clips_growth():
+    rois, gts, _ = _scene(1)
+    targets = gts[np.arange(len(rois)) % 3]
+    for _, stds in CASCADE_STAGES:
+        deltas = encode_boxes(mx.nd.array(rois), mx.nd.array(targets), stds)
+        np.testing.assert_allclose(decode_boxes(mx.nd.array(rois), deltas, stds).asnumpy(),
+                                   targets, rtol=1e-4, atol=1e-3)
+    box = mx.nd.array([[0, 0, 10, 10]])
+    grown = decode_boxes(box, mx.nd.array([[0, 0, 100, 100]]), (1, 1, 1, 1)).asnumpy()[0]
+    np.testing.assert_allclose(grown[2] - grown[0], 10 * np.exp(4.135), rtol=1e-4)
+
+
+def test_no_gradient_flows_through_the_boxes_between_stages():
+    rois, gts, labels = _scene(2)
+    deltas = mx.nd.array(np.random.RandomState(0).normal(size=(len(rois), 4)) * 0.1)
+    deltas.attach_grad()
+    _, stds = CASCADE_STAGES[0]
+    with mx.autograd.record():
+        boxes = next_stage_boxes(mx.nd.array(rois), deltas, stds)
+        through_boxes = boxes.sum()
+    through_boxes.backward()
+    assert not deltas.grad.asnumpy().any()
+    with mx.autograd.record():  # while the stage's own decoding is differentiable
+        direct = decode_boxes(mx.nd.array(rois), deltas, stds).sum()
+    direct.backward()
+    assert deltas.grad.asnumpy().any()
+
+
+def test_inference_averages_the_stages_scores():
+    probs = [mx.nd.array(np.random.RandomState(i).dirichlet(np.ones(4), 5)) for i in range(3)]
+    np.testing.assert_allclose(average_stage_scores(probs).asnumpy(),
+                               np.mean([p.asnumpy() for p in probs], axis=0), rtol=1e-6)
