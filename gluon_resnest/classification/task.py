@@ -134,6 +134,10 @@ class ClassificationTask(Task):
     epoch_line = ('epoch %(epoch)d: train loss %(train_loss).4f, val top-1 %(val_top1).2f%%, '
                   'top-5 %(val_top5).2f%%, %(img_per_s).0f img/s')
 
+    def __init__(self):
+        # cross-entropy against the smoothed (and mixed) target distributions
+        self.loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=False)
+
     def build_model(self, cfg, ctx):
         kwargs = dict(last_gamma=cfg.last_gamma, dropblock_prob=0.0)  # ramped by a hook
         if cfg.final_drop is not None:
@@ -191,8 +195,7 @@ class ClassificationTask(Task):
             data, targets = recipe.mixup(data, targets,
                                          recipe.mixup_lambda(self.mix_rng, cfg.mixup_alpha))
         out = net(data)  # under AMP the graph casts where it is safe
-        loss = mx.gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=False)(
-            out.astype('float32', copy=False), targets)
+        loss = self.loss_fn(out.astype('float32', copy=False), targets)
         return loss, data.shape[0], {}
 
     def evaluator(self, cfg, ctx, net):
