@@ -37,7 +37,7 @@ setup(
     entry_points={'console_scripts': [
         'resnest-%s = gluon_resnest.commands.%s:main' % (name.replace('_', '-'), name)
         for name in ('train', 'train_segmentation', 'im2rec', 'evaluate',
-                     'evaluate_segmentation', 'export', 'benchmark', 'profile',
+                     'evaluate_segmentation', 'export', 'benchmark', 'profile', 'train_detection',
                      'predict_segmentation')] + [
         'resnest-%s = experiments.%s:main' % (name.replace('_', '-'), module)
         for name, module in (('fashion_mnist', 'main_job'), ('segmentation_demo',

@@ -13,7 +13,7 @@ from .engine.distributed import horovodrun, rank_env, run_ranks
 
 __all__ = ['TASKS', 'get_task', 'launch_training', 'rank_command']
 
-TASKS = ('classification', 'segmentation')
+TASKS = ('classification', 'segmentation', 'detection')
 
 
 def get_task(name):
@@ -24,6 +24,9 @@ def get_task(name):
     if name == 'segmentation':
         from .segmentation.task import SegmentationTask
         return SegmentationTask()
+    if name == 'detection':
+        from .detection.task import DetectionTask
+        return DetectionTask()
     raise ValueError('unknown task %r: allowed %s' % (name, ', '.join(TASKS)))
 
 

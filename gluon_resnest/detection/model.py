@@ -8,8 +8,8 @@ import mxnet as mx
 from mxnet.gluon import nn
 
 from ..argtypes import check_positive_int
-from ..zoo.registry import (ModelInfo, get_model, get_model_info, list_models,
-                            register_task_model)
+from ..zoo.registry import ModelInfo, get_model_info, list_models, register_task_model
+from ..zoo.trunks import get_trunk
 from .fpn import DetectionFeatures
 
 __all__ = ['get_detection_model', 'DETECTION_MODELS', 'COCO_CLASSES', 'GLUONCV_FASTER_RCNN_FPN',
@@ -27,7 +27,8 @@ GLUONCV_FASTER_RCNN_FPN = dict(
     rpn_channel=256, base_size=16, scales=(2, 4, 8, 16, 32), ratios=(0.5, 1, 2),
     alloc_size=(384, 384), rpn_nms_thresh=0.7, rpn_train_pre_nms=12000,
     rpn_train_post_nms=2000, rpn_test_pre_nms=6000, rpn_test_post_nms=1000, rpn_min_size=1,
-    num_sample=512, pos_iou_thresh=0.5, pos_ratio=0.25, max_num_gt=100)
+    num_sample=512, pos_iou_thresh=0.5, pos_ratio=0.25, max_num_gt=100,
+    per_device_batch_size=1)
 # Mask R-CNN's mask head as GluonCV's FPN Mask R-CNN with synchronized BN builds it (masks of
 # 2 x the 7 px RoIs: 14 px; Detectron pools masks at 14 px and predicts 28 px), with
 # Detectron's four 3x3 convolutions
@@ -60,6 +61,16 @@ def list_detection_weights():
     """{name: ModelInfo} of the published detection weights."""
     return {name: get_model_info(name, task='detection')
             for name in list_models(task='detection')}
+
+
+def pyramid_settings(output_stride, max_size):
+    """The R-CNN's pyramid strides (P2..P6) for a trunk whose C5 has ``output_stride`` (32 for
+    ImageNet trunks: 4..64; the small trunks without a stem pool run at half of it), and an
+    anchor map large enough for ``max_size`` px images (GluonCV's 384 cells at least, so its
+    files' anchors fit)."""
+    strides = tuple(output_stride // 8 * 2 ** k for k in range(5))
+    cells = max(384, -(-max_size // strides[0]))
+    return dict(strides=strides, alloc_size=(cells, cells))
 
 
 def _box_head(norm_layer, norm_kwargs):
@@ -118,9 +129,90 @@ def gluoncv_file_names(net, backbone):
     return names
 
 
+def _pyramid_roi_features(self, F, features, rpn_rois, roi_size, strides, roi_mode='align',
+                          roi_canonical_scale=224.0, sampling_ratio=2, eps=1e-6):
+    """RoIAlign of each RoI on its pyramid level (FPN's rule: level 4 + log2(sqrt(area) /
+    224), clipped to P2..P5). GluonCV hands each level's RoIAlign the other levels' RoIs with
+    batch index -1 and adds the outputs up; MXNet's CPU RoIAlign leaves such RoIs' outputs
+    unwritten (uninitialized memory: pooled features of 1e20 in training, detections that
+    changed from call to call) and spoils some of the others'. Here every level pools every RoI
+    and keeps its own."""
+    top = self._max_stage - 1 if self._max_stage > 5 else self._max_stage  # P6: RPN only
+    # FPN's 224 px at level 4 holds for a stride-4 P2; a trunk of finer strides keeps the
+    # ratio of RoI to cell size
+    roi_canonical_scale *= strides[0] / 4.0
+    _, x1, y1, x2, y2 = F.split(rpn_rois, axis=-1, num_outputs=5)
+    size = F.sqrt((x2 - x1 + 1) * (y2 - y1 + 1))
+    level = F.squeeze(F.clip(F.floor(4 + F.log2(size / roi_canonical_scale + eps)),
+                             self._min_stage, top))
+    pooled = []
+    for i, stage in enumerate(range(self._min_stage, top + 1)):
+        features_here = F.contrib.ROIAlign(features[i], rpn_rois, roi_size, 1. / strides[i],
+                                           sample_ratio=sampling_ratio)
+        pooled.append(F.where(level == stage, features_here, F.zeros_like(features_here)))
+    return F.ElementWiseSum(*pooled)
+
+
+class Upsample2x(nn.HybridBlock):
+    """A 2x2, stride-2 transposed convolution (``nn.Conv2DTranspose``'s parameters and result)
+    computed as a 1x1 convolution to 4x the channels and ``depth_to_space``: MXNet 1.9.1's
+    CPU (oneDNN) deconvolution crashes in backward when it ran more than once before it, as
+    the mask head does for each image of a batch."""
+
+    def __init__(self, channels, in_channels, weight_initializer=None, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = channels
+        with self.name_scope():
+            self.weight = self.params.get('weight', shape=(in_channels, channels, 2, 2),
+                                          init=weight_initializer)
+            self.bias = self.params.get('bias', shape=(channels,), init='zeros')
+
+    def hybrid_forward(self, F, x, weight, bias):
+        # output (2i + a, 2j + b) of channel o is sum_c x[c, i, j] * weight[c, o, a, b]: a 1x1
+        # convolution with filter (a * 2 + b) * channels + o, which depth_to_space places there
+        kernel = F.transpose(weight, axes=(2, 3, 1, 0)).reshape((-3, 0, 0)).reshape((-3, 0, 1, 1))
+        y = F.Convolution(x, kernel, F.tile(bias, reps=4), kernel=(1, 1),
+                          num_filter=4 * self.channels)
+        return F.depth_to_space(y, 2)
+
+
+def _mask_head(batch_images, classes, channels, convs):
+    """GluonCV's FPN mask head (``convs`` 3x3 convolutions and ReLUs, a 2x upsampling, a 1x1
+    classifier; structural names as GluonCV's, so its files load) with :class:`Upsample2x`."""
+    from gluoncv.model_zoo.rcnn.mask_rcnn.mask_rcnn import Mask
+    # built with one convolution, whose layers are then replaced (a block's attribute can only
+    # be replaced by one of its type)
+    head = Mask(batch_images, classes, channels, num_fcn_convs=1)
+    init = mx.init.Xavier(rnd_type='gaussian', factor_type='out', magnitude=2)
+    with head.name_scope():
+        deconv = nn.HybridSequential()
+        for _ in range(convs):
+            deconv.add(nn.Conv2D(channels, 3, padding=1, weight_initializer=init),
+                       nn.Activation('relu'))
+        deconv.add(Upsample2x(channels, channels, weight_initializer=init))
+        head.deconv = deconv
+    return head
+
+
+_CLASSES = []
+
+
+def _detector_classes():
+    """GluonCV's FasterRCNN and MaskRCNN with :func:`_pyramid_roi_features` (same class names,
+    so parameter prefixes are GluonCV's)."""
+    if not _CLASSES:
+        from gluoncv.model_zoo.rcnn.faster_rcnn.faster_rcnn import FasterRCNN as GluonFaster
+        from gluoncv.model_zoo.rcnn.mask_rcnn.mask_rcnn import MaskRCNN as GluonMask
+        for base in (GluonFaster, GluonMask):
+            _CLASSES.append(type(base.__name__, (base,), dict(
+                _pyramid_roi_feats=_pyramid_roi_features, __module__=__name__)))
+    return _CLASSES
+
+
 def get_detection_model(name='faster_rcnn_fpn', backbone='resnest50', classes=COCO_CLASSES,
                         pretrained=False, root=None, ctx=None, norm_layer=nn.BatchNorm,
-                        norm_kwargs=None, **kwargs):
+                        norm_kwargs=None, pretrained_base=False, use_global_stats=False,
+                        **kwargs):
     """A detector on a zoo trunk.
 
     name : 'faster_rcnn_fpn' or 'mask_rcnn_fpn'
@@ -132,6 +224,9 @@ def get_detection_model(name='faster_rcnn_fpn', backbone='resnest50', classes=CO
         strictly: every file entry is used and every parameter filled, except the predictors
         for another class count.
     norm_layer, norm_kwargs : the normalization of the trunk, FPN and box head.
+    pretrained_base : the trunk's ImageNet weights (ignored with ``pretrained``): True or a sha1
+        tag (published, verified), or a ``.params`` file or classification checkpoint folder.
+    use_global_stats : the trunk's BatchNorms keep their statistics (``--norm frozen``).
     kwargs : override GLUONCV_FASTER_RCNN_FPN's settings (e.g. ``short``, ``max_size``,
         ``rpn_test_post_nms``) and, for Mask R-CNN, MASK_RCNN_FPN's.
 
@@ -155,19 +250,25 @@ def get_detection_model(name='faster_rcnn_fpn', backbone='resnest50', classes=CO
             'no published MXNet weights for %s (GluonCV publishes Mask R-CNN for ResNet trunks '
             'only); published: %s' % (name, ', '.join(list_models(task='detection'))))
     ctx = ctx or mx.cpu()
-    trunk = get_model(backbone, features_only=True, norm_layer=norm_layer,
-                      norm_kwargs=norm_kwargs, dropblock_prob=0.0)
+    trunk = get_trunk(backbone, pretrained_base if not pretrained else False, root=root,
+                      ctx=ctx, norm_layer=norm_layer, dropblock_prob=0.0,
+                      norm_kwargs=dict(norm_kwargs or {}, **(
+                          dict(use_global_stats=True) if use_global_stats else {})))
     features = DetectionFeatures(trunk, FPN_CHANNELS, norm_layer, norm_kwargs)
+    settings = dict(allowed, **pyramid_settings(trunk.output_stride,
+                                                kwargs.get('max_size', allowed['max_size'])))
+    settings.update(kwargs)
     parts = dict(features=features, top_features=None,
                  classes=['class%d' % i for i in range(classes)],
                  box_features=_box_head(norm_layer, norm_kwargs),
-                 train_patterns='(?!.*moving)', **dict(allowed, **kwargs))
+                 train_patterns='(?!.*moving)', **settings)
     if name == 'mask_rcnn_fpn':
-        from gluoncv.model_zoo.rcnn.mask_rcnn.mask_rcnn import MaskRCNN
-        net = MaskRCNN(norm_layer=norm_layer, norm_kwargs=norm_kwargs, **parts)
+        net = _detector_classes()[1](norm_layer=norm_layer, norm_kwargs=norm_kwargs, **parts)
+        with net.name_scope():
+            net.mask = _mask_head(net._batch_size, parts['classes'],
+                                  settings['mask_channels'], settings['num_fcn_convs'])
     else:
-        from gluoncv.model_zoo.rcnn.faster_rcnn.faster_rcnn import FasterRCNN
-        net = FasterRCNN(**parts)
+        net = _detector_classes()[0](**parts)
     if pretrained:
         load_gluoncv_weights(net, pretrained, backbone, root=root, ctx=ctx)
     return net

@@ -11,10 +11,17 @@ import numpy as np
 from mxnet.gluon.data import DataLoader, Dataset, Sampler
 
 __all__ = ['ShardSampler', 'make_loader', 'fits_in_memory', 'DecodedPairs', 'MAX_SIDE',
-           'MAX_BYTES']
+           'MAX_BYTES', 'normalize_chw']
 
 MAX_SIDE = 64          # images larger than this keep the per-image path
 MAX_BYTES = 1 << 30    # decoded size limit per process
+
+
+def normalize_chw(image, mean, std):
+    """An HxWx3 uint8 image as CHW float32, scaled to [0, 1] then normalized by channel."""
+    image = (image.astype(np.float32) / 255.0 - np.asarray(mean, np.float32)) / np.asarray(
+        std, np.float32)
+    return np.ascontiguousarray(image.transpose(2, 0, 1))
 
 
 class _Transformed(Dataset):
@@ -104,14 +111,15 @@ class _EpochTagged(Sampler):
 
 
 def make_loader(dataset, transform, batch_size, rank=0, size=1, train=True, seed=0,
-                workers=2, joint=False):
+                workers=2, joint=False, batchify=None):
     """A DataLoader over this rank's shard; returns (loader, sampler). ``joint``: ``transform``
-    maps (image, label) pairs, e.g. an image and its label map."""
+    maps (image, label) pairs, e.g. an image and its label map. ``batchify``: how a list of
+    transformed items becomes a batch (default: stacked)."""
     sampler = ShardSampler(len(dataset), rank, size, shuffle=train, seed=seed, pad=train)
     data = _Transformed(dataset, transform, seed if train else None, joint)
     loader = DataLoader(data, batch_size=batch_size, sampler=sampler.tagged(),
                         last_batch='discard' if train else 'keep', num_workers=workers,
-                        thread_pool=False)
+                        thread_pool=False, batchify_fn=batchify)
     return loader, sampler
 
 

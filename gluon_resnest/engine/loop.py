@@ -88,16 +88,18 @@ def train(task, cfg, comm=None, log=print, hooks=None):
                                                       task.best_key, log, schedule)
     for hook in hooks:
         hook.before_train(state)
-    net.hybridize(**task.hybridize)
+    rehybridize = task.rehybridize and task.hybridize is not None
+    if task.hybridize is not None:
+        net.hybridize(**task.hybridize)
 
     evaluator = task.evaluator(cfg, ctx, net)
 
     def validate(what='validating'):
-        if task.rehybridize:
+        if rehybridize:
             net.hybridize(**task.hybridize)  # the evaluation signature's graph
         scores = run_evaluator(evaluator, net, val_loader, comm,
                                validation_bar(cfg.progress, comm, val_loader, what))
-        if task.rehybridize:
+        if rehybridize:
             net.hybridize(**task.hybridize)  # and the training one's again
         return task.record(scores)
 
@@ -167,6 +169,7 @@ def train(task, cfg, comm=None, log=print, hooks=None):
             meta = dict(config=asdict(cfg), history=history, world_size=comm.size,
                         task=task.name, seed=cfg.seed, **{task.best_key: best,
                                                           task.metric: record[task.metric]})
+            meta.update(task.meta(cfg))
             average = None
             for hook in hooks:
                 fields, hook_average = hook.checkpoint(state)

@@ -45,7 +45,8 @@ class Task(object):
     # config fields copied into the run's summary
     summary_fields = ()
     loss_label = 'train'  # the curves' label of the training loss
-    hybridize = dict(static_alloc=True, static_shape=True)  # net.hybridize's arguments
+    # net.hybridize's arguments; None: the network runs imperatively
+    hybridize = dict(static_alloc=True, static_shape=True)
     # training and evaluation call the network with other arguments (an R-CNN takes the boxes
     # while it trains): its cached graph is rebuilt when the loop switches between them
     rehybridize = False
@@ -94,6 +95,11 @@ class Task(object):
     def describe(self, record):
         """The epoch's log line."""
         return self.epoch_line % record
+
+    def meta(self, cfg):
+        """Fields a checkpoint's meta.json records besides the engine's (e.g. the class names a
+        dataset gave)."""
+        return {}
 
     def summary(self, cfg):
         """Fields of the run's summary besides the history."""

@@ -121,13 +121,16 @@ class HorovodSyncBatchNorm(HybridBlock):
     """Drop-in for ``nn.BatchNorm`` (axis 1) with statistics over all Horovod ranks."""
 
     def __init__(self, in_channels=0, momentum=0.9, epsilon=1e-5, use_global_stats=False,
-                 gamma_initializer='ones', beta_initializer='zeros', **kwargs):
+                 gamma_initializer='ones', beta_initializer='zeros', scale=True, **kwargs):
         super(HorovodSyncBatchNorm, self).__init__(**kwargs)
         self._momentum, self._epsilon = momentum, epsilon
-        self._use_global_stats = use_global_stats
+        self._use_global_stats, self._scale = use_global_stats, scale
         with self.name_scope():
+            # scale=False: gamma is fixed at 1 (nn.BatchNorm's meaning; the FPN's BatchNorms)
             self.gamma = self.params.get('gamma', shape=(in_channels,), init=gamma_initializer,
-                                         allow_deferred_init=True)
+                                         allow_deferred_init=True,
+                                         grad_req='write' if scale else 'null',
+                                         differentiable=scale)
             self.beta = self.params.get('beta', shape=(in_channels,), init=beta_initializer,
                                         allow_deferred_init=True)
             self.running_mean = self.params.get('running_mean', grad_req='null',
@@ -139,6 +142,8 @@ class HorovodSyncBatchNorm(HybridBlock):
                                                allow_deferred_init=True, differentiable=False)
 
     def hybrid_forward(self, F, x, gamma, beta, running_mean, running_var):
+        if not self._scale:
+            gamma = F.ones_like(gamma)
         if self._use_global_stats:
             return F.BatchNorm(x, gamma, beta, running_mean, running_var, eps=self._epsilon,
                                momentum=self._momentum, use_global_stats=True,

@@ -21,6 +21,8 @@ import numpy as np
 from mxnet.gluon.data import Dataset
 from PIL import Image
 
+from ..engine.data import normalize_chw
+
 __all__ = ['SegmentationDataError', 'VOCLayout', 'GluonCVLayout', 'open_dataset',
            'SegmentationTrainTransform', 'SegmentationEvalTransform', 'DATASETS',
            'image_size', 'full_image_loader', 'check_labels', 'BAD_LABELS']
@@ -258,12 +260,6 @@ def full_image_loader(dataset, transform, batch_size, rank=0, size=1, workers=0)
                       num_workers=workers, thread_pool=False)
 
 
-def _normalize(image, mean, std):
-    image = (image.astype(np.float32) / 255.0 - np.asarray(mean, np.float32)) / np.asarray(
-        std, np.float32)
-    return np.ascontiguousarray(image.transpose(2, 0, 1))
-
-
 class SegmentationEvalTransform(object):
     """The whole image, normalized (CHW float32), and its label map."""
 
@@ -271,7 +267,7 @@ class SegmentationEvalTransform(object):
         self.mean, self.std = mean, std
 
     def __call__(self, image, label):
-        return _normalize(image, self.mean, self.std), label
+        return normalize_chw(image, self.mean, self.std), label
 
 
 class SegmentationTrainTransform(SegmentationEvalTransform):
@@ -303,4 +299,4 @@ class SegmentationTrainTransform(SegmentationEvalTransform):
         y = random.randint(0, image.shape[0] - crop)
         x = random.randint(0, image.shape[1] - crop)
         image, label = image[y:y + crop, x:x + crop], label[y:y + crop, x:x + crop]
-        return _normalize(image, self.mean, self.std), np.ascontiguousarray(label)
+        return normalize_chw(image, self.mean, self.std), np.ascontiguousarray(label)

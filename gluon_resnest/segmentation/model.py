@@ -7,7 +7,6 @@ input size: the image-pooling branch is broadcast to the size of the feature map
 logits are resized like the input, so one (hybridized, exported) network serves every size.
 """
 import difflib
-import os
 
 import mxnet as mx
 from mxnet.gluon import nn
@@ -15,8 +14,8 @@ from mxnet.gluon.block import HybridBlock
 
 from ..argtypes import check_positive_int
 from ..backbone.resnet import check_input
-from ..zoo.registry import (ModelInfo, get_model, get_model_info, list_models,
-                             register_task_model)
+from ..zoo.registry import ModelInfo, get_model_info, list_models, register_task_model
+from ..zoo.trunks import get_trunk
 
 __all__ = ['DeepLabV3', 'get_segmentation_model', 'list_segmentation_weights',
            'SEGMENTATION_HEADS', 'ASPP_RATES']
@@ -217,41 +216,6 @@ class DeepLabV3(HybridBlock):
         return self(x)[0]
 
 
-def _weights_path(pretrained_base, backbone):
-    """The .params file meant by ``pretrained_base`` when it names a file or a classification
-    checkpoint folder of ``backbone``, else None (a bool, or a hash tag of published weights).
-    Anything else is an error that says what the argument takes."""
-    import re
-    if not isinstance(pretrained_base, str):
-        return None
-    if os.path.isdir(pretrained_base):
-        path = os.path.join(pretrained_base, 'model.params')
-        if not os.path.isfile(path):
-            raise FileNotFoundError('%s is not a checkpoint folder (no model.params)'
-                                    % pretrained_base)
-        meta_path = os.path.join(pretrained_base, 'meta.json')
-        if os.path.isfile(meta_path):
-            from ..engine.checkpoint import read_meta
-            meta = read_meta(pretrained_base)
-            if meta.get('task') == 'segmentation':
-                raise ValueError('%s is a segmentation checkpoint; the base takes the '
-                                 "backbone's classification weights (a train/train.py "
-                                 'checkpoint folder, a .params file or imagenet)'
-                                 % pretrained_base)
-            trained = meta.get('config', {}).get('model')
-            if trained and trained != backbone:
-                raise ValueError('%s holds %s weights, but the backbone is %s'
-                                 % (pretrained_base, trained, backbone))
-        return path
-    if os.path.isfile(pretrained_base):
-        return pretrained_base
-    if re.fullmatch('[0-9a-f]{8,40}', pretrained_base):
-        return None  # a tag of the published weights
-    raise FileNotFoundError('%s: no such file or checkpoint folder (the base takes imagenet, '
-                            'a sha1 tag of the published weights, a classification '
-                            'checkpoint folder or a .params file)' % pretrained_base)
-
-
 def _backbone_error(backbone):
     close = difflib.get_close_matches(str(backbone), list_models(), n=3, cutoff=0.5)
     return ValueError('unknown backbone %r%s; any zoo model works: %s'
@@ -313,12 +277,8 @@ def get_segmentation_model(model='deeplabv3', backbone='resnest50', classes=150,
         if published is None:
             raise ValueError('no published %s weights for backbone %s; published: %s'
                              % (model, backbone, ', '.join(list_models(task='segmentation'))))
-    base_file = _weights_path(pretrained_base, backbone) if pretrained_base and not pretrained \
-        else None
-    trunk = get_model(backbone, pretrained=bool(pretrained_base and not pretrained
-                                                and not base_file) and pretrained_base,
-                      root=root, ctx=ctx, features_only=True,
-                      output_stride=output_stride, norm_layer=norm_layer,
+    trunk = get_trunk(backbone, pretrained_base if not pretrained else False, root=root,
+                      ctx=ctx, output_stride=output_stride, norm_layer=norm_layer,
                       norm_kwargs=norm_kwargs, **backbone_kwargs)
     net = DeepLabV3(trunk, classes, aux=aux, rates=rates or ASPP_RATES[output_stride],
                     head_channels=head_channels, norm_layer=norm_layer, norm_kwargs=norm_kwargs)
@@ -328,11 +288,6 @@ def get_segmentation_model(model='deeplabv3', backbone='resnest50', classes=150,
         load_pretrained(net, published, tag=pretrained, root=root, ctx=ctx,
                         classifier=CLASSIFIERS, skip=() if aux else ('auxlayer.',))
     elif pretrained_base:
-        if base_file:
-            from ..zoo.store import load_weights_file
-            # a classification file's head that a features_only trunk lacks is left out
-            load_weights_file(trunk, base_file, backbone, ctx,
-                              skip=getattr(trunk, 'classification_head', ()))
         # the trunk is loaded; the heads start from He-initialized weights
         net.head.initialize(mx.init.MSRAPrelu(), ctx=ctx)
         if aux:

@@ -102,3 +102,58 @@ def test_the_evaluator_runs_a_detector_and_names_unknown_images(ground_truth):
     assert evaluator.evaluate()['ap'] == pytest.approx(100.0)
     with pytest.raises(ValueError, match='image id 99 is not in the ground truth'):
         evaluator.add(99, *_detections(11))
+
+
+def _voc_truth():
+    """Class 'a' (id 1): image 1 has one object and one difficult object; class 'b' (id 2):
+    image 2 has two objects."""
+    boxes = [(1, 1, [0, 0, 10, 10], 0), (2, 1, [20, 20, 10, 10], 1),
+             (3, 2, [0, 0, 10, 10], 0), (4, 2, [20, 20, 10, 10], 0)]
+    return dict(images=[dict(id=1, width=64, height=64), dict(id=2, width=64, height=64)],
+                categories=[dict(id=1, name='a'), dict(id=2, name='b')],
+                annotations=[dict(id=n, image_id=(1 if c == 1 else 2), category_id=c, bbox=b,
+                                  area=b[2] * b[3], iscrowd=d) for n, c, b, d in boxes])
+
+
+@pytest.mark.parametrize('metric, expected_b', [
+    # class b: detections 0.9 hit, 0.8 miss, 0.7 hit: recall 0.5 at precision 1, then 1 at 2/3
+    ('voc07', (6 * 1.0 + 5 * 2 / 3.0) / 11),  # 11 recall points: 0..0.5 at 1, 0.6..1 at 2/3
+    ('voc12', 0.5 * 1.0 + 0.5 * 2 / 3.0)])    # the area under the precision envelope
+def test_voc_map_by_hand_with_difficult_objects_ignored(metric, expected_b):
+    evaluator = COCODetectionEvaluator(_voc_truth(), metric=metric)
+    # class a: a hit (0.9), a miss (0.8), the difficult object found (0.7: neither): AP 1
+    evaluator.add(1, [[0], [0], [0]], [[0.9], [0.8], [0.7]],
+                  [[0, 0, 10, 10], [40, 40, 50, 50], [20, 20, 30, 30]])
+    evaluator.add(2, [[1], [1], [1]], [[0.9], [0.8], [0.7]],
+                  [[0, 0, 10, 10], [40, 40, 50, 50], [20, 20, 30, 30]])
+    scores = evaluator.evaluate()
+    assert scores['ap_a'] == pytest.approx(100.0)
+    assert scores['ap_b'] == pytest.approx(100.0 * expected_b)
+    assert scores['map'] == pytest.approx(100.0 * (1.0 + expected_b) / 2)
+
+
+def test_mask_ap_scores_the_pasted_masks(ground_truth):
+    """Every object is a filled rectangle (its polygon the box): masks of ones pasted into
+    exact boxes find them all at IoU 0.5 (the paste is within a pixel), masks of zeros none,
+    while the box AP stays 100."""
+    data = json.load(open(ground_truth))
+    for a in data['annotations']:
+        x, y, w, h = a['bbox']
+        a['segmentation'] = [[x, y, x + w, y, x + w, y + h, x, y + h]]
+    for fill, expected in ((1.0, 100.0), (0.0, 0.0)):
+        evaluator = COCODetectionEvaluator(data, masks=True)
+        for image_id in BOXES:
+            ids, scores, boxes = _detections(image_id)
+            evaluator.add(image_id, ids, scores, boxes,
+                          masks=np.full((len(ids), 14, 14), fill, np.float32))
+        scores = evaluator.evaluate()
+        assert scores['ap'] == pytest.approx(100.0)
+        assert scores['mask_ap50'] == pytest.approx(expected)
+        assert (scores['mask_ap'] >= 80.0) if fill else scores['mask_ap'] == 0.0
+
+
+def test_metric_arguments_are_checked(ground_truth):
+    with pytest.raises(ValueError, match="metric 'voc': allowed coco, voc07, voc12"):
+        COCODetectionEvaluator(ground_truth, metric='voc')
+    with pytest.raises(ValueError, match='mask AP is a COCO metric'):
+        COCODetectionEvaluator(ground_truth, metric='voc07', masks=True)

@@ -156,3 +156,72 @@ def test_mask_rcnn_gives_each_detection_a_mask_and_has_no_published_weights():
     with pytest.raises(PretrainedWeightsError, match='no published MXNet weights for '
                                                      'mask_rcnn_fpn'):
         get_detection_model('mask_rcnn_fpn', backbone='resnest50', pretrained=True)
+
+
+def test_pyramid_roi_features_pool_each_roi_on_its_own_level_only(small_detector):
+    """Against RoIAlign of each RoI alone on the level FPN's rule gives it (level 4 + log2(
+    sqrt(area) / 224), clipped to P2..P5): GluonCV's version summed RoIAlign outputs that MXNet's
+    CPU kernel leaves unwritten for other levels' RoIs (uninitialized memory)."""
+    net, x = small_detector
+    features = net.features(x)
+    sides = [20, 100, 150, 300, 500, 900]  # levels 2, 2, 3, 4, 5, 5
+    rois = mx.nd.array([[0, 5, 3, 5 + s, 3 + s * 0.8] for s in sides])
+    for _ in range(3):  # the same every time
+        pooled = net._pyramid_roi_feats(mx.nd, features, rois, (7, 7), (4, 8, 16, 32, 64))
+        for i, roi in enumerate(rois.asnumpy()):
+            w, h = roi[3] - roi[1] + 1, roi[4] - roi[2] + 1
+            level = int(np.clip(np.floor(4 + np.log2(np.sqrt(w * h) / 224.0 + 1e-6)), 2, 5))
+            alone = mx.nd.contrib.ROIAlign(features[level - 2], mx.nd.array(roi[None]), (7, 7),
+                                           1.0 / 2 ** level, sample_ratio=2)
+            np.testing.assert_array_equal(pooled[i].asnumpy(), alone[0].asnumpy())
+
+
+def test_detections_are_the_same_call_after_call_and_hybridized(small_detector):
+    net, x = small_detector
+    first = [v.asnumpy() for v in net(x)]
+    for _ in range(2):
+        for a, b in zip(first, net(x)):
+            np.testing.assert_array_equal(a, b.asnumpy())
+    net.hybridize(static_alloc=True, static_shape=True)
+    try:
+        for a, b in zip(first, net(x)):
+            np.testing.assert_array_equal(a, b.asnumpy())
+    finally:
+        net.hybridize(active=False)
+
+
+def test_mask_upsampling_is_a_transposed_convolution():
+    from mxnet.gluon import nn
+    from gluon_resnest.detection.model import Upsample2x
+    reference = nn.Conv2DTranspose(5, kernel_size=2, strides=2, in_channels=3)
+    reference.initialize(mx.init.Normal(1.0))
+    ours = Upsample2x(5, 3)
+    ours.initialize()
+    ours.weight.set_data(reference.weight.data())
+    reference.bias.set_data(mx.nd.random.normal(shape=(5,)))
+    ours.bias.set_data(reference.bias.data())
+    x = mx.nd.random.normal(shape=(2, 3, 4, 6))
+    np.testing.assert_allclose(ours(x).asnumpy(), reference(x).asnumpy(), rtol=1e-5, atol=1e-5)
+    assert sorted(ours._collect_params_with_prefix()) == sorted(
+        reference._collect_params_with_prefix())
+
+
+@pytest.mark.parametrize('backbone, strides', [('resnest14', (4, 8, 16, 32, 64)),
+                                               ('resnest14_small', (2, 4, 8, 16, 32)),
+                                               ('resnest14_small_s1', (1, 2, 4, 8, 16))])
+def test_anchors_and_roi_pooling_follow_the_trunks_strides(backbone, strides):
+    """A small-image trunk (no stem pool) gives P2 at stride 2: anchors placed at stride 4
+    would sit at twice the distance of the cells that score them."""
+    net = get_detection_model('faster_rcnn_fpn', backbone=backbone, classes=2, max_size=256)
+    net.initialize()
+    x = mx.nd.zeros((1, 3, 96, 128))
+    features = net.features(x)
+    assert net._strides == strides
+    for feature, stride in zip(features, strides):
+        assert feature.shape[2:] == (-(-96 // stride), -(-128 // stride))
+    # each level's anchors: centred on its cells, 3 ratios per cell
+    for generator, feature, stride in zip(net.rpn.anchor_generator, features, strides):
+        anchors = generator(feature).reshape((feature.shape[2], feature.shape[3], 3, 4))
+        centres = (anchors[:, :, 0, :2] + anchors[:, :, 0, 2:]).asnumpy() / 2.0
+        np.testing.assert_allclose(centres[1, 1] - centres[0, 0], (stride, stride))
+        np.testing.assert_allclose(centres[0, 0], (stride / 2.0 - 0.5,) * 2, atol=0.5)
