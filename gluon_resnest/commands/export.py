@@ -4,6 +4,7 @@ and check they give the network's outputs.
     python eval/export.py --checkpoint runs/fashion-mnist/best --out deploy/fmnist --onnx
     python eval/export.py --model resnest50 --pretrained --out deploy/resnest50 --preprocess
     python eval/export.py --checkpoint runs/scenes/best --out deploy/scenes --onnx
+    python eval/export.py --checkpoint runs/detection/best --out deploy/detector
 
 Beside the files, ``PREFIX-meta.json`` records the model, its classes and normalization.
 """
@@ -71,6 +72,35 @@ def _export_segmentation(args):
     return MainOutput(net), info, shape, sym, params, onnx_path
 
 
+def _export_detection(args):
+    """The same for a detection checkpoint: class ids, scores, boxes (and masks) for one image
+    at any size (traced at --input-size, default the validation short side, square). No ONNX:
+    MXNet 1.9.1's exporter writes a Split node onnxruntime refuses to load and cannot keep
+    class-aware NMS."""
+    from ..detection.task import load_detector
+    if args.onnx:
+        raise ValueError('--onnx: detectors do not export to ONNX (MXNet 1.9.1\'s exporter '
+                         'writes a Split node onnxruntime refuses to load, and its NMS would '
+                         'suppress boxes across classes); the symbol export serves any size')
+    net, cfg, names, category_ids = load_detector(args.checkpoint)
+    info = get_model_info(cfg.backbone)
+    size = args.input_size or cfg.test_short
+    shape = (1, size, size, 3) if args.preprocess else (1, 3, size, size)
+    meta = dict(task='detection', model=cfg.model, backbone=cfg.backbone, classes=names,
+                category_ids=category_ids, mean=list(info.mean), std=list(info.std),
+                short=cfg.test_short, max_size=cfg.max_size)
+    sym, params = export_model(net, args.out, shape, preprocess=info if args.preprocess
+                               else None, meta=meta)
+    return net, info, shape, sym, params, None
+
+
+def _arrays(outputs):
+    """A network's output or outputs as a list of NumPy arrays."""
+    if isinstance(outputs, (list, tuple)):
+        return [o.asnumpy() for o in outputs]
+    return [outputs.asnumpy()]
+
+
 def main(argv=None):
     quiet_native_logs()  # MXNet's C++ notices would break the progress bars
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -78,8 +108,8 @@ def main(argv=None):
     parser.add_argument('--model', help='zoo name')
     parser.add_argument('--params', help='.params file for --model')
     parser.add_argument('--pretrained', action='store_true', help="the zoo's published weights")
-    parser.add_argument('--checkpoint', help='a checkpoint folder written by train/train.py or '
-                        'train/train_segmentation.py')
+    parser.add_argument('--checkpoint', help='a checkpoint folder written by train/train.py, '
+                        'train/train_segmentation.py or train/train_detection.py')
     parser.add_argument('--input-size', type=positive_int, default=None, help="default: eval crop")
     parser.add_argument('--batch-size', type=positive_int, default=1)
     parser.add_argument('--preprocess', action='store_true',
@@ -89,19 +119,25 @@ def main(argv=None):
     if args.pretrained and not args.model:
         parser.error('--pretrained needs --model')
     try:
-        if args.checkpoint and read_meta(args.checkpoint).get('task') == 'segmentation':
+        task = read_meta(args.checkpoint).get('task') if args.checkpoint else None
+        if task == 'segmentation':
             net, info, shape, sym, params, onnx_path = _export_segmentation(args)
+        elif task == 'detection':
+            if args.batch_size != 1:
+                raise ValueError('--batch-size: a detector takes one image at a time')
+            net, info, shape, sym, params, onnx_path = _export_detection(args)
         else:
             net, info, shape, sym, params, onnx_path = _export_classifier(args)
     except (ValueError, FileNotFoundError, PermissionError, PretrainedWeightsError,
             ImportError) as err:
         sys.exit('error: %s' % err)
     pixels, normalized = _reference_input(info, shape, args.preprocess)
-    expected = net(mx.nd.array(normalized)).asnumpy()
+    expected = _arrays(net(mx.nd.array(normalized)))
     reloaded = import_symbol(sym, params)
     # differences also relative to the output scale: 1e-4 means little for logits of 1e3
-    scale = float(np.abs(expected).max())
-    symbol_diff = float(np.abs(reloaded(mx.nd.array(pixels)).asnumpy() - expected).max())
+    scale = max(float(np.abs(e).max()) for e in expected)
+    symbol_diff = max(float(np.abs(got - want).max()) for got, want in
+                      zip(_arrays(reloaded(mx.nd.array(pixels))), expected))
     report = dict(model=info.name, symbol=sym, params=params, input_shape=list(shape),
                   input='NHWC pixels 0..255' if args.preprocess else 'NCHW normalized',
                   output_scale=scale, symbol_max_abs_diff=symbol_diff,
@@ -117,7 +153,7 @@ def main(argv=None):
             options.log_severity_level = 3
             sess = ort.InferenceSession(onnx_path, options, providers=['CPUExecutionProvider'])
             out = sess.run(None, {sess.get_inputs()[0].name: pixels})[0]
-            report['onnx_max_abs_diff'] = float(np.abs(out - expected).max())
+            report['onnx_max_abs_diff'] = float(np.abs(out - expected[0]).max())
             report['onnx_max_rel_diff'] = report['onnx_max_abs_diff'] / max(scale, 1e-30)
     print(json.dumps(report))
 

@@ -12,6 +12,7 @@ RPN's anchor targets are made from the anchors the network itself returns."""
 import dataclasses
 import functools
 import os
+import warnings
 from dataclasses import dataclass
 
 import mxnet as mx
@@ -395,21 +396,27 @@ class DetectionTask(Task):
         return line + ' (%s), %.2f img/s' % (losses, record['img_per_s'])
 
 
-def evaluate_detection(net, dataset, ctx, backbone='resnest50', short=800, max_size=1333,
-                       metric='coco', masks=False, comm=None, results_path=None, progress=None):
+def evaluate_detection(net, dataset, ctx=None, backbone='resnest50', short=800, max_size=1333,
+                       metric='coco', masks=False, comm=None, results_path=None, progress=False):
     """Box (and mask) AP, or VOC mAP, of ``net`` (on trunk ``backbone``, whose normalization
     the images get) on a detection dataset (its ground truth), images resized to ``short``
-    (long side at most ``max_size``); under Horovod each rank runs its shard and the
-    detections are gathered exactly."""
+    (long side at most ``max_size``); under Horovod (``comm``, default: this process's ranks)
+    each rank runs its shard and the detections are gathered exactly. ``results_path``: the
+    COCO results JSON, written by rank 0."""
+    from ..engine.distributed import Comm, device
+    from ..engine.progress import validation_bar
     info = get_model_info(backbone)
-    rank, size = (comm.rank, comm.size) if comm is not None else (0, 1)
+    comm = comm or Comm()
+    ctx = ctx or device(comm.local_rank)
     loader, _ = make_loader(dataset, DetectionEvalTransform(short, max_size, info.mean,
                                                             info.std),
-                            1, rank, size, train=False, workers=0, joint=True,
+                            1, comm.rank, comm.size, train=False, workers=0, joint=True,
                             batchify=_eval_batch)
+    comm.start()
     evaluator = COCODetectionEvaluator(dataset.ground_truth, ctx, dataset.category_ids,
                                        results_path, masks=masks, metric=metric)
-    return run_evaluator(evaluator, net, loader, comm, progress)
+    return run_evaluator(evaluator, net, loader, comm,
+                         validation_bar(progress, comm, loader, 'evaluating'))
 
 
 def load_detector(checkpoint, ctx=None):
@@ -426,6 +433,9 @@ def load_detector(checkpoint, ctx=None):
                                           norm='bn' if cfg.norm == 'sync' else cfg.norm),
                       len(meta['class_names']), ctx)
     net.load_parameters(os.path.join(checkpoint, 'model.params'), ctx=ctx)
+    # the box-target generator's constants serve training only: an inference graph leaves them
+    # out, which MXNet would warn about on every hybridized call
+    warnings.filterwarnings('ignore', message='Parameter .*boxcenterencoder.* is not used')
     return net, cfg, meta['class_names'], meta['category_ids']
 
 

@@ -133,3 +133,67 @@ def test_two_process_detection_training_with_synchronized_bn(tiny_coco, tmp_path
                                 saved.test_short, saved.max_size)
     assert scores['images'] == 3
     assert scores['ap'] == pytest.approx(meta['val_ap'], abs=1e-9)
+
+
+@pytest.fixture(scope='module')
+def mask_checkpoint(tiny_coco, tmp_path_factory):
+    save_dir = str(tmp_path_factory.mktemp('mask') / 'run')
+    train_detection(_config(tiny_coco, save_dir, model='mask_rcnn_fpn', max_iters=1),
+                    log=lambda *a: None)
+    return os.path.join(save_dir, 'best')
+
+
+def _command(name, args):
+    return subprocess.run([sys.executable, os.path.join(ROOT, 'eval', name)] + args,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_evaluation_command_scores_what_training_recorded_and_writes_coco_results(
+        tiny_coco, mask_checkpoint, tmp_path):
+    results = str(tmp_path / 'detections.json')
+    proc = _command('evaluate_detection.py', ['--checkpoint', mask_checkpoint, '--data-root',
+                                              tiny_coco, '--split', 'val', '--results',
+                                              results, '--no-progress'])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    scores = json.loads(proc.stdout.strip().splitlines()[-1])
+    meta = json.load(open(os.path.join(mask_checkpoint, 'meta.json')))
+    assert scores['images'] == 3 and scores['ap'] == round(meta['val_ap'], 2)
+    assert scores['mask_ap'] == round(meta['history'][-1]['val_mask_ap'], 2)
+    found = json.load(open(results))
+    assert len(found) == scores['detections'] and {'bbox', 'segmentation'} <= set(found[0])
+    assert {r['image_id'] for r in found} <= {1001, 1008, 1015}  # the dataset's own ids
+    bad = _command('evaluate_detection.py', ['--checkpoint', mask_checkpoint, '--data-root',
+                                             tiny_coco, '--split', 'test'])
+    assert bad.returncode != 0 and 'Traceback' not in bad.stderr
+    assert "split 'test'" in bad.stderr and 'splits here: train, val' in bad.stderr
+
+
+def test_prediction_command_draws_and_lists_detections(tiny_coco, mask_checkpoint, tmp_path):
+    image = os.path.join(tiny_coco, 'val', 'val_000.jpg')
+    proc = _command('predict_detection.py', ['--checkpoint', mask_checkpoint, '--out-dir',
+                                             str(tmp_path / 'out'), '--threshold', '0', image])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = json.loads(proc.stdout.strip().splitlines()[-1])
+    import cv2
+    drawn = cv2.imread(record['png'])
+    assert drawn.shape == cv2.imread(image).shape
+    assert record['detections'] and all(d['class_name'] in ('square', 'disc') and
+                                        d['mask_pixels'] is not None
+                                        for d in record['detections'])
+    scores = [d['score'] for d in record['detections']]
+    assert scores == sorted(scores, reverse=True)
+    missing = _command('predict_detection.py', ['--checkpoint', mask_checkpoint, '--out-dir',
+                                                str(tmp_path / 'out'), 'nothere.jpg'])
+    assert missing.returncode != 0 and 'image not found: nothere.jpg' in missing.stderr
+
+
+def test_export_command_writes_a_detector_that_reloads_exactly(mask_checkpoint, tmp_path):
+    prefix = str(tmp_path / 'deploy' / 'detector')
+    proc = _command('export.py', ['--checkpoint', mask_checkpoint, '--out', prefix])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report['symbol_max_abs_diff'] == 0.0 and report['input_shape'] == [1, 3, 96, 96]
+    meta = json.load(open(prefix + '-meta.json'))
+    assert meta['task'] == 'detection' and meta['classes'] == ['square', 'disc']
+    onnx = _command('export.py', ['--checkpoint', mask_checkpoint, '--out', prefix, '--onnx'])
+    assert onnx.returncode != 0 and 'detectors do not export to ONNX' in onnx.stderr
