@@ -43,6 +43,7 @@ setup(
         'resnest-%s = experiments.%s:main' % (name.replace('_', '-'), module)
         for name, module in (('fashion_mnist', 'main_job'), ('segmentation_demo',
                                                              'segmentation_demo'),
+                             ('instance_demo', 'instance_scenes_demo'),
                              ('make_fashion_mnist', 'make_fashion_mnist'),
                              ('compare_models', 'compare_models'))]},
     extras_require={

@@ -22,7 +22,8 @@ from .fashion_mnist_data import CLASSES as GARMENTS
 from .fashion_mnist_data import (DEFAULT_SOURCE, ensure_source, load_split,
                                       records_exist, write_records)
 
-__all__ = ['SCENE_CLASSES', 'SCENE_COUNTS', 'SOURCE_SPLITS', 'compose_scene', 'build_scenes',
+__all__ = ['SCENE_CLASSES', 'SCENE_COUNTS', 'SOURCE_SPLITS', 'compose_scene', 'compose_instances',
+           'build_scenes',
            'build_pretraining_records']
 
 SCENE_CLASSES = ('background',) + GARMENTS
@@ -50,12 +51,27 @@ def compose_scene(rng, images, labels, size=64, max_items=3, threshold=20, max_s
     numpy RandomState ``rng`` out of ``images``/``labels``. A garment whose box would cover
     more than ``max_overlap`` of an earlier garment's box, or be covered so, is moved (up to
     ``attempts`` positions) or left out: occlusion stays partial, as in real scenes."""
-    canvas = rng.randint(0, 24, (size, size)).astype(np.uint8)
+    image, instances, classes = compose_instances(rng, images, labels, size, 1, max_items,
+                                                  threshold, (1.0, max_scale), max_overlap,
+                                                  attempts)
     label_map = np.zeros((size, size), np.uint8)
-    boxes = []
-    for _ in range(rng.randint(1, max_items + 1)):
+    for k, label in enumerate(classes):
+        label_map[instances == k + 1] = label + 1
+    return image, label_map
+
+
+def compose_instances(rng, images, labels, size=64, min_items=1, max_items=3, threshold=20,
+                      scale=(1.0, 1.6), max_overlap=0.25, attempts=10):
+    """(size x size x 3 uint8 image, size x size instance map, garment classes): garment k
+    (from 1, in pasting order) is visible where the map is k; 28 px garments scaled by a
+    factor drawn from ``scale``, ``min_items`` to ``max_items`` of them (see
+    :func:`compose_scene`)."""
+    canvas = rng.randint(0, 24, (size, size)).astype(np.uint8)
+    instances = np.zeros((size, size), np.int32)
+    boxes, classes = [], []
+    for _ in range(rng.randint(min_items, max_items + 1)):
         k = rng.randint(len(images))
-        side = min(int(round(28 * rng.uniform(1.0, max_scale))), size)
+        side = min(int(round(28 * rng.uniform(*scale))), size)
         for _ in range(attempts):
             y, x = rng.randint(0, size - side + 1), rng.randint(0, size - side + 1)
             if all(_overlap((y, x, side), box) <= max_overlap for box in boxes):
@@ -68,8 +84,9 @@ def compose_scene(rng, images, labels, size=64, max_items=3, threshold=20, max_s
         # print on a shirt is shirt), as an annotator would outline it
         visible = ndimage.binary_fill_holes(garment > threshold)
         canvas[y:y + side, x:x + side][visible] = garment[visible]
-        label_map[y:y + side, x:x + side][visible] = labels[k] + 1
-    return np.repeat(canvas[:, :, None], 3, axis=2), label_map
+        classes.append(int(labels[k]))
+        instances[y:y + side, x:x + side][visible] = len(classes)
+    return np.repeat(canvas[:, :, None], 3, axis=2), instances, classes
 
 
 def _overlap(a, b):

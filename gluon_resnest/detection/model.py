@@ -13,7 +13,7 @@ from ..zoo.trunks import get_trunk
 from .fpn import DetectionFeatures
 
 __all__ = ['get_detection_model', 'DETECTION_MODELS', 'COCO_CLASSES', 'GLUONCV_FASTER_RCNN_FPN',
-           'MASK_RCNN_FPN', 'list_detection_weights', 'gluoncv_trunk_names']
+           'MASK_RCNN_FPN', 'HEAD', 'LIGHT_HEAD', 'list_detection_weights', 'gluoncv_trunk_names']
 
 DETECTION_MODELS = ('faster_rcnn_fpn', 'mask_rcnn_fpn')
 # GluonCV's architecture of its faster_rcnn_fpn_syncbn_resnest*_coco models (model_zoo/rcnn/
@@ -33,7 +33,13 @@ GLUONCV_FASTER_RCNN_FPN = dict(
 # 2 x the 7 px RoIs: 14 px; Detectron pools masks at 14 px and predicts 28 px), with
 # Detectron's four 3x3 convolutions
 MASK_RCNN_FPN = dict(mask_channels=256, rcnn_max_dets=1000, target_roi_scale=2, num_fcn_convs=4)
-BOX_HEAD_CONVS, BOX_HEAD_UNITS, FPN_CHANNELS = 4, 1024, 256
+# the pyramid's width and the box head (GluonCV's 4conv1fc: four 3x3 convolutions with
+# BatchNorm, then one 1024-unit layer; Detectron's 2fc is box_convs=0, box_fcs=2)
+HEAD = dict(fpn_channels=256, box_convs=4, box_fcs=1, box_units=1024)
+# a lighter R-CNN for small images (the Fashion-MNIST instance scenes): a 64-channel pyramid
+# and RPN, a 2fc box head of 256 units, a 64-channel mask head, fewer proposals before NMS
+LIGHT_HEAD = dict(fpn_channels=64, rpn_channel=64, box_convs=0, box_fcs=2, box_units=256,
+                  mask_channels=64, rpn_train_pre_nms=2000, rpn_test_pre_nms=1000)
 COCO_CLASSES = 80
 # the predictors: left out (and initialized afresh) when weights load for another class count
 PREDICTORS = ('class_predictor.weight', 'class_predictor.bias', 'box_predictor.weight',
@@ -73,13 +79,14 @@ def pyramid_settings(output_stride, max_size):
     return dict(strides=strides, alloc_size=(cells, cells))
 
 
-def _box_head(norm_layer, norm_kwargs):
+def _box_head(norm_layer, norm_kwargs, fpn_channels, box_convs, box_fcs, box_units):
     head = nn.HybridSequential()
-    for _ in range(BOX_HEAD_CONVS):
-        head.add(nn.Conv2D(FPN_CHANNELS, 3, padding=1, use_bias=False),
+    for _ in range(box_convs):
+        head.add(nn.Conv2D(fpn_channels, 3, padding=1, use_bias=False),
                  norm_layer(**(norm_kwargs or {})), nn.Activation('relu'))
-    head.add(nn.Dense(BOX_HEAD_UNITS, weight_initializer=mx.init.Normal(0.01)),
-             nn.Activation('relu'))
+    for _ in range(box_fcs):
+        head.add(nn.Dense(box_units, weight_initializer=mx.init.Normal(0.01)),
+                 nn.Activation('relu'))
     return head
 
 
@@ -135,8 +142,8 @@ def _pyramid_roi_features(self, F, features, rpn_rois, roi_size, strides, roi_mo
     224), clipped to P2..P5). GluonCV hands each level's RoIAlign the other levels' RoIs with
     batch index -1 and adds the outputs up; MXNet's CPU RoIAlign leaves such RoIs' outputs
     unwritten (uninitialized memory: pooled features of 1e20 in training, detections that
-    changed from call to call) and spoils some of the others'. Here every level pools every RoI
-    and keeps its own."""
+    changed from call to call) and spoils some of the others'. Here every level pools its own
+    RoIs, the others as a point outside the image (zeros), and keeps its own."""
     top = self._max_stage - 1 if self._max_stage > 5 else self._max_stage  # P6: RPN only
     # FPN's 224 px at level 4 holds for a stride-4 P2; a trunk of finer strides keeps the
     # ratio of RoI to cell size
@@ -145,11 +152,18 @@ def _pyramid_roi_features(self, F, features, rpn_rois, roi_size, strides, roi_mo
     size = F.sqrt((x2 - x1 + 1) * (y2 - y1 + 1))
     level = F.squeeze(F.clip(F.floor(4 + F.log2(size / roi_canonical_scale + eps)),
                              self._min_stage, top))
+    # other levels' RoIs become a point far outside the image: pooled as zeros, quickly, and
+    # without the cost of their gradients (most of a training step's RoIAlign time otherwise)
+    outside = F.concat(F.slice_axis(rpn_rois, axis=-1, begin=0, end=1),
+                       F.ones_like(F.slice_axis(rpn_rois, axis=-1, begin=1, end=None)) * -1e4,
+                       dim=-1)
     pooled = []
     for i, stage in enumerate(range(self._min_stage, top + 1)):
-        features_here = F.contrib.ROIAlign(features[i], rpn_rois, roi_size, 1. / strides[i],
+        here = level == stage
+        features_here = F.contrib.ROIAlign(features[i], F.where(here, rpn_rois, outside),
+                                           roi_size, 1. / strides[i],
                                            sample_ratio=sampling_ratio)
-        pooled.append(F.where(level == stage, features_here, F.zeros_like(features_here)))
+        pooled.append(F.where(here, features_here, F.zeros_like(features_here)))
     return F.ElementWiseSum(*pooled)
 
 
@@ -228,7 +242,8 @@ def get_detection_model(name='faster_rcnn_fpn', backbone='resnest50', classes=CO
         tag (published, verified), or a ``.params`` file or classification checkpoint folder.
     use_global_stats : the trunk's BatchNorms keep their statistics (``--norm frozen``).
     kwargs : override GLUONCV_FASTER_RCNN_FPN's settings (e.g. ``short``, ``max_size``,
-        ``rpn_test_post_nms``) and, for Mask R-CNN, MASK_RCNN_FPN's.
+        ``rpn_test_post_nms``), HEAD's (the pyramid's width, the box head; ``LIGHT_HEAD`` is a
+        lighter set for small images) and, for Mask R-CNN, MASK_RCNN_FPN's.
 
     Calls return GluonCV's (class ids, scores, boxes), and Mask R-CNN also each detection's
     14 x 14 mask probabilities (``gluoncv.utils.viz.expand_mask`` pastes them into the image);
@@ -239,7 +254,8 @@ def get_detection_model(name='faster_rcnn_fpn', backbone='resnest50', classes=CO
                          % (name, ', '.join(DETECTION_MODELS)))
     get_model_info(backbone)  # unknown name: ValueError with close matches
     check_positive_int('classes', classes)
-    allowed = dict(GLUONCV_FASTER_RCNN_FPN, **(MASK_RCNN_FPN if name == 'mask_rcnn_fpn' else {}))
+    allowed = dict(GLUONCV_FASTER_RCNN_FPN, **HEAD)
+    allowed.update(MASK_RCNN_FPN if name == 'mask_rcnn_fpn' else {})
     unknown = sorted(set(kwargs) - set(allowed))
     if unknown:
         raise ValueError('unknown arguments %s; allowed: %s'
@@ -254,13 +270,14 @@ def get_detection_model(name='faster_rcnn_fpn', backbone='resnest50', classes=CO
                       ctx=ctx, norm_layer=norm_layer, dropblock_prob=0.0,
                       norm_kwargs=dict(norm_kwargs or {}, **(
                           dict(use_global_stats=True) if use_global_stats else {})))
-    features = DetectionFeatures(trunk, FPN_CHANNELS, norm_layer, norm_kwargs)
     settings = dict(allowed, **pyramid_settings(trunk.output_stride,
                                                 kwargs.get('max_size', allowed['max_size'])))
     settings.update(kwargs)
+    head = {key: settings.pop(key) for key in HEAD}
+    features = DetectionFeatures(trunk, head['fpn_channels'], norm_layer, norm_kwargs)
     parts = dict(features=features, top_features=None,
                  classes=['class%d' % i for i in range(classes)],
-                 box_features=_box_head(norm_layer, norm_kwargs),
+                 box_features=_box_head(norm_layer, norm_kwargs, **head),
                  train_patterns='(?!.*moving)', **settings)
     if name == 'mask_rcnn_fpn':
         net = _detector_classes()[1](norm_layer=norm_layer, norm_kwargs=norm_kwargs, **parts)

@@ -32,13 +32,14 @@ from ..zoo.registry import get_model_info
 from .data import (EMPTY, LAYOUTS, DetectionEvalTransform, DetectionTrainTransform,
                    open_detection_data)
 from .evaluate import METRICS, COCODetectionEvaluator
-from .model import DETECTION_MODELS, get_detection_model
+from .model import DETECTION_MODELS, LIGHT_HEAD, get_detection_model
 
 __all__ = ['DetTrainConfig', 'DetectionTask', 'train_detection', 'evaluate_detection',
            'load_detector',
            'build_model', 'rcnn_losses', 'NORMS']
 
 NORMS = ('sync', 'bn', 'frozen')
+HEADS = ('gluoncv', 'light')
 LOSSES = ('rpn_cls', 'rpn_box', 'rcnn_cls', 'rcnn_box', 'mask')
 
 
@@ -90,6 +91,9 @@ class DetTrainConfig(RunConfig):
                                 'background')
     metric: str = option('coco', 'validation metric: coco (box AP 0.5:0.95), voc07 or voc12 '
                                  '(mAP at IoU 0.5)')
+    head: str = option('gluoncv', "R-CNN heads: gluoncv (GluonCV's, which its COCO weights "
+                                  'fit: 256-channel pyramid, 4conv1fc box head) or light (64 '
+                                  'channels, 2fc of 256 units, for small images)')
     num_sample: int = option(512, 'RoIs sampled per image for the box head')
     rpn_train_post_nms: int = option(2000, 'proposals per image in training')
     rpn_test_post_nms: int = option(1000, 'proposals per image in validation')
@@ -100,7 +104,7 @@ class DetTrainConfig(RunConfig):
                                    'rpn_train_post_nms', 'rpn_test_post_nms'))
         if self.classes < 0 or self.warmup_iters < 0:
             raise ValueError('--classes and --warmup-iters must be >= 0')
-        for name, allowed in (('layout', LAYOUTS), ('model', DETECTION_MODELS),
+        for name, allowed in (('layout', LAYOUTS), ('model', DETECTION_MODELS), ('head', HEADS),
                               ('norm', NORMS), ('empty', EMPTY), ('metric', METRICS)):
             if getattr(self, name) not in allowed:
                 raise ValueError('--%s %r: allowed %s' % (name, getattr(self, name),
@@ -108,6 +112,9 @@ class DetTrainConfig(RunConfig):
         if self.model == 'mask_rcnn_fpn' and self.metric != 'coco':
             raise ValueError('--metric %s has no mask AP: Mask R-CNN is validated by COCO AP'
                              % self.metric)
+        if self.pretrained and self.head != 'gluoncv':
+            raise ValueError("--pretrained loads GluonCV's weights, which fit --head gluoncv "
+                             'only, not --head %s' % self.head)
         if not self.data_root:
             raise ValueError('--data-root is required')
         if self.layout == 'coco-json' and not (self.train_annotations and self.val_annotations):
@@ -140,7 +147,10 @@ class DetTrainConfig(RunConfig):
 
     def model_settings(self):
         """The R-CNN settings the flags override (get_detection_model's kwargs)."""
-        return dict(short=self.short_range(), max_size=self.max_size,
+        settings = dict(LIGHT_HEAD if self.head == 'light' else {})
+        if self.model != 'mask_rcnn_fpn':
+            settings.pop('mask_channels', None)
+        return dict(settings, short=self.short_range(), max_size=self.max_size,
                     num_sample=self.num_sample, rpn_train_post_nms=self.rpn_train_post_nms,
                     rpn_test_post_nms=self.rpn_test_post_nms)
 
