@@ -71,12 +71,14 @@ def list_detection_weights():
 
 def pyramid_settings(output_stride, max_size):
     """The R-CNN's pyramid strides (P2..P6) for a trunk whose C5 has ``output_stride`` (32 for
-    ImageNet trunks: 4..64; the small trunks without a stem pool run at half of it), and an
-    anchor map large enough for ``max_size`` px images (GluonCV's 384 cells at least, so its
-    files' anchors fit)."""
+    ImageNet trunks: 4..64; the small trunks without a stem pool run at half of it), anchors of
+    8 x each level's stride (GluonCV's and Detectron's 32..512 px for ImageNet trunks: 16 px
+    base x scales 2..32), and an anchor map large enough for ``max_size`` px images (GluonCV's
+    384 cells at least, so its files' anchors fit)."""
     strides = tuple(output_stride // 8 * 2 ** k for k in range(5))
     cells = max(384, -(-max_size // strides[0]))
-    return dict(strides=strides, alloc_size=(cells, cells))
+    return dict(strides=strides, alloc_size=(cells, cells),
+                scales=tuple(stride / 2.0 for stride in strides))
 
 
 def _box_head(norm_layer, norm_kwargs, fpn_channels, box_convs, box_fcs, box_units):

@@ -219,10 +219,13 @@ def test_anchors_and_roi_pooling_follow_the_trunks_strides(backbone, strides):
     assert net._strides == strides
     for feature, stride in zip(features, strides):
         assert feature.shape[2:] == (-(-96 // stride), -(-128 // stride))
-    # each level's anchors: centred on its cells, 3 ratios per cell
+    # each level's anchors: centred on its cells, 3 ratios per cell, the square one 8 x the
+    # stride a side
     for generator, feature, stride in zip(net.rpn.anchor_generator, features, strides):
         anchors = generator(feature).reshape((feature.shape[2], feature.shape[3], 3, 4))
         centres = (anchors[:, :, 0, :2] + anchors[:, :, 0, 2:]).asnumpy() / 2.0
+        square = anchors[0, 0, 1].asnumpy()
+        np.testing.assert_allclose(square[2:] - square[:2] + 1, (8 * stride, 8 * stride))
         np.testing.assert_allclose(centres[1, 1] - centres[0, 0], (stride, stride))
         np.testing.assert_allclose(centres[0, 0], (stride / 2.0 - 0.5,) * 2, atol=0.5)
 
