@@ -5,18 +5,16 @@ chosen checkpoint once on the test scenes (box and mask AP), draw test scenes wi
 beside the ground truth, export, and summarize; and ResNeSt against ResNet-D over seeds."""
 import json
 import os
-import time
 
 import numpy as np
 
-from gluon_resnest.analysis.seeds import mean_std
 from gluon_resnest.engine.checkpoint import RunClock, atomic_file, write_json
 from gluon_resnest.engine.distributed import rank_env, run_ranks
 from gluon_resnest.launch import launch_training, rank_command
 from .fashion_mnist_data import DEFAULT_SOURCE
 from .instance_scenes import INSTANCE_COUNTS, build_instance_scenes
 from .scenes import build_pretraining_records
-from .scenes_demo import _pretrain
+from .scenes_demo import _pretrain, compare_over_seeds
 
 __all__ = ['INSTANCE_DEMO', 'instance_config', 'run_instance_demo', 'compare_instance_backbones',
            'instance_figure']
@@ -141,23 +139,16 @@ def compare_instance_backbones(data_dir, save_root, backbones=('resnest14_small'
                                                                'resnetd14_small'),
                                seeds=(0, 1, 2), processes=2, log=print, pretrain=None,
                                **overrides):
-    """The demo's training for each seed and backbone (each run resumable in its own folder,
-    backbones alternating so a partial table stays balanced), the test scenes evaluated once
-    per run; the table (mean and std of box and mask AP) is rewritten after every run."""
+    """The demo's training for each seed and backbone (``compare_over_seeds``), the test
+    scenes evaluated once per run: mean and std of box and mask AP."""
     build_instance_scenes(data_dir)
     records = build_pretraining_records(os.path.join(data_dir, 'pretrain'))
-    rows = []
-    for seed in seeds:
-        for backbone in backbones:
-            save_dir = os.path.join(save_root, '%s-seed%d' % (backbone, seed))
-            log('training %s, seed %d -> %s' % (backbone, seed, save_dir))
-            tic = time.time()
-            _train(data_dir, records, save_dir, processes, seed, False,
-                   dict(overrides, backbone=backbone), pretrain)
-            test = _test(save_dir, data_dir, processes)
-            rows.append(dict(backbone=backbone, seed=seed, test_box_ap=test['ap'],
-                             test_mask_ap=test['mask_ap'], seconds=time.time() - tic))
-            table = mean_std(rows, 'backbone', backbones, ('test_box_ap', 'test_mask_ap'))
-            result = dict(runs=rows, mean_std=table, seeds=list(seeds))
-            write_json(os.path.join(save_root, 'comparison.json'), result)
-    return result
+
+    def run_one(backbone, seed, save_dir):
+        _train(data_dir, records, save_dir, processes, seed, False,
+               dict(overrides, backbone=backbone), pretrain)
+        test = _test(save_dir, data_dir, processes)
+        return dict(test_box_ap=test['ap'], test_mask_ap=test['mask_ap'])
+
+    return compare_over_seeds(save_root, backbones, seeds, run_one,
+                              ('test_box_ap', 'test_mask_ap'), log)

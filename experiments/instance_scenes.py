@@ -14,7 +14,7 @@ from PIL import Image
 from gluon_resnest.engine.checkpoint import atomic_folder
 from .fashion_mnist_data import CLASSES as GARMENTS
 from .fashion_mnist_data import DEFAULT_SOURCE, ensure_source, load_split
-from .scenes import SOURCE_SPLITS, _source_range, compose_instances
+from .scenes import SOURCE_SPLITS, _source_range, compose_instances, scenes_done
 
 __all__ = ['INSTANCE_COUNTS', 'INSTANCE_SCENE', 'build_instance_scenes', 'annotate']
 
@@ -51,14 +51,8 @@ def build_instance_scenes(out_dir, counts=INSTANCE_COUNTS, seed=0, source=DEFAUL
     spec = dict(counts=list(counts), seed=seed, classes=list(GARMENTS),
                 generator=GENERATOR_VERSION, **{k: list(v) if isinstance(v, tuple) else v
                                                 for k, v in INSTANCE_SCENE.items()})
-    done = os.path.join(out_dir, 'scenes.json')
-    if os.path.isfile(done):
-        with open(done) as f:
-            if json.load(f) == spec:
-                return out_dir
-    elif os.path.isdir(out_dir) and os.listdir(out_dir):
-        raise FileExistsError('%s exists and is not a scenes folder (no scenes.json): choose '
-                              'another folder' % out_dir)
+    if scenes_done(out_dir, spec):
+        return out_dir
     source = ensure_source(source, install)
     categories = [dict(id=k + 1, name=name) for k, name in enumerate(GARMENTS)]
     with atomic_folder(out_dir) as tmp:

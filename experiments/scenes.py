@@ -97,6 +97,19 @@ def _overlap(a, b):
     return h * w / float(min(sa, sb) ** 2)
 
 
+def scenes_done(out_dir, spec):
+    """True when ``out_dir`` holds complete scenes made with ``spec`` (its ``scenes.json``);
+    FileExistsError when it holds anything else than scenes."""
+    done = os.path.join(out_dir, 'scenes.json')
+    if os.path.isfile(done):
+        with open(done) as f:
+            return json.load(f) == spec
+    if os.path.isdir(out_dir) and os.listdir(out_dir):
+        raise FileExistsError('%s exists and is not a scenes folder (no scenes.json): choose '
+                              'another folder' % out_dir)
+    return False
+
+
 def build_scenes(out_dir, counts=SCENE_COUNTS, size=64, seed=0, source=DEFAULT_SOURCE,
                  install=True):
     """Write ``out_dir`` in the VOC layout (JPEGImages/, SegmentationClass/,
@@ -105,14 +118,8 @@ def build_scenes(out_dir, counts=SCENE_COUNTS, size=64, seed=0, source=DEFAULT_S
     under its name only when complete."""
     spec = dict(counts=list(counts), size=size, seed=seed, classes=list(SCENE_CLASSES),
                 generator=GENERATOR_VERSION)
-    done = os.path.join(out_dir, 'scenes.json')
-    if os.path.isfile(done):
-        with open(done) as f:
-            if json.load(f) == spec:
-                return out_dir
-    elif os.path.isdir(out_dir) and os.listdir(out_dir):
-        raise FileExistsError('%s exists and is not a scenes folder (no scenes.json): choose '
-                              'another folder' % out_dir)
+    if scenes_done(out_dir, spec):
+        return out_dir
     source = ensure_source(source, install)
     with atomic_folder(out_dir) as tmp:
         for sub in ('JPEGImages', 'SegmentationClass', os.path.join('ImageSets', 'Segmentation')):

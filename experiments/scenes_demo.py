@@ -17,7 +17,8 @@ from gluon_resnest.segmentation.data import open_dataset
 from gluon_resnest.segmentation.predict import prediction_figure
 from .scenes import SCENE_CLASSES, SCENE_COUNTS, build_pretraining_records, build_scenes
 
-__all__ = ['DEMO', 'PRETRAIN', 'demo_config', 'run_demo', 'compare_backbones']
+__all__ = ['DEMO', 'PRETRAIN', 'demo_config', 'run_demo', 'compare_backbones',
+           'compare_over_seeds']
 
 # the demo's recipe: 64 px scenes, a small trunk at output stride 16 (8 px features with its
 # stride-2 stem), a 48-channel head with small ASPP rates (12/24/36 would look past an 8 px map)
@@ -136,30 +137,41 @@ def _demo(data_dir, save_dir, processes, seed, progress, log, scene_counts, pret
     return summary
 
 
-def compare_backbones(data_dir, save_root, backbones=('resnest14_small', 'resnetd14_small'),
-                      seeds=(0, 1, 2), processes=2, log=print, pretrain=None, **overrides):
-    """The demo's training for each seed and backbone (each run resumable in its own folder,
-    backbones alternating so a partial table stays balanced), test scenes evaluated once per
-    run at single scale; the table is rewritten after every run and returned. ``pretrain`` and
-    ``overrides`` replace PRETRAIN's and DEMO's values."""
-    build_scenes(data_dir)
-    records = build_pretraining_records(os.path.join(data_dir, 'pretrain'))
+def compare_over_seeds(save_root, backbones, seeds, run_one, metrics, log=print):
+    """``run_one(backbone, seed, save_dir)`` (a dict of ``metrics``) for each seed and backbone,
+    each run in its own folder (resumable), backbones alternating so a partial table stays
+    balanced; the table {backbone: {metric: [mean, std]}} is rewritten to
+    ``save_root/comparison.json`` after every run and returned with the runs."""
     rows = []
     for seed in seeds:
         for backbone in backbones:
             save_dir = os.path.join(save_root, '%s-seed%d' % (backbone, seed))
             log('training %s, seed %d -> %s' % (backbone, seed, save_dir))
             tic = time.time()
-            _train(data_dir, records, save_dir, processes, seed, False,
-                   dict(overrides, backbone=backbone), pretrain)
-            test = _test(save_dir, data_dir, processes, multi_scale=False)
-            with open(os.path.join(save_dir, 'metrics.jsonl')) as f:
-                history = [json.loads(line) for line in f]
-            rows.append(dict(backbone=backbone, seed=seed,
-                             val_miou=max(h['val_miou'] for h in history),
-                             test_miou=test['single_scale']['miou'],
-                             img_per_s=history[-1]['img_per_s'], seconds=time.time() - tic))
-            table = mean_std(rows, 'backbone', backbones, ('val_miou', 'test_miou', 'img_per_s'))
-            result = dict(runs=rows, mean_std=table, seeds=list(seeds))
+            rows.append(dict(run_one(backbone, seed, save_dir), backbone=backbone, seed=seed,
+                             seconds=time.time() - tic))
+            result = dict(runs=rows, mean_std=mean_std(rows, 'backbone', backbones, metrics),
+                          seeds=list(seeds))
             write_json(os.path.join(save_root, 'comparison.json'), result)
     return result
+
+
+def compare_backbones(data_dir, save_root, backbones=('resnest14_small', 'resnetd14_small'),
+                      seeds=(0, 1, 2), processes=2, log=print, pretrain=None, **overrides):
+    """The demo's training for each seed and backbone (:func:`compare_over_seeds`), test
+    scenes evaluated once per run at single scale. ``pretrain`` and ``overrides`` replace
+    PRETRAIN's and DEMO's values."""
+    build_scenes(data_dir)
+    records = build_pretraining_records(os.path.join(data_dir, 'pretrain'))
+
+    def run_one(backbone, seed, save_dir):
+        _train(data_dir, records, save_dir, processes, seed, False,
+               dict(overrides, backbone=backbone), pretrain)
+        test = _test(save_dir, data_dir, processes, multi_scale=False)
+        with open(os.path.join(save_dir, 'metrics.jsonl')) as f:
+            history = [json.loads(line) for line in f]
+        return dict(val_miou=max(h['val_miou'] for h in history),
+                    test_miou=test['single_scale']['miou'], img_per_s=history[-1]['img_per_s'])
+
+    return compare_over_seeds(save_root, backbones, seeds, run_one,
+                              ('val_miou', 'test_miou', 'img_per_s'), log)

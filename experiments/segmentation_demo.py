@@ -7,68 +7,20 @@ export, and print a summary:
 
 Re-running resumes; --fresh starts over.
 """
-import argparse
-import json
 import os
-import subprocess
-import sys
 
-from gluon_resnest.runtime import quiet_native_logs
-from gluon_resnest import list_models
-from gluon_resnest.argtypes import positive_int, seed_list
-from gluon_resnest.engine.checkpoint import remove_run
-from gluon_resnest.engine.cli import exit_interrupted
-from .scenes_demo import DEMO, PRETRAIN, compare_backbones, run_demo
+from .demo_command import demo_arguments, run_demo_command
+from .scenes_demo import DEMO, compare_backbones, run_demo
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--data-dir', default=os.path.join('data', 'fashion-mnist-scenes'))
-    parser.add_argument('--save-dir', default=None, help='default: runs/scenes (runs/'
-                        'scenes-compare with --compare)')
-    parser.add_argument('--backbone', default=DEMO['backbone'], choices=list_models(),
-                        metavar='NAME')
-    parser.add_argument('--epochs', type=positive_int, default=DEMO['epochs'],
-                        help='segmentation epochs')
-    parser.add_argument('--pretrain-epochs', type=positive_int, default=PRETRAIN['epochs'],
-                        help="epochs of the backbone's classification pretraining on the "
-                             "training garments")
-    parser.add_argument('--np', type=positive_int, default=2, help='Horovod processes')
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--compare', action='store_true',
-                        help='ResNeSt vs ResNet-D of the same size, over --seeds')
-    parser.add_argument('--seeds', type=seed_list, default=(0, 1, 2))
-    parser.add_argument('--fresh', action='store_true', help='discard earlier checkpoints')
-    args = parser.parse_args(argv)
-    if args.save_dir is None:
-        args.save_dir = os.path.join('runs', 'scenes-compare' if args.compare else 'scenes')
-    args.save_dir = os.path.abspath(args.save_dir)
-    return args
+    return demo_arguments(argv, __doc__, os.path.join('data', 'fashion-mnist-scenes'),
+                          os.path.join('runs', 'scenes'), DEMO['backbone'], DEMO['epochs'],
+                          'segmentation')
 
 
 def main(argv=None):
-    quiet_native_logs()  # MXNet's C++ notices would break the progress bars
-    args = parse_args(argv)
-    pretrain = dict(epochs=args.pretrain_epochs)
-    try:
-        if args.fresh:
-            remove_run(args.save_dir)
-        if args.compare:
-            result = compare_backbones(args.data_dir, args.save_dir, seeds=args.seeds,
-                                       processes=args.np, pretrain=pretrain,
-                                       epochs=args.epochs)
-            print(json.dumps(result['mean_std'], indent=1))
-        else:
-            summary = run_demo(args.data_dir, args.save_dir, args.np, args.seed,
-                               pretrain=pretrain, backbone=args.backbone, epochs=args.epochs)
-            print(json.dumps(summary, indent=1))
-    except KeyboardInterrupt:
-        exit_interrupted(args.save_dir)
-    except subprocess.CalledProcessError as err:
-        sys.exit('error: training failed (exit status %d); its output is above'
-                 % err.returncode)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        sys.exit('error: %s' % err)
+    run_demo_command(parse_args(argv), run_demo, compare_backbones)
 
 
 if __name__ == '__main__':

@@ -12,6 +12,7 @@ import sys
 from ..argtypes import positive_int
 from ..engine.checkpoint import atomic_file, check_writable
 from ..runtime import quiet_native_logs
+from .images import output_names
 
 
 def _threshold(text):
@@ -39,13 +40,7 @@ def main(argv=None):
         from ..detection.predict import detect, draw_detections
         from ..detection.task import load_detector
         from ..zoo.registry import get_model_info
-        missing = [p for p in args.images if not os.path.isfile(p)]
-        if missing:
-            raise FileNotFoundError('image not found: %s' % ', '.join(missing))
-        names = [os.path.splitext(os.path.basename(p))[0] for p in args.images]
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:
-            raise ValueError('two images would write the same %s.png' % twice[0])
+        names = output_names(args.images)
         net, cfg, classes, category_ids = load_detector(args.checkpoint)
         info = get_model_info(cfg.backbone)
         check_writable(args.out_dir)

@@ -9,11 +9,11 @@ indices, and one JSON line per image with the classes found.
 """
 import argparse
 import json
-import os
 import sys
 
 from ..argtypes import positive_int
 from ..runtime import quiet_native_logs
+from .images import output_names
 from ..segmentation.data import SegmentationDataError
 from ..segmentation.evaluate import load_segmentation
 from ..segmentation.predict import MULTI_SCALES, segment_images
@@ -35,15 +35,7 @@ def main(argv=None):
                         help='scales %s with flips' % ', '.join(map(str, MULTI_SCALES)))
     args = parser.parse_args(argv)
     try:
-        missing = [p for p in args.images if not os.path.isfile(p)]
-        if missing:
-            raise FileNotFoundError('image not found: %s' % ', '.join(missing))
-        names = [os.path.splitext(os.path.basename(p))[0] for p in args.images]
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:
-            raise ValueError('two images would write the same %s.png: %s'
-                             % (twice[0], ', '.join(p for p, n in zip(args.images, names)
-                                                    if n == twice[0])))
+        output_names(args.images)  # missing images or clashing outputs: named now
         net, config = load_segmentation(args.checkpoint, args.symbol, args.params,
                                         args.backbone)
         config = dict(config)
