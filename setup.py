@@ -38,7 +38,7 @@ setup(
         'resnest-%s = gluon_resnest.commands.%s:main' % (name.replace('_', '-'), name)
         for name in ('train', 'train_segmentation', 'im2rec', 'evaluate',
                      'evaluate_segmentation', 'export', 'benchmark', 'profile', 'train_detection',
-                     'evaluate_detection', 'predict_detection',
+                     'evaluate_detection', 'predict_detection', 'benchmark_detection',
                      'predict_segmentation')] + [
         'resnest-%s = experiments.%s:main' % (name.replace('_', '-'), module)
         for name, module in (('fashion_mnist', 'main_job'), ('segmentation_demo',

@@ -1,0 +1,72 @@
+"""Faster R-CNN FPN inference speed, ours against GluonCV's model with the same weights, timed
+in one process with the steps alternating (a slow spell of a shared machine falls on both), and
+where the time goes: the trunk, the FPN, the RPN (proposals and their NMS) and the RoI head
+(pooling, the box head, decoding and NMS), each stage timed by itself."""
+import os
+import tempfile
+
+import mxnet as mx
+import numpy as np
+
+from .peer_benchmark import median_rates
+
+__all__ = ['detection_speed']
+
+
+def _stages(net, x, ours):
+    """{stage: step} of ``net`` on ``x``: each stage's inputs computed once beforehand."""
+    if ours:
+        features = net.features
+        trunk_out = features.trunk(x)
+        stages = dict(trunk=lambda: features.trunk(x),
+                      fpn=lambda: features.fpn(*trunk_out))
+        pyramid = features.fpn(*trunk_out)
+    else:  # GluonCV's trunk and FPN are one SymbolBlock
+        stages = dict(trunk_and_fpn=lambda: net.features(x))
+        pyramid = net.features(x)
+    zeros = mx.nd.zeros_like(x)
+    stages['rpn'] = lambda: net.rpn(zeros, *pyramid)
+    return {name: (lambda step=step: _wait(step())) for name, step in stages.items()}
+
+
+def _wait(outputs):
+    for out in outputs if isinstance(outputs, (list, tuple)) else [outputs]:
+        out.wait_to_read()
+
+
+def detection_speed(backbone='resnest50', size=(800, 1216), warmup=1, repeats=3, seed=0):
+    """JSON-ready records of GluonCV's ``faster_rcnn_fpn_syncbn_<backbone>_coco`` and ours with
+    the same random weights (GluonCV's saved file loaded into ours strictly), both hybridized,
+    on one image of ``size`` (height, width): seconds per image and per stage, and the number
+    of detections (equal weights, equal work)."""
+    from gluoncv.model_zoo.rcnn.faster_rcnn import predefined_models
+    from ..detection import get_detection_model
+    mx.random.seed(seed)
+    theirs = getattr(predefined_models, 'faster_rcnn_fpn_syncbn_%s_coco' % backbone)(
+        pretrained=False, pretrained_base=False)
+    theirs.initialize()
+    theirs(mx.nd.zeros((1, 3, 64, 64)))
+    handle, path = tempfile.mkstemp(suffix='.params')
+    os.close(handle)
+    try:
+        theirs.save_parameters(path)
+        ours = get_detection_model('faster_rcnn_fpn', backbone=backbone, pretrained=path)
+    finally:
+        os.remove(path)
+    x = mx.nd.array(np.random.RandomState(seed).uniform(-2, 2, (1, 3) + tuple(size)))
+    nets = (('gluoncv', theirs, False), ('ours', ours, True))
+    for _, net, _ in nets:
+        net.hybridize(static_alloc=True, static_shape=True)
+    steps = [lambda net=net: _wait(net(x)) for _, net, _ in nets]
+    totals = median_rates(steps, 1, warmup, repeats)
+    records = []
+    for (name, net, is_ours), rate in zip(nets, totals):
+        stages = _stages(net, x, is_ours)
+        stage_rates = median_rates(list(stages.values()), 1, warmup, repeats)
+        seconds = {stage: round(1.0 / r, 3) for stage, r in zip(stages, stage_rates)}
+        seconds['roi_head'] = round(1.0 / rate - sum(seconds.values()), 3)
+        ids = net(x)[0].asnumpy()
+        records.append(dict(model=name, backbone=backbone, size=list(size),
+                            seconds_per_image=round(1.0 / rate, 3), stage_seconds=seconds,
+                            detections=int((ids >= 0).sum()), repeats=repeats))
+    return records
