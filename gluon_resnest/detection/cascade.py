@@ -1,13 +1,16 @@
-"""Cascade R-CNN's per-stage rules (Cai and Vasconcelos, 2018): each stage samples the boxes
-the previous stage refined against a higher IoU threshold, regresses them class-agnostically
-with its own (smaller) standard deviations, and passes its decoded boxes on without a
-gradient; at inference the class scores of the stages are averaged and the boxes of the last
-stage kept. These are the pieces a cascade head is built from; the head itself is not built
-yet. Boxes are corners (x1, y1, x2, y2), widths x2 - x1, as GluonCV's encoders take them."""
+"""Cascade R-CNN (Cai and Vasconcelos, 2018) with FPN: three box stages after the RPN, each
+labelling the boxes the previous stage refined against a higher IoU threshold (0.5, 0.6, 0.7),
+regressing them class-agnostically with its own (smaller) standard deviations, and passing its
+decoded boxes on without a gradient; at inference the class probabilities of the stages are
+averaged and the boxes of the last stage kept. Boxes are corners (x1, y1, x2, y2), widths
+x2 - x1, as GluonCV's encoders take them. The rules take ``F`` (mx.nd or mx.sym) so the
+network that uses them hybridizes and exports."""
 import mxnet as mx
+from mxnet import autograd
+from mxnet.gluon import nn
 
 __all__ = ['CASCADE_STAGES', 'stage_targets', 'encode_boxes', 'decode_boxes', 'next_stage_boxes',
-           'average_stage_scores']
+           'average_stage_scores', 'cascade_class']
 
 # (IoU threshold, box standard deviations) of the three stages: Detectron's (0.1, 0.1, 0.2,
 # 0.2), then halved, then a third
@@ -15,52 +18,144 @@ CASCADE_STAGES = tuple((iou, tuple(s / div for s in (0.1, 0.1, 0.2, 0.2)))
                        for iou, div in ((0.5, 1.0), (0.6, 2.0), (0.7, 3.0)))
 
 
-def _centers(boxes):
-    x1, y1, x2, y2 = (boxes.slice_axis(axis=-1, begin=i, end=i + 1) for i in range(4))
+def _columns(F, boxes):
+    return [F.slice_axis(boxes, axis=-1, begin=i, end=i + 1) for i in range(4)]
+
+
+def _centers(F, boxes):
+    x1, y1, x2, y2 = _columns(F, boxes)
     width, height = x2 - x1, y2 - y1
     return x1 + 0.5 * width, y1 + 0.5 * height, width, height
 
 
-def encode_boxes(boxes, targets, stds):
-    """Regression targets of ``boxes`` towards ``targets`` (both N x 4):
+def encode_boxes(boxes, targets, stds, F=mx.nd):
+    """Regression targets of ``boxes`` towards ``targets`` (both ... x 4):
     ((tx - bx) / bw, (ty - by) / bh, log(tw / bw), log(th / bh)), each divided by its std."""
-    bx, by, bw, bh = _centers(boxes)
-    tx, ty, tw, th = _centers(targets)
-    deltas = mx.nd.concat((tx - bx) / bw, (ty - by) / bh, mx.nd.log(tw / bw),
-                          mx.nd.log(th / bh), dim=-1)
-    return deltas / mx.nd.array(stds, ctx=boxes.context)
+    bx, by, bw, bh = _centers(F, boxes)
+    tx, ty, tw, th = _centers(F, targets)
+    bw, bh = F.maximum(bw, 1e-6), F.maximum(bh, 1e-6)  # a degenerate proposal: no inf
+    deltas = ((tx - bx) / bw, (ty - by) / bh, F.log(tw / bw), F.log(th / bh))
+    return F.concat(*[d / s for d, s in zip(deltas, stds)], dim=-1)
 
 
-def decode_boxes(boxes, deltas, stds, clip=4.135):
-    """The boxes ``deltas`` (N x 4, scaled by ``stds``) move ``boxes`` to; size changes are
+def decode_boxes(boxes, deltas, stds, clip=4.135, F=mx.nd):
+    """The boxes ``deltas`` (... x 4, scaled by ``stds``) move ``boxes`` to; size changes are
     clipped at exp(``clip``) (log(1000 / 16), as Detectron)."""
-    deltas = deltas * mx.nd.array(stds, ctx=deltas.context)
-    bx, by, bw, bh = _centers(boxes)
-    dx, dy, dw, dh = (deltas.slice_axis(axis=-1, begin=i, end=i + 1) for i in range(4))
+    dx, dy, dw, dh = (d * s for d, s in zip(_columns(F, deltas), stds))
+    bx, by, bw, bh = _centers(F, boxes)
     cx, cy = bx + dx * bw, by + dy * bh
-    w, h = bw * mx.nd.exp(mx.nd.minimum(dw, clip)), bh * mx.nd.exp(mx.nd.minimum(dh, clip))
-    return mx.nd.concat(cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h, dim=-1)
+    w, h = bw * F.exp(F.minimum(dw, clip)), bh * F.exp(F.minimum(dh, clip))
+    return F.concat(cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h, dim=-1)
 
 
 def stage_targets(rois, gt_boxes, gt_labels, iou_threshold, stds):
     """(class targets N, box targets N x 4, box masks N x 4) of one stage: each RoI is matched
     to the ground-truth box it overlaps most; with IoU >= ``iou_threshold`` it is foreground
     (its class + 1) and regresses towards that box (class-agnostic, ``stds``), else background
-    (0) with a zero mask."""
+    (0) with a zero mask. Ground-truth rows of -1 (padding) match nothing."""
     iou = mx.nd.contrib.box_iou(rois, gt_boxes, format='corner')
+    iou = mx.nd.where(mx.nd.broadcast_like((gt_labels >= 0).reshape((1, -1)), iou), iou,
+                      mx.nd.zeros_like(iou) - 1)
     best = iou.argmax(axis=1)
     foreground = iou.max(axis=1) >= iou_threshold
-    matched = gt_boxes.take(best)
+    fg = mx.nd.broadcast_to(foreground.reshape((-1, 1)), (rois.shape[0], 4))
+    matched = mx.nd.where(fg, gt_boxes.take(best), rois)  # background: a zero delta, no NaN
     labels = (gt_labels.take(best) + 1) * foreground
-    masks = mx.nd.broadcast_to(foreground.reshape((-1, 1)), (rois.shape[0], 4))
-    return labels, encode_boxes(rois, matched, stds) * masks, masks
+    return labels, encode_boxes(rois, matched, stds) * fg, fg
 
 
-def next_stage_boxes(rois, deltas, stds):
+def next_stage_boxes(rois, deltas, stds, F=mx.nd):
     """A stage's decoded boxes as the next stage's RoIs: no gradient flows back through them."""
-    return mx.nd.stop_gradient(decode_boxes(mx.nd.stop_gradient(rois), deltas, stds))
+    return F.stop_gradient(decode_boxes(F.stop_gradient(rois), deltas, stds, F=F))
 
 
-def average_stage_scores(stage_probabilities):
+def average_stage_scores(stage_probabilities, F=mx.nd):
     """Inference: the class probabilities of every stage's classifier, averaged."""
-    return mx.nd.add_n(*stage_probabilities) / len(stage_probabilities)
+    return F.add_n(*stage_probabilities) / len(stage_probabilities)
+
+
+class CascadeStage(nn.HybridBlock):
+    """A later stage's box head, classifier and class-agnostic regressor."""
+
+    def __init__(self, head, classes, **kwargs):
+        super().__init__(**kwargs)
+        with self.name_scope():
+            self.box_features = head
+            self.class_predictor = nn.Dense(classes + 1,
+                                            weight_initializer=mx.init.Normal(0.01))
+            self.box_predictor = nn.Dense(4, weight_initializer=mx.init.Normal(0.001))
+
+
+_CASCADE = []
+
+
+def cascade_class(faster_rcnn):
+    """The Cascade R-CNN class built on ``faster_rcnn`` (our FasterRCNN class): its RPN,
+    sampler (stage 1's RoIs, ground truth included), pyramid RoI pooling and first box head;
+    its box predictor made class-agnostic; two more stages."""
+    if _CASCADE:
+        return _CASCADE[0]
+
+    class CascadeRCNN(faster_rcnn):
+        uses_target_generator = False  # stages label their boxes themselves
+
+        def __init__(self, box_head, **kwargs):
+            super().__init__(box_features=box_head(), **kwargs)
+            with self.name_scope():
+                self.box_predictor = nn.Dense(4, weight_initializer=mx.init.Normal(0.001))
+                self.stage2 = CascadeStage(box_head(), self.num_class)
+                self.stage3 = CascadeStage(box_head(), self.num_class)
+            from gluoncv.nn.bbox import BBoxClipToImage
+            self.clip_to_image = BBoxClipToImage()
+
+        def stages(self):
+            return [(self.box_features, self.class_predictor, self.box_predictor),
+                    (self.stage2.box_features, self.stage2.class_predictor,
+                     self.stage2.box_predictor),
+                    (self.stage3.box_features, self.stage3.class_predictor,
+                     self.stage3.box_predictor)]
+
+        def hybrid_forward(self, F, x, gt_box=None, gt_label=None):
+            """Training: per stage its input boxes (B x N x 4), class logits (B x N x C + 1)
+            and box deltas (B x N x 4), then the RPN's raw scores, boxes and anchors.
+            Inference: GluonCV's (class ids, scores, boxes) after per-class NMS."""
+            feat = self.features(x)
+            training = autograd.is_training()
+            if training:
+                rpn_score, rpn_box, raw_rpn_score, raw_rpn_box, anchors = \
+                    self.rpn(F.zeros_like(x), *feat)
+                boxes, _, _ = self.sampler(rpn_box, rpn_score, gt_box)
+            else:
+                _, boxes = self.rpn(F.zeros_like(x), *feat)
+            batch = self._batch_size if training else 1
+            count = self._num_sample if training else self._rpn_test_post_nms
+            batch_ids = F.repeat(F.arange(0, batch), count).reshape((-1, 1))
+            outputs, probabilities = [], []
+            for (head, classify, regress), (_, stds) in zip(self.stages(), CASCADE_STAGES):
+                boxes = F.stop_gradient(boxes)
+                rois = F.concat(batch_ids, boxes.reshape((-1, 4)), dim=-1)
+                pooled = self._pyramid_roi_feats(F, feat, rois, self._roi_size, self._strides,
+                                                 roi_mode=self._roi_mode)
+                features = head(pooled)
+                logits = classify(features).reshape((batch, count, self.num_class + 1))
+                deltas = regress(features).reshape((batch, count, 4))
+                outputs += [boxes, logits, deltas]
+                probabilities.append(F.softmax(logits, axis=-1))
+                boxes = self.clip_to_image(next_stage_boxes(boxes, deltas, stds, F=F), x)
+            if training:
+                return tuple(outputs) + (raw_rpn_score, raw_rpn_box, anchors)
+            # the last stage's boxes (clipped, as above), every class scored by the average
+            scores = F.slice_axis(average_stage_scores(probabilities, F=F), axis=-1, begin=1,
+                                  end=None)
+            ids = F.broadcast_like(F.arange(0, self.num_class).reshape((1, 1, -1)), scores)
+            boxes = F.repeat(F.stop_gradient(boxes), repeats=self.num_class, axis=1)
+            result = F.contrib.box_nms(
+                F.concat(ids.reshape((1, -1, 1)), scores.reshape((1, -1, 1)), boxes, dim=-1),
+                overlap_thresh=self.nms_thresh, topk=self.nms_topk, valid_thresh=0.0001,
+                id_index=0, score_index=1, coord_start=2, force_suppress=False)
+            return (F.slice_axis(result, axis=-1, begin=0, end=1),
+                    F.slice_axis(result, axis=-1, begin=1, end=2),
+                    F.slice_axis(result, axis=-1, begin=2, end=6))
+
+    _CASCADE.append(CascadeRCNN)
+    return CascadeRCNN

@@ -15,7 +15,7 @@ from .fpn import DetectionFeatures
 __all__ = ['get_detection_model', 'DETECTION_MODELS', 'COCO_CLASSES', 'GLUONCV_FASTER_RCNN_FPN',
            'MASK_RCNN_FPN', 'HEAD', 'LIGHT_HEAD', 'list_detection_weights', 'gluoncv_trunk_names']
 
-DETECTION_MODELS = ('faster_rcnn_fpn', 'mask_rcnn_fpn')
+DETECTION_MODELS = ('faster_rcnn_fpn', 'mask_rcnn_fpn', 'cascade_rcnn_fpn')
 # GluonCV's architecture of its faster_rcnn_fpn_syncbn_resnest*_coco models (model_zoo/rcnn/
 # faster_rcnn/predefined_models.py): what its published weights were trained with. Detectron2
 # (the paper's) differs in: anchor sizes 32-512 (base 16 x scales 2..32 here: the same), RPN
@@ -231,7 +231,8 @@ def get_detection_model(name='faster_rcnn_fpn', backbone='resnest50', classes=CO
                         **kwargs):
     """A detector on a zoo trunk.
 
-    name : 'faster_rcnn_fpn' or 'mask_rcnn_fpn'
+    name : 'faster_rcnn_fpn', 'mask_rcnn_fpn' or 'cascade_rcnn_fpn' (three box stages at IoU
+        0.5/0.6/0.7, detection.cascade)
     backbone : a zoo name (``list_models()``); GluonCV publishes faster_rcnn_fpn COCO weights
         for resnest50, resnest101 and resnest269 (``list_models(task='detection')``); no MXNet
         Mask R-CNN weights exist for ResNeSt trunks.
@@ -266,7 +267,8 @@ def get_detection_model(name='faster_rcnn_fpn', backbone='resnest50', classes=CO
         from ..zoo.store import PretrainedWeightsError
         raise PretrainedWeightsError(
             'no published MXNet weights for %s (GluonCV publishes Mask R-CNN for ResNet trunks '
-            'only); published: %s' % (name, ', '.join(list_models(task='detection'))))
+            'only, and no Cascade R-CNN); published: %s'
+            % (name, ', '.join(list_models(task='detection'))))
     ctx = ctx or mx.cpu()
     trunk = get_trunk(backbone, pretrained_base if not pretrained else False, root=root,
                       ctx=ctx, norm_layer=norm_layer, dropblock_prob=0.0,
@@ -279,15 +281,21 @@ def get_detection_model(name='faster_rcnn_fpn', backbone='resnest50', classes=CO
     features = DetectionFeatures(trunk, head['fpn_channels'], norm_layer, norm_kwargs)
     parts = dict(features=features, top_features=None,
                  classes=['class%d' % i for i in range(classes)],
-                 box_features=_box_head(norm_layer, norm_kwargs, **head),
                  train_patterns='(?!.*moving)', **settings)
-    if name == 'mask_rcnn_fpn':
-        net = _detector_classes()[1](norm_layer=norm_layer, norm_kwargs=norm_kwargs, **parts)
+    if name == 'cascade_rcnn_fpn':
+        from .cascade import cascade_class
+        net = cascade_class(_detector_classes()[0])(
+            box_head=lambda: _box_head(norm_layer, norm_kwargs, **head), **parts)
+    elif name == 'mask_rcnn_fpn':
+        net = _detector_classes()[1](norm_layer=norm_layer, norm_kwargs=norm_kwargs,
+                                     box_features=_box_head(norm_layer, norm_kwargs, **head),
+                                     **parts)
         with net.name_scope():
             net.mask = _mask_head(net._batch_size, parts['classes'],
                                   settings['mask_channels'], settings['num_fcn_convs'])
     else:
-        net = _detector_classes()[0](**parts)
+        net = _detector_classes()[0](box_features=_box_head(norm_layer, norm_kwargs, **head),
+                                     **parts)
     if pretrained:
         load_gluoncv_weights(net, pretrained, backbone, root=root, ctx=ctx)
     return net

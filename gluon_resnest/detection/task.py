@@ -1,14 +1,15 @@
 """Object detection and instance segmentation as a task of the engine (engine.loop.train):
-Faster or Mask R-CNN with FPN on any zoo trunk, the paper's recipe (synchronized BN, a random
-short side of 640-800 px with the long side at most 1333, flips, SGD 0.9 with weight decay 1e-4,
+Faster, Mask or Cascade R-CNN with FPN on any zoo trunk, the paper's recipe (synchronized BN, a
+random short side of 640-800 px with the long side at most 1333, flips, SGD 0.9, weight decay 1e-4,
 0.02 per 16 images after a linear warm-up, x0.1 at epochs 8 and 11 of 12), validated by COCO
 box AP (or VOC mAP) on the dataset's own image ids.
 
 The losses are GluonCV's R-CNN losses, logged separately: the RPN's objectness (sigmoid
 cross-entropy) and box regression (smooth L1, beta 1/9) over 256 sampled anchors, the box
 head's classification (softmax cross-entropy) and class-specific regression (smooth L1) over
-the sampled RoIs, and Mask R-CNN's per-pixel sigmoid cross-entropy on the positive RoIs. The
-RPN's anchor targets are made from the anchors the network itself returns."""
+the sampled RoIs, and Mask R-CNN's per-pixel sigmoid cross-entropy on the positive RoIs;
+Cascade R-CNN has each stage's classification and class-agnostic box loss instead. The RPN's
+anchor targets are made from the anchors the network itself returns."""
 import dataclasses
 import functools
 import os
@@ -40,7 +41,8 @@ __all__ = ['DetTrainConfig', 'DetectionTask', 'train_detection', 'evaluate_detec
 
 NORMS = ('sync', 'bn', 'frozen')
 HEADS = ('gluoncv', 'light')
-LOSSES = ('rpn_cls', 'rpn_box', 'rcnn_cls', 'rcnn_box', 'mask')
+LOSSES = ('rpn_cls', 'rpn_box', 'rcnn_cls', 'rcnn_box', 'mask') + tuple(
+    'stage%d_%s' % (k, kind) for k in (1, 2, 3) for kind in ('cls', 'box'))
 
 
 def _ints(text, name, count=None):
@@ -169,7 +171,8 @@ def build_model(cfg, classes, ctx):
                               **cfg.model_settings())
     # GluonCV builds its box-target generator (two constant parameters) at its first training
     # call; built now, checkpoints and resumes hold the same parameters from the start
-    net.target_generator.collect_params().reset_ctx(ctx)
+    if getattr(net, 'uses_target_generator', True):
+        net.target_generator.collect_params().reset_ctx(ctx)
     # what no file filled (everything, the heads, or another class count's predictors);
     # layers with their own initializer (GluonCV's predictors, the FPN) keep it
     missing = [p for p in net.collect_params().values() if p._data is None]
@@ -268,18 +271,9 @@ def _per_image_mean(values, valid):
     return values.sum(axis=axes) / count
 
 
-def rcnn_losses(net, items, rpn_targets, ctx):
-    """{name: B losses} of a batch of training items ``(image 3 x H x W, boxes N x 4 corners,
-    labels N, masks N x H x W or None)`` in one forward pass (``net`` built for B images),
-    inside ``autograd.record``; an image without objects trains the background only. Each
-    image's losses are normalized by its own sampled anchors and RoIs, as GluonCV's."""
-    images, gt_box, gt_label, gt_masks, sizes = pad_batch(items, ctx)
-    outputs = net(images, gt_box, gt_label)
-    mask_pred = None
-    if gt_masks is not None:
-        mask_pred, outputs = outputs[2], outputs[:2] + outputs[3:]
-    cls_pred, box_pred, roi, _, matches, rpn_score, rpn_box, anchors, cls_targets, \
-        box_targets, box_masks, indices = outputs
+def _rpn_losses(rpn_score, rpn_box, anchors, items, sizes, rpn_targets, ctx):
+    """The RPN's objectness (sigmoid cross-entropy) and box (smooth L1, beta 1/9) losses of each
+    image, against GluonCV's anchor targets made from the network's own anchors."""
     anchors = mx.nd.concat(*[a.reshape((-1, 4)) for a in anchors], dim=0).as_in_context(
         mx.cpu())
     targets = [_anchor_targets(rpn_targets, box, anchors, size, ctx)
@@ -290,15 +284,56 @@ def rcnn_losses(net, items, rpn_targets, ctx):
     # sigmoid cross-entropy from logits: max(x, 0) - x z + log(1 + exp(-|x|))
     rpn_cls = (mx.nd.relu(rpn_score) - rpn_score * rpn_cls_t + mx.nd.Activation(
         -mx.nd.abs(rpn_score), act_type='softrelu')) * valid
-    losses = dict(rpn_cls=_per_image_mean(rpn_cls, valid),
-                  rpn_box=_per_image_mean(_smooth_l1(rpn_box, rpn_box_t, rpn_box_m, 1.0 / 9),
-                                          valid))
-    valid = cls_targets >= 0
-    picked = mx.nd.pick(mx.nd.log_softmax(cls_pred, axis=-1), mx.nd.maximum(cls_targets, 0),
-                        axis=-1)
-    losses.update(rcnn_cls=_per_image_mean(-picked * valid, valid),
-                  rcnn_box=_per_image_mean(_smooth_l1(box_pred, box_targets, box_masks, 1.0),
-                                           valid))
+    return dict(rpn_cls=_per_image_mean(rpn_cls, valid),
+                rpn_box=_per_image_mean(_smooth_l1(rpn_box, rpn_box_t, rpn_box_m, 1.0 / 9),
+                                        valid))
+
+
+def _classification_loss(logits, targets):
+    """Each image's softmax cross-entropy over its RoIs whose target is not -1."""
+    valid = targets >= 0
+    picked = mx.nd.pick(mx.nd.log_softmax(logits, axis=-1), mx.nd.maximum(targets, 0), axis=-1)
+    return _per_image_mean(-picked * valid, valid), valid
+
+
+def _cascade_losses(outputs, gt_box, gt_label):
+    """Each stage's classification and class-agnostic box losses (Detectron2's weights: the
+    stages count alike), labels by :func:`cascade.stage_targets` at the stage's IoU."""
+    from .cascade import CASCADE_STAGES, stage_targets
+    losses = {}
+    for stage, (iou, stds) in enumerate(CASCADE_STAGES):
+        boxes, logits, deltas = outputs[3 * stage:3 * stage + 3]
+        with autograd.pause():
+            labels, targets, masks = (mx.nd.stack(*parts) for parts in zip(*[
+                stage_targets(boxes[i], gt_box[i], gt_label[i].reshape((-1,)), iou, stds)
+                for i in range(boxes.shape[0])]))
+        cls, valid = _classification_loss(logits, labels)
+        losses['stage%d_cls' % (stage + 1)] = cls
+        losses['stage%d_box' % (stage + 1)] = _per_image_mean(
+            _smooth_l1(deltas, targets, masks, 1.0), valid)
+    return losses
+
+
+def rcnn_losses(net, items, rpn_targets, ctx):
+    """{name: B losses} of a batch of training items ``(image 3 x H x W, boxes N x 4 corners,
+    labels N, masks N x H x W or None)`` in one forward pass (``net`` built for B images),
+    inside ``autograd.record``; an image without objects trains the background only. Each
+    image's losses are normalized by its own sampled anchors and RoIs, as GluonCV's."""
+    images, gt_box, gt_label, gt_masks, sizes = pad_batch(items, ctx)
+    outputs = net(images, gt_box, gt_label)
+    if not getattr(net, 'uses_target_generator', True):  # Cascade R-CNN
+        losses = _rpn_losses(*outputs[9:], items, sizes, rpn_targets, ctx)
+        losses.update(_cascade_losses(outputs[:9], gt_box, gt_label))
+        return losses
+    mask_pred = None
+    if gt_masks is not None:
+        mask_pred, outputs = outputs[2], outputs[:2] + outputs[3:]
+    cls_pred, box_pred, roi, _, matches, rpn_score, rpn_box, anchors, cls_targets, \
+        box_targets, box_masks, indices = outputs
+    losses = _rpn_losses(rpn_score, rpn_box, anchors, items, sizes, rpn_targets, ctx)
+    losses['rcnn_cls'], valid = _classification_loss(cls_pred, cls_targets)
+    losses['rcnn_box'] = _per_image_mean(_smooth_l1(box_pred, box_targets, box_masks, 1.0),
+                                         valid)
     if mask_pred is not None:
         def positives(x):  # the rows of the RoIs the mask head saw
             return mx.nd.stack(*[mx.nd.take(x[i], indices[i]) for i in range(len(items))])

@@ -106,3 +106,56 @@ def test_inference_averages_the_stages_scores():
     probs = [mx.nd.array(np.random.RandomState(i).dirichlet(np.ones(4), 5)) for i in range(3)]
     np.testing.assert_allclose(average_stage_scores(probs).asnumpy(),
                                np.mean([p.asnumpy() for p in probs], axis=0), rtol=1e-6)
+
+
+def _cascade(seed=0):
+    from gluon_resnest.detection import get_detection_model
+    from gluon_resnest.detection.model import LIGHT_HEAD
+    settings = {k: v for k, v in LIGHT_HEAD.items() if k != 'mask_channels'}
+    net = get_detection_model('cascade_rcnn_fpn', backbone='resnest14_small', classes=3,
+                              max_size=160, rpn_test_post_nms=40, **settings)
+    mx.random.seed(seed)
+    net.initialize(mx.init.MSRAPrelu())
+    return net
+
+
+def test_cascade_inference_averages_the_stages_and_keeps_the_last_stages_boxes():
+    """The network's detections against the stages run one by one with this module's rules:
+    each detection's score is the mean of the three stages' probabilities for its class, its
+    box the third stage's decoding of the second stage's boxes."""
+    net = _cascade()
+    x = mx.nd.array(np.random.RandomState(0).uniform(-2, 2, (1, 3, 96, 128)))
+    ids, scores, boxes = (o[0].asnumpy() for o in net(x))
+    features = net.features(x)
+    _, proposals = net.rpn(mx.nd.zeros_like(x), *features)
+    current, probabilities = proposals[0], []
+    for (head, classify, regress), (_, stds) in zip(net.stages(), CASCADE_STAGES):
+        rois = mx.nd.concat(mx.nd.zeros((current.shape[0], 1)), current, dim=-1)
+        pooled = net._pyramid_roi_feats(mx.nd, features, rois, net._roi_size, net._strides)
+        out = head(pooled)
+        probabilities.append(mx.nd.softmax(classify(out), axis=-1).asnumpy())
+        decoded = decode_boxes(current, regress(out), stds).asnumpy()
+        current = mx.nd.array(np.clip(decoded, 0, [128, 96, 128, 96]))
+    mean = np.mean(probabilities, axis=0)
+    final = current.asnumpy()
+    kept = np.nonzero(ids[:, 0] >= 0)[0]
+    assert len(kept) > 10
+    for row in kept[:20]:
+        n = np.abs(final - boxes[row]).max(axis=1).argmin()
+        np.testing.assert_allclose(final[n], boxes[row], atol=1e-3)
+        assert scores[row, 0] == pytest.approx(mean[n, int(ids[row, 0]) + 1], abs=1e-5)
+    net.hybridize(static_alloc=True, static_shape=True)  # and the same graph hybridized
+    for a, b in zip((ids, scores, boxes), net(x)):
+        np.testing.assert_array_equal(a, b[0].asnumpy())
+
+
+def test_cascade_has_class_agnostic_regressors_and_no_published_weights():
+    from gluon_resnest.detection import get_detection_model
+    from gluon_resnest.zoo.store import PretrainedWeightsError
+    net = _cascade()
+    net(mx.nd.zeros((1, 3, 64, 64)))
+    for _, classify, regress in net.stages():
+        assert regress.weight.shape[0] == 4 and classify.weight.shape[0] == 3 + 1
+    with pytest.raises(PretrainedWeightsError, match='no published MXNet weights for '
+                                                     'cascade_rcnn_fpn'):
+        get_detection_model('cascade_rcnn_fpn', pretrained=True)

@@ -197,3 +197,17 @@ def test_export_command_writes_a_detector_that_reloads_exactly(mask_checkpoint, 
     assert meta['task'] == 'detection' and meta['classes'] == ['square', 'disc']
     onnx = _command('export.py', ['--checkpoint', mask_checkpoint, '--out', prefix, '--onnx'])
     assert onnx.returncode != 0 and 'detectors do not export to ONNX' in onnx.stderr
+
+
+def test_cascade_rcnn_trains_each_stage_and_reloads_for_evaluation(tiny_coco, tmp_path):
+    cfg = _config(tiny_coco, str(tmp_path / 'run'), model='cascade_rcnn_fpn', head='light')
+    _, summary = train_detection(cfg, log=lambda *a: None)
+    record = summary['history'][0]
+    stages = ['stage%d_%s' % (k, kind) for k in (1, 2, 3) for kind in ('cls', 'box')]
+    assert all(np.isfinite(record['train_loss_' + name]) for name in stages)
+    assert record['train_loss'] == pytest.approx(
+        sum(record['train_loss_' + n] for n in stages + ['rpn_cls', 'rpn_box']), rel=1e-5)
+    net, saved, _, _ = load_detector(os.path.join(cfg.save_dir, 'best'))
+    scores = evaluate_detection(net, coco_split(tiny_coco, 'val'), mx.cpu(), saved.backbone,
+                                saved.test_short, saved.max_size)
+    assert scores['ap'] == pytest.approx(record['val_ap'], abs=1e-9)
