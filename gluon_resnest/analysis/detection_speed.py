@@ -63,10 +63,11 @@ def detection_speed(backbone='resnest50', size=(800, 1216), warmup=1, repeats=3,
     for (name, net, is_ours), rate in zip(nets, totals):
         stages = _stages(net, x, is_ours)
         stage_rates = median_rates(list(stages.values()), 1, warmup, repeats)
-        seconds = {stage: round(1.0 / r, 3) for stage, r in zip(stages, stage_rates)}
-        seconds['roi_head'] = round(1.0 / rate - sum(seconds.values()), 3)
+        seconds = {stage: round(r['median_ms'] / 1e3, 3) for stage, r in zip(stages, stage_rates)}
+        total = rate['median_ms'] / 1e3
+        seconds['roi_head'] = round(total - sum(seconds.values()), 3)
         ids = net(x)[0].asnumpy()
         records.append(dict(model=name, backbone=backbone, size=list(size),
-                            seconds_per_image=round(1.0 / rate, 3), stage_seconds=seconds,
+                            seconds_per_image=round(total, 3), stage_seconds=seconds,
                             detections=int((ids >= 0).sum()), repeats=repeats))
     return records
