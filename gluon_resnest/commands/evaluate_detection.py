@@ -14,6 +14,7 @@ import sys
 from ..argtypes import positive_int
 from ..detection.data import LAYOUTS, DetectionDataError, open_detection_data
 from ..detection.evaluate import METRICS
+from ..detection.model import MASK_MODELS
 from ..detection.task import evaluate_detection, load_detector
 from ..engine.checkpoint import check_output_file, write_json
 from ..runtime import quiet_native_logs
@@ -44,7 +45,7 @@ def main(argv=None):
                 check_output_file(path)  # before the evaluation, not after it
         net, cfg, names, _ = load_detector(args.checkpoint)
         metric = args.metric or cfg.metric
-        masks = cfg.model == 'mask_rcnn_fpn' and metric == 'coco'
+        masks = cfg.model in MASK_MODELS and metric == 'coco'
         dataset = open_detection_data(args.layout, args.data_root, args.split, empty='keep',
                                       annotations=args.annotations)
         if list(dataset.classes) != list(names):

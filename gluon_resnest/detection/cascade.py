@@ -9,8 +9,8 @@ import mxnet as mx
 from mxnet import autograd
 from mxnet.gluon import nn
 
-__all__ = ['CASCADE_STAGES', 'stage_targets', 'encode_boxes', 'decode_boxes', 'next_stage_boxes',
-           'average_stage_scores', 'cascade_class']
+__all__ = ['CASCADE_STAGES', 'stage_targets', 'best_matches', 'encode_boxes', 'decode_boxes',
+           'next_stage_boxes', 'average_stage_scores', 'cascade_class']
 
 # (IoU threshold, box standard deviations) of the three stages: Detectron's (0.1, 0.1, 0.2,
 # 0.2), then halved, then a third
@@ -48,16 +48,22 @@ def decode_boxes(boxes, deltas, stds, clip=4.135, F=mx.nd):
     return F.concat(cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h, dim=-1)
 
 
+def best_matches(rois, gt_boxes, gt_labels):
+    """(index N, IoU N) of the ground-truth box each RoI overlaps most; rows of -1 (padding)
+    match nothing (IoU -1)."""
+    iou = mx.nd.contrib.box_iou(rois, gt_boxes, format='corner')
+    iou = mx.nd.where(mx.nd.broadcast_like((gt_labels >= 0).reshape((1, -1)), iou), iou,
+                      mx.nd.zeros_like(iou) - 1)
+    return iou.argmax(axis=1), iou.max(axis=1)
+
+
 def stage_targets(rois, gt_boxes, gt_labels, iou_threshold, stds):
     """(class targets N, box targets N x 4, box masks N x 4) of one stage: each RoI is matched
     to the ground-truth box it overlaps most; with IoU >= ``iou_threshold`` it is foreground
     (its class + 1) and regresses towards that box (class-agnostic, ``stds``), else background
     (0) with a zero mask. Ground-truth rows of -1 (padding) match nothing."""
-    iou = mx.nd.contrib.box_iou(rois, gt_boxes, format='corner')
-    iou = mx.nd.where(mx.nd.broadcast_like((gt_labels >= 0).reshape((1, -1)), iou), iou,
-                      mx.nd.zeros_like(iou) - 1)
-    best = iou.argmax(axis=1)
-    foreground = iou.max(axis=1) >= iou_threshold
+    best, overlap = best_matches(rois, gt_boxes, gt_labels)
+    foreground = overlap >= iou_threshold
     fg = mx.nd.broadcast_to(foreground.reshape((-1, 1)), (rois.shape[0], 4))
     matched = mx.nd.where(fg, gt_boxes.take(best), rois)  # background: a zero delta, no NaN
     labels = (gt_labels.take(best) + 1) * foreground
@@ -99,12 +105,22 @@ def cascade_class(faster_rcnn):
     class CascadeRCNN(faster_rcnn):
         uses_target_generator = False  # stages label their boxes themselves
 
-        def __init__(self, box_head, **kwargs):
+        def __init__(self, box_head, mask_head=None, rcnn_max_dets=100, **kwargs):
             super().__init__(box_features=box_head(), **kwargs)
             with self.name_scope():
                 self.box_predictor = nn.Dense(4, weight_initializer=mx.init.Normal(0.001))
                 self.stage2 = CascadeStage(box_head(), self.num_class)
                 self.stage3 = CascadeStage(box_head(), self.num_class)
+                # Cascade Mask R-CNN: the mask head, trained on the first stage's positives
+                # (Detectron2's) and run on the last stage's detections
+                self.mask = mask_head
+                if mask_head is not None:
+                    from gluoncv.model_zoo.rcnn.mask_rcnn.rcnn_target import \
+                        MaskTargetGenerator
+                    self.mask_target = MaskTargetGenerator(
+                        self._batch_size, self._num_sample, self.num_class,
+                        tuple(2 * s for s in self._roi_size))
+            self._mask_dets = min(rcnn_max_dets, self._rpn_test_post_nms * self.num_class)
             from gluoncv.nn.bbox import BBoxClipToImage
             self.clip_to_image = BBoxClipToImage()
 
@@ -130,12 +146,13 @@ def cascade_class(faster_rcnn):
             batch = self._batch_size if training else 1
             count = self._num_sample if training else self._rpn_test_post_nms
             batch_ids = F.repeat(F.arange(0, batch), count).reshape((-1, 1))
-            outputs, probabilities = [], []
+            outputs, probabilities, first_pooled = [], [], None
             for (head, classify, regress), (_, stds) in zip(self.stages(), CASCADE_STAGES):
                 boxes = F.stop_gradient(boxes)
                 rois = F.concat(batch_ids, boxes.reshape((-1, 4)), dim=-1)
                 pooled = self._pyramid_roi_feats(F, feat, rois, self._roi_size, self._strides,
                                                  roi_mode=self._roi_mode)
+                first_pooled = pooled if first_pooled is None else first_pooled
                 features = head(pooled)
                 logits = classify(features).reshape((batch, count, self.num_class + 1))
                 deltas = regress(features).reshape((batch, count, 4))
@@ -143,7 +160,8 @@ def cascade_class(faster_rcnn):
                 probabilities.append(F.softmax(logits, axis=-1))
                 boxes = self.clip_to_image(next_stage_boxes(boxes, deltas, stds, F=F), x)
             if training:
-                return tuple(outputs) + (raw_rpn_score, raw_rpn_box, anchors)
+                masks = (first_pooled,) if self.mask is not None else ()
+                return tuple(outputs) + (raw_rpn_score, raw_rpn_box, anchors) + masks
             # the last stage's boxes (clipped, as above), every class scored by the average
             scores = F.slice_axis(average_stage_scores(probabilities, F=F), axis=-1, begin=1,
                                   end=None)
@@ -153,9 +171,24 @@ def cascade_class(faster_rcnn):
                 F.concat(ids.reshape((1, -1, 1)), scores.reshape((1, -1, 1)), boxes, dim=-1),
                 overlap_thresh=self.nms_thresh, topk=self.nms_topk, valid_thresh=0.0001,
                 id_index=0, score_index=1, coord_start=2, force_suppress=False)
-            return (F.slice_axis(result, axis=-1, begin=0, end=1),
-                    F.slice_axis(result, axis=-1, begin=1, end=2),
-                    F.slice_axis(result, axis=-1, begin=2, end=6))
+            if self.mask is not None:  # NMS sorted by score: the best detections first
+                result = F.slice_axis(result, axis=1, begin=0, end=self._mask_dets)
+            ids = F.slice_axis(result, axis=-1, begin=0, end=1)
+            scores = F.slice_axis(result, axis=-1, begin=1, end=2)
+            boxes = F.slice_axis(result, axis=-1, begin=2, end=6)
+            if self.mask is None:
+                return ids, scores, boxes
+            rois = F.concat(F.zeros_like(ids).reshape((-1, 1)), boxes.reshape((-1, 4)), dim=-1)
+            pooled = self._pyramid_roi_feats(F, feat, F.stop_gradient(rois), self._roi_size,
+                                             self._strides, roi_mode=self._roi_mode)
+            # each detection's mask of its own class: (1, K, C, M, M) -> (1, K, M, M)
+            logits = self.mask(pooled)
+            count = F.arange(0, self._mask_dets)
+            picked = F.gather_nd(logits, F.stack(F.zeros_like(count), count,
+                                                 F.clip(ids.reshape((-1,)), 0,
+                                                        self.num_class - 1),
+                                                 axis=0))
+            return ids, scores, boxes, F.sigmoid(picked).expand_dims(0)
 
     _CASCADE.append(CascadeRCNN)
     return CascadeRCNN

@@ -15,7 +15,9 @@ from .fpn import DetectionFeatures
 __all__ = ['get_detection_model', 'DETECTION_MODELS', 'COCO_CLASSES', 'GLUONCV_FASTER_RCNN_FPN',
            'MASK_RCNN_FPN', 'HEAD', 'LIGHT_HEAD', 'list_detection_weights', 'gluoncv_trunk_names']
 
-DETECTION_MODELS = ('faster_rcnn_fpn', 'mask_rcnn_fpn', 'cascade_rcnn_fpn')
+DETECTION_MODELS = ('faster_rcnn_fpn', 'mask_rcnn_fpn', 'cascade_rcnn_fpn',
+                    'cascade_mask_rcnn_fpn')
+MASK_MODELS = ('mask_rcnn_fpn', 'cascade_mask_rcnn_fpn')
 # GluonCV's architecture of its faster_rcnn_fpn_syncbn_resnest*_coco models (model_zoo/rcnn/
 # faster_rcnn/predefined_models.py): what its published weights were trained with. Detectron2
 # (the paper's) differs in: anchor sizes 32-512 (base 16 x scales 2..32 here: the same), RPN
@@ -231,8 +233,8 @@ def get_detection_model(name='faster_rcnn_fpn', backbone='resnest50', classes=CO
                         **kwargs):
     """A detector on a zoo trunk.
 
-    name : 'faster_rcnn_fpn', 'mask_rcnn_fpn' or 'cascade_rcnn_fpn' (three box stages at IoU
-        0.5/0.6/0.7, detection.cascade)
+    name : 'faster_rcnn_fpn', 'mask_rcnn_fpn', 'cascade_rcnn_fpn' (three box stages at IoU
+        0.5/0.6/0.7, detection.cascade) or 'cascade_mask_rcnn_fpn' (and a mask head)
     backbone : a zoo name (``list_models()``); GluonCV publishes faster_rcnn_fpn COCO weights
         for resnest50, resnest101 and resnest269 (``list_models(task='detection')``); no MXNet
         Mask R-CNN weights exist for ResNeSt trunks.
@@ -258,7 +260,7 @@ def get_detection_model(name='faster_rcnn_fpn', backbone='resnest50', classes=CO
     get_model_info(backbone)  # unknown name: ValueError with close matches
     check_positive_int('classes', classes)
     allowed = dict(GLUONCV_FASTER_RCNN_FPN, **HEAD)
-    allowed.update(MASK_RCNN_FPN if name == 'mask_rcnn_fpn' else {})
+    allowed.update(MASK_RCNN_FPN if name in MASK_MODELS else {})
     unknown = sorted(set(kwargs) - set(allowed))
     if unknown:
         raise ValueError('unknown arguments %s; allowed: %s'
@@ -282,10 +284,14 @@ def get_detection_model(name='faster_rcnn_fpn', backbone='resnest50', classes=CO
     parts = dict(features=features, top_features=None,
                  classes=['class%d' % i for i in range(classes)],
                  train_patterns='(?!.*moving)', **settings)
-    if name == 'cascade_rcnn_fpn':
+    if name.startswith('cascade'):
         from .cascade import cascade_class
+        mask = {key: parts.pop(key) for key in MASK_RCNN_FPN if key in parts}
         net = cascade_class(_detector_classes()[0])(
-            box_head=lambda: _box_head(norm_layer, norm_kwargs, **head), **parts)
+            box_head=lambda: _box_head(norm_layer, norm_kwargs, **head),
+            mask_head=_mask_head(settings['per_device_batch_size'], parts['classes'],
+                                 mask['mask_channels'], mask['num_fcn_convs'])
+            if mask else None, rcnn_max_dets=mask.get('rcnn_max_dets', 100), **parts)
     elif name == 'mask_rcnn_fpn':
         net = _detector_classes()[1](norm_layer=norm_layer, norm_kwargs=norm_kwargs,
                                      box_features=_box_head(norm_layer, norm_kwargs, **head),

@@ -33,7 +33,7 @@ from ..zoo.registry import get_model_info
 from .data import (EMPTY, LAYOUTS, DetectionEvalTransform, DetectionTrainTransform,
                    open_detection_data)
 from .evaluate import METRICS, COCODetectionEvaluator
-from .model import DETECTION_MODELS, LIGHT_HEAD, get_detection_model
+from .model import DETECTION_MODELS, LIGHT_HEAD, MASK_MODELS, get_detection_model
 
 __all__ = ['DetTrainConfig', 'DetectionTask', 'train_detection', 'evaluate_detection',
            'load_detector',
@@ -111,7 +111,7 @@ class DetTrainConfig(RunConfig):
             if getattr(self, name) not in allowed:
                 raise ValueError('--%s %r: allowed %s' % (name, getattr(self, name),
                                                           ', '.join(allowed)))
-        if self.model == 'mask_rcnn_fpn' and self.metric != 'coco':
+        if self.model in MASK_MODELS and self.metric != 'coco':
             raise ValueError('--metric %s has no mask AP: Mask R-CNN is validated by COCO AP'
                              % self.metric)
         if self.pretrained and self.head != 'gluoncv':
@@ -150,7 +150,7 @@ class DetTrainConfig(RunConfig):
     def model_settings(self):
         """The R-CNN settings the flags override (get_detection_model's kwargs)."""
         settings = dict(LIGHT_HEAD if self.head == 'light' else {})
-        if self.model != 'mask_rcnn_fpn':
+        if self.model not in MASK_MODELS:
             settings.pop('mask_channels', None)
         return dict(settings, short=self.short_range(), max_size=self.max_size,
                     num_sample=self.num_sample, rpn_train_post_nms=self.rpn_train_post_nms,
@@ -314,6 +314,37 @@ def _cascade_losses(outputs, gt_box, gt_label):
     return losses
 
 
+def _mask_loss(mask_pred, mask_targets, mask_weights):
+    """Each image's per-pixel sigmoid cross-entropy over its weighted mask pixels."""
+    bce = mx.nd.relu(mask_pred) - mask_pred * mask_targets + mx.nd.Activation(
+        -mx.nd.abs(mask_pred), act_type='softrelu')
+    return _per_image_mean(bce * mask_weights, mask_weights)
+
+
+def _cascade_mask_loss(net, boxes, pooled, gt_box, gt_label, gt_masks, positive_ratio=0.25):
+    """Cascade Mask R-CNN's mask loss on the first stage's positives (IoU >= 0.5, Detectron2's
+    choice): a quarter of each image's RoIs, positives first (GluonCV's count), their pooled
+    features through the mask head."""
+    from .cascade import CASCADE_STAGES, best_matches
+    images, count = boxes.shape[:2]
+    keep = max(1, int(count * positive_ratio))
+    with autograd.pause():
+        rows, labels, matches = [], [], []
+        for i in range(images):
+            gt_labels = gt_label[i].reshape((-1,))
+            best, overlap = best_matches(boxes[i], gt_box[i], gt_labels)
+            foreground = overlap >= CASCADE_STAGES[0][0]
+            order = mx.nd.argsort(foreground, is_ascend=False)[:keep]
+            rows.append(order + i * count)
+            labels.append(((gt_labels.take(best) + 1) * foreground).take(order))
+            matches.append(best.take(order))
+        rows = mx.nd.concat(*rows, dim=0)
+        chosen = boxes.reshape((-1, 4)).take(rows).reshape((images, keep, 4))
+        mask_t, mask_m = net.mask_target(chosen, gt_masks, mx.nd.stack(*matches),
+                                         mx.nd.stack(*labels))
+    return _mask_loss(net.mask(pooled.take(rows)), mask_t, mask_m)
+
+
 def rcnn_losses(net, items, rpn_targets, ctx):
     """{name: B losses} of a batch of training items ``(image 3 x H x W, boxes N x 4 corners,
     labels N, masks N x H x W or None)`` in one forward pass (``net`` built for B images),
@@ -321,9 +352,12 @@ def rcnn_losses(net, items, rpn_targets, ctx):
     image's losses are normalized by its own sampled anchors and RoIs, as GluonCV's."""
     images, gt_box, gt_label, gt_masks, sizes = pad_batch(items, ctx)
     outputs = net(images, gt_box, gt_label)
-    if not getattr(net, 'uses_target_generator', True):  # Cascade R-CNN
-        losses = _rpn_losses(*outputs[9:], items, sizes, rpn_targets, ctx)
+    if not getattr(net, 'uses_target_generator', True):  # Cascade (Mask) R-CNN
+        losses = _rpn_losses(*outputs[9:12], items, sizes, rpn_targets, ctx)
         losses.update(_cascade_losses(outputs[:9], gt_box, gt_label))
+        if gt_masks is not None:
+            losses['mask'] = _cascade_mask_loss(net, outputs[0], outputs[12], gt_box, gt_label,
+                                                gt_masks)
         return losses
     mask_pred = None
     if gt_masks is not None:
@@ -340,9 +374,7 @@ def rcnn_losses(net, items, rpn_targets, ctx):
         with autograd.pause():  # targets, not a function of the weights
             mask_t, mask_m = net.mask_target(positives(roi), gt_masks, positives(matches),
                                              positives(cls_targets))
-        bce = mx.nd.relu(mask_pred) - mask_pred * mask_t + mx.nd.Activation(
-            -mx.nd.abs(mask_pred), act_type='softrelu')
-        losses['mask'] = _per_image_mean(bce * mask_m, mask_m)
+        losses['mask'] = _mask_loss(mask_pred, mask_t, mask_m)
     return losses
 
 
@@ -366,7 +398,7 @@ class DetectionTask(Task):
     def datasets(self, cfg):
         """(training, validation) datasets, opened and checked once."""
         if self.sets is None:
-            masks = cfg.model == 'mask_rcnn_fpn'
+            masks = cfg.model in MASK_MODELS
             self.sets = (_open(cfg, cfg.train_split, cfg.train_annotations, masks, cfg.empty),
                          _open(cfg, cfg.val_split, cfg.val_annotations, False, 'keep'))
             train_set, val_set = self.sets
@@ -422,7 +454,7 @@ class DetectionTask(Task):
     def evaluator(self, cfg, ctx, net):
         val_set = self.datasets(cfg)[1]
         return COCODetectionEvaluator(val_set.ground_truth, ctx, val_set.category_ids,
-                                      masks=cfg.model == 'mask_rcnn_fpn', metric=cfg.metric)
+                                      masks=cfg.model in MASK_MODELS, metric=cfg.metric)
 
     def record(self, scores):
         record = dict(val_ap=scores['ap'] if 'ap' in scores else scores['map'])

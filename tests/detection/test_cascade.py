@@ -159,3 +159,25 @@ def test_cascade_has_class_agnostic_regressors_and_no_published_weights():
     with pytest.raises(PretrainedWeightsError, match='no published MXNet weights for '
                                                      'cascade_rcnn_fpn'):
         get_detection_model('cascade_rcnn_fpn', pretrained=True)
+
+
+def test_cascade_mask_rcnn_masks_each_final_detection_by_its_class():
+    """Each detection's mask: the mask head on the detection's final box, its class's channel,
+    through a sigmoid; detections as Cascade R-CNN's (the best ``rcnn_max_dets``)."""
+    from gluon_resnest.detection import get_detection_model
+    from gluon_resnest.detection.model import LIGHT_HEAD
+    net = get_detection_model('cascade_mask_rcnn_fpn', backbone='resnest14_small', classes=3,
+                              max_size=160, rpn_test_post_nms=40, rcnn_max_dets=30,
+                              **LIGHT_HEAD)
+    mx.random.seed(1)
+    net.initialize(mx.init.MSRAPrelu())
+    x = mx.nd.array(np.random.RandomState(0).uniform(-2, 2, (1, 3, 96, 128)))
+    ids, scores, boxes, masks = (o[0].asnumpy() for o in net(x))
+    assert ids.shape == (30, 1) and masks.shape == (30, 14, 14)
+    assert (scores[:-1, 0] >= scores[1:, 0]).all()  # the best first
+    features = net.features(x)
+    for row in range(3):
+        rois = mx.nd.array([[0] + boxes[row].tolist()])
+        pooled = net._pyramid_roi_feats(mx.nd, features, rois, net._roi_size, net._strides)
+        logits = net.mask(pooled)[0, 0, int(ids[row, 0])]
+        np.testing.assert_allclose(masks[row], mx.nd.sigmoid(logits).asnumpy(), atol=1e-5)

@@ -230,7 +230,8 @@ def test_anchors_and_roi_pooling_follow_the_trunks_strides(backbone, strides):
         np.testing.assert_allclose(centres[0, 0], (stride / 2.0 - 0.5,) * 2, atol=0.5)
 
 
-@pytest.mark.parametrize('name', ['faster_rcnn_fpn', 'mask_rcnn_fpn', 'cascade_rcnn_fpn'])
+@pytest.mark.parametrize('name', ['faster_rcnn_fpn', 'mask_rcnn_fpn', 'cascade_rcnn_fpn',
+                                  'cascade_mask_rcnn_fpn'])
 def test_an_exported_detector_reloads_with_the_same_detections_at_any_size(name, tmp_path):
     """Symbol export traced at 96 x 128; the reloaded graph detects exactly what the network
     does at that size and at 128 x 96 (masks too)."""

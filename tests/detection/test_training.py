@@ -199,11 +199,14 @@ def test_export_command_writes_a_detector_that_reloads_exactly(mask_checkpoint, 
     assert onnx.returncode != 0 and 'detectors do not export to ONNX' in onnx.stderr
 
 
-def test_cascade_rcnn_trains_each_stage_and_reloads_for_evaluation(tiny_coco, tmp_path):
-    cfg = _config(tiny_coco, str(tmp_path / 'run'), model='cascade_rcnn_fpn', head='light')
+@pytest.mark.parametrize('model', ['cascade_rcnn_fpn', 'cascade_mask_rcnn_fpn'])
+def test_cascade_rcnn_trains_each_stage_and_reloads_for_evaluation(tiny_coco, tmp_path, model):
+    cfg = _config(tiny_coco, str(tmp_path / 'run'), model=model, head='light')
     _, summary = train_detection(cfg, log=lambda *a: None)
     record = summary['history'][0]
     stages = ['stage%d_%s' % (k, kind) for k in (1, 2, 3) for kind in ('cls', 'box')]
+    stages += ['mask'] if model == 'cascade_mask_rcnn_fpn' else []
+    assert ('val_mask_ap' in record) == (model == 'cascade_mask_rcnn_fpn')
     assert all(np.isfinite(record['train_loss_' + name]) for name in stages)
     assert record['train_loss'] == pytest.approx(
         sum(record['train_loss_' + n] for n in stages + ['rpn_cls', 'rpn_box']), rel=1e-5)
