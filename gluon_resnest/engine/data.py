@@ -10,8 +10,8 @@ import mxnet as mx
 import numpy as np
 from mxnet.gluon.data import DataLoader, Dataset, Sampler
 
-__all__ = ['ShardSampler', 'make_loader', 'fits_in_memory', 'DecodedPairs', 'MAX_SIDE',
-           'MAX_BYTES', 'normalize_chw']
+__all__ = ['ShardSampler', 'make_loader', 'data_loader', 'fits_in_memory', 'DecodedPairs',
+           'MAX_SIDE', 'MAX_BYTES', 'normalize_chw']
 
 MAX_SIDE = 64          # images larger than this keep the per-image path
 MAX_BYTES = 1 << 30    # decoded size limit per process
@@ -52,12 +52,27 @@ class _Transformed(Dataset):
 
 
 def _one_thread_per_worker():
-    """In a DataLoader worker process: MXNet and OpenCV on one thread. A worker is forked with
-    its parent's thread count (all cores), so N workers beside the training process would run
-    N + 1 times the cores' worth of threads and slow each other down."""
+    """In a DataLoader worker process: MXNet on one thread. A worker is forked with its parent's
+    thread count (all cores), so N workers beside the training process would run N + 1 times
+    the cores' worth of threads and slow each other down. (OpenCV's count is set before the
+    fork: :func:`data_loader`.)"""
     import ctypes
     mx.base._LIB.MXSetNumOMPThreads(ctypes.c_int(1))
+
+
+def data_loader(dataset, **kwargs):
+    """MXNet's DataLoader(dataset, **kwargs), its worker processes (forked as it is built)
+    started with one OpenCV thread: a worker that changed the count itself hung whenever the
+    parent had used OpenCV's thread pool before the fork (a drawing, a resize), as the
+    inherited pool's threads do not exist in the child."""
+    if not kwargs.get('num_workers'):
+        return DataLoader(dataset, **kwargs)
+    threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
+    try:
+        return DataLoader(dataset, **kwargs)
+    finally:
+        cv2.setNumThreads(threads)
 
 
 class ShardSampler(Sampler):
@@ -117,7 +132,7 @@ def make_loader(dataset, transform, batch_size, rank=0, size=1, train=True, seed
     transformed items becomes a batch (default: stacked)."""
     sampler = ShardSampler(len(dataset), rank, size, shuffle=train, seed=seed, pad=train)
     data = _Transformed(dataset, transform, seed if train else None, joint)
-    loader = DataLoader(data, batch_size=batch_size, sampler=sampler.tagged(),
+    loader = data_loader(data, batch_size=batch_size, sampler=sampler.tagged(),
                         last_batch='discard' if train else 'keep', num_workers=workers,
                         thread_pool=False, batchify_fn=batchify)
     return loader, sampler

@@ -249,15 +249,14 @@ def full_image_loader(dataset, transform, batch_size, rank=0, size=1, workers=0)
     """A loader of this rank's shard of whole images (every image exactly once across ranks),
     in batches of up to ``batch_size`` images of one size: a batch is one array, and the images
     of real datasets differ in size. ``transform`` maps (image, label) pairs."""
-    from mxnet.gluon.data import DataLoader
-    from ..engine.data import ShardSampler, _Transformed
+    from ..engine.data import ShardSampler, _Transformed, data_loader
     by_size = {}
     for i in ShardSampler(len(dataset), rank, size, shuffle=False, pad=False):
         by_size.setdefault(image_size(dataset, i), []).append((0, i))
     batches = [indices[start:start + batch_size] for indices in by_size.values()
                for start in range(0, len(indices), batch_size)]
-    return DataLoader(_Transformed(dataset, transform, None, joint=True), batch_sampler=batches,
-                      num_workers=workers, thread_pool=False)
+    return data_loader(_Transformed(dataset, transform, None, joint=True),
+                       batch_sampler=batches, num_workers=workers, thread_pool=False)
 
 
 class SegmentationEvalTransform(object):

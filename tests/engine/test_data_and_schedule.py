@@ -143,3 +143,29 @@ def test_loader_workers_run_on_one_thread_each():
     seen = [batch[0].asnumpy().ravel().tolist() for batch in loader]
     assert seen == [[1.0, 1.0], [1.0, 1.0]]
     assert cv2.getNumThreads() == threads  # the training process keeps its own
+
+
+WORKERS_AFTER_OPENCV = '''
+import sys
+import cv2
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from gluon_resnest.engine.data import make_loader
+big = np.random.RandomState(0).randint(0, 255, (2400, 800, 3)).astype(np.uint8)
+for _ in range(3):  # OpenCV's thread pool busy in the parent before the workers are forked
+    cv2.resize(big, None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST)
+images = [np.full((60, 60, 3), i, np.uint8) for i in range(8)]
+loader, _ = make_loader(list(zip(images, range(8))), lambda im: cv2.resize(im, (30, 30)), 2,
+                        workers=1)
+print(sum(batch[0].shape[0] for batch in loader))
+'''
+
+
+def test_workers_start_after_the_parent_used_opencvs_thread_pool():
+    """A worker that set OpenCV's thread count itself hung when the parent had used OpenCV's
+    pool before the fork (the instance demo's picture, then a segmentation run)."""
+    from helpers import ROOT
+    proc = subprocess.run([sys.executable, '-c', WORKERS_AFTER_OPENCV, ROOT],
+                          capture_output=True, text=True, timeout=100)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == '8'
