@@ -18,14 +18,14 @@ from dataclasses import dataclass
 
 import mxnet as mx
 import numpy as np
-from mxnet import autograd, gluon
+from mxnet import autograd
 from mxnet.gluon import nn
 
 from ..argtypes import check_positive_ints, option
 from ..backbone.resnet import trunk_stride
 from ..engine import schedule
 from ..engine.config import RunConfig
-from ..engine.data import MAX_BYTES, make_loader
+from ..engine.data import MAX_BYTES, DecodedPairs, make_loader
 from ..engine.loop import run_evaluator, train as train_task
 from ..engine.task import Optimizer, Task
 from ..layers.sync_batchnorm import HorovodSyncBatchNorm
@@ -192,19 +192,6 @@ def _eval_batch(samples):
     return mx.nd.array(np.stack(images)), np.array(image_ids), np.array(scales, np.float32)
 
 
-class _Decoded(gluon.data.Dataset):
-    """A detection dataset's images decoded once and kept (small images: reading dominates)."""
-
-    def __init__(self, dataset):
-        self.items = [dataset[i] for i in range(len(dataset))]
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, i):
-        return self.items[i]
-
-
 def _pipeline(cfg, datasets):
     """(datasets to load from, workers): decoded in memory when every image fits in a quarter
     of MAX_BYTES (judged from the first), else read per image by worker processes."""
@@ -214,7 +201,7 @@ def _pipeline(cfg, datasets):
         first = datasets[0][0][0]
         if first.nbytes * sum(len(d) for d in datasets) > MAX_BYTES // 4:
             return datasets, cfg.workers
-    return [_Decoded(d) for d in datasets], 0
+    return [DecodedPairs(d) for d in datasets], 0
 
 
 def _smooth_l1(pred, target, mask, beta):
@@ -263,6 +250,13 @@ def _anchor_targets(rpn_targets, boxes, anchors, size, ctx):
     return cls_t, box_t, box_m
 
 
+def _sigmoid_cross_entropy(logits, targets):
+    """Element-wise sigmoid cross-entropy from logits, stable for large ones:
+    max(x, 0) - x z + log(1 + exp(-|x|))."""
+    return mx.nd.relu(logits) - logits * targets + mx.nd.Activation(-mx.nd.abs(logits),
+                                                                     act_type='softrelu')
+
+
 def _per_image_mean(values, valid):
     """Each image's sum of ``values`` (B x ...) over its ``valid`` entries, divided by their
     number (GluonCV's normalization: by the sampled anchors or RoIs)."""
@@ -279,11 +273,8 @@ def _rpn_losses(rpn_score, rpn_box, anchors, items, sizes, rpn_targets, ctx):
     targets = [_anchor_targets(rpn_targets, box, anchors, size, ctx)
                for (_, box, _, _), size in zip(items, sizes)]
     rpn_cls_t, rpn_box_t, rpn_box_m = (mx.nd.stack(*parts) for parts in zip(*targets))
-    rpn_score = rpn_score.reshape((0, -1))
     valid = rpn_cls_t >= 0
-    # sigmoid cross-entropy from logits: max(x, 0) - x z + log(1 + exp(-|x|))
-    rpn_cls = (mx.nd.relu(rpn_score) - rpn_score * rpn_cls_t + mx.nd.Activation(
-        -mx.nd.abs(rpn_score), act_type='softrelu')) * valid
+    rpn_cls = _sigmoid_cross_entropy(rpn_score.reshape((0, -1)), rpn_cls_t) * valid
     return dict(rpn_cls=_per_image_mean(rpn_cls, valid),
                 rpn_box=_per_image_mean(_smooth_l1(rpn_box, rpn_box_t, rpn_box_m, 1.0 / 9),
                                         valid))
@@ -316,9 +307,8 @@ def _cascade_losses(outputs, gt_box, gt_label):
 
 def _mask_loss(mask_pred, mask_targets, mask_weights):
     """Each image's per-pixel sigmoid cross-entropy over its weighted mask pixels."""
-    bce = mx.nd.relu(mask_pred) - mask_pred * mask_targets + mx.nd.Activation(
-        -mx.nd.abs(mask_pred), act_type='softrelu')
-    return _per_image_mean(bce * mask_weights, mask_weights)
+    return _per_image_mean(_sigmoid_cross_entropy(mask_pred, mask_targets) * mask_weights,
+                           mask_weights)
 
 
 def _cascade_mask_loss(net, boxes, pooled, gt_box, gt_label, gt_masks, positive_ratio=0.25):

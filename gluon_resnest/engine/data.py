@@ -148,8 +148,9 @@ def fits_in_memory(dataset, first_image=None):
 
 
 class DecodedPairs(Dataset):
-    """Every item of a dataset of (image, label map) pairs, read and checked once and kept in
-    memory; for small images, where reading dominates the per-image transform."""
+    """Every item of a dataset of (image, label) pairs (a label map, a detection target), read
+    and checked once and kept in memory; for small images, where reading dominates the
+    per-image transform."""
 
     def __init__(self, dataset):
         self.items = [dataset[i] for i in range(len(dataset))]
