@@ -156,7 +156,7 @@ class PeerProcess(object):
     manager: leaving stops the peer."""
 
     def __init__(self, python, model, impl, mode, batch_size, size, threads=None,
-                 also_onnx=None, dtype='float32'):
+                 also_onnx=None, dtype='float32', width=None):
         if not python or not os.path.isfile(python):
             raise FileNotFoundError('the peers\' environment %s is missing: make bench-env (a '
                                     'separate venv with torch, timm and onnxruntime), or pass '
@@ -171,7 +171,8 @@ class PeerProcess(object):
             [python, script, '--model', model, '--impl', impl, '--mode', mode, '--batch-size',
              str(batch_size), '--size', str(size), '--threads', str(threads), '--dtype', dtype,
              '--serve'] +
-            (['--also-onnx', also_onnx] if also_onnx else []),
+            (['--also-onnx', also_onnx] if also_onnx else []) +
+            (['--width', str(width)] if width else []),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True)
         self.info = self._reply()
 

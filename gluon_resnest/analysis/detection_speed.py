@@ -1,13 +1,17 @@
 """Faster R-CNN FPN inference speed, ours against GluonCV's model with the same weights, timed
 in one process with the steps alternating (a slow spell of a shared machine falls on both), and
 where the time goes: the trunk, the FPN, the RPN (proposals and their NMS) and the RoI head
-(pooling, the box head, decoding and NMS), each stage timed by itself."""
+(pooling, the box head, decoding and NMS), each stage timed by itself. Optionally torchvision's
+``fasterrcnn_resnet50_fpn`` (what a PyTorch user would run; another trunk, a 2fc box head) run
+from the peers' environment, its steps alternating with ours, as context. Every record has the
+multiply-adds of one image (convolutions and dense layers)."""
 import os
 import tempfile
 
 import mxnet as mx
 import numpy as np
 
+from .flops import count_flops
 from .peer_benchmark import median_rates
 
 __all__ = ['detection_speed']
@@ -34,12 +38,19 @@ def _wait(outputs):
         out.wait_to_read()
 
 
-def detection_speed(backbone='resnest50', size=(800, 1216), warmup=1, repeats=3, seed=0):
+TORCHVISION_MODEL = 'fasterrcnn_resnet50_fpn'
+
+
+def detection_speed(backbone='resnest50', size=(800, 1216), warmup=1, repeats=3, seed=0,
+                    peer_python=None):
     """JSON-ready records of GluonCV's ``faster_rcnn_fpn_syncbn_<backbone>_coco`` and ours with
     the same random weights (GluonCV's saved file loaded into ours strictly), both hybridized,
-    on one image of ``size`` (height, width): seconds per image and per stage, and the number
-    of detections (equal weights, equal work)."""
+    on one image of ``size`` (height, width): seconds per image and per stage, the number
+    of detections (equal weights, equal work) and GMACs. With ``peer_python`` (the peers'
+    environment) torchvision's TORCHVISION_MODEL is timed in the same rounds."""
+    from contextlib import ExitStack
     from gluoncv.model_zoo.rcnn.faster_rcnn import predefined_models
+    from .benchmark import PeerProcess
     from ..detection import get_detection_model
     mx.random.seed(seed)
     theirs = getattr(predefined_models, 'faster_rcnn_fpn_syncbn_%s_coco' % backbone)(
@@ -58,7 +69,13 @@ def detection_speed(backbone='resnest50', size=(800, 1216), warmup=1, repeats=3,
     for _, net, _ in nets:
         net.hybridize(static_alloc=True, static_shape=True)
     steps = [lambda net=net: _wait(net(x)) for _, net, _ in nets]
-    totals = median_rates(steps, 1, warmup, repeats)
+    with ExitStack() as stack:
+        peer = None
+        if peer_python:
+            peer = stack.enter_context(PeerProcess(peer_python, TORCHVISION_MODEL, 'torchvision',
+                                                   'inference', 1, size[0], width=size[1]))
+            steps.append(peer.step())
+        totals = median_rates(steps, 1, warmup, repeats)
     records = []
     for (name, net, is_ours), rate in zip(nets, totals):
         stages = _stages(net, x, is_ours)
@@ -69,5 +86,12 @@ def detection_speed(backbone='resnest50', size=(800, 1216), warmup=1, repeats=3,
         ids = net(x)[0].asnumpy()
         records.append(dict(model=name, backbone=backbone, size=list(size),
                             seconds_per_image=round(total, 3), stage_seconds=seconds,
-                            detections=int((ids >= 0).sum()), repeats=repeats))
+                            detections=int((ids >= 0).sum()), repeats=repeats,
+                            gmacs=round(count_flops(net, x.shape, convention='macs') / 1e9, 2)))
+    if peer:
+        info = {k: v for k, v in peer.info.items() if k not in ('ready', 'steps')}
+        records.append(dict(info, model='torchvision', size=list(size),
+                            seconds_per_image=round(totals[-1]['median_ms'] / 1e3, 3),
+                            repeats=repeats, weights='random; trunk ResNet-50 (frozen BN), box '
+                            'head 2fc: context, not the same network'))
     return records

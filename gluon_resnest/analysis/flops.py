@@ -53,11 +53,16 @@ def count_flops(net, input_shape=(1, 3, 224, 224), per_op=False, convention='pap
     if convention not in CONVENTIONS:
         raise ValueError('unknown convention %r; choose one of %s'
                          % (convention, ', '.join(CONVENTIONS)))
-    sym = symbol_of(net, input_shape)
-    internals = sym.get_internals()
+    graph = json.loads(symbol_of(net, input_shape).tojson())
+    nodes = graph['nodes']
+    # a block called more than once (a detector's RPN head on every pyramid level) has one
+    # node name per call: made unique, so that each call's shapes are its own
+    for index, node in enumerate(nodes):
+        if node['op'] != 'null':
+            node['name'] = '%s__%d' % (node['name'], index)
+    internals = mx.sym.load_json(json.dumps(graph)).get_internals()
     _, out_shapes, _ = internals.infer_shape(data=tuple(input_shape))
     shapes = dict(zip(internals.list_outputs(), out_shapes))
-    nodes = json.loads(sym.tojson())['nodes']
     by_op = {}
     for node in nodes:
         op, attrs = node['op'], node.get('attrs', {})

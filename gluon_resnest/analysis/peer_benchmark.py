@@ -1,6 +1,7 @@
 """Times what a CPU user would pick instead of gluon-resnest: timm's ResNeSt on PyTorch (eager,
-inference and training) and timm's model exported to ONNX in ONNX Runtime (inference), with the
-shapes and timing of ``analysis.benchmark`` (fixed random batch, warm-up, median of repeats).
+inference and training), timm's model exported to ONNX in ONNX Runtime (inference), and for
+detection torchvision's R-CNNs (``--impl torchvision``, inference), with the shapes and timing of
+``analysis.benchmark`` (fixed random batch, warm-up, median of repeats).
 
 Runs in the peers' own environment (``make bench-env``: torch, timm, onnxruntime), never in the
 project's (MXNet needs numpy 1.23.5), so it imports nothing from gluon_resnest: ``eval/benchmark.py
@@ -55,13 +56,58 @@ def median_rates(steps, batch_size, warmup, repeats):
     return results
 
 
-def make_steps(model, impl, mode, batch_size, size, threads, also_onnx=None, dtype='float32'):
+IMPLS = ('timm', 'timm-onnxruntime', 'timm-onnxruntime-int8', 'torchvision')
+
+
+def torchvision_detector(model, height, width):
+    """torchvision's detection ``model`` (e.g. fasterrcnn_resnet50_fpn) with random weights, in
+    eval mode, its resizing set so that a ``height`` x ``width`` image runs at that size (as our
+    detector gets it), and that image: (net, [image]). The RPN's NMS keeps every box (IoU
+    threshold 1), so that the box head gets its full 1,000 proposals, as with trained weights
+    on real images and as GluonCV's does always: random weights would leave the count to
+    chance."""
+    import torch
+    from torchvision.models import detection
+    if not hasattr(detection, model) or not callable(getattr(detection, model)):
+        raise SystemExit('error: torchvision.models.detection has no model %r' % model)
+    torch.manual_seed(0)
+    short, long_side = sorted((height, width))
+    net = getattr(detection, model)(weights=None, weights_backbone=None, min_size=short,
+                                    max_size=long_side, rpn_nms_thresh=1.0)
+    return net.eval(), [torch.rand(3, height, width)]
+
+
+def detector_gmacs(net, images):
+    """Multiply-adds (G) of one forward pass, from PyTorch's own FLOP counter (which counts a
+    multiply-add as two FLOPs: halved to the paper's convention; convolutions and matrix
+    products, as ``analysis.flops`` convention 'macs')."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        net(images)
+    return counter.get_total_flops() / 2e9
+
+
+def make_steps(model, impl, mode, batch_size, size, threads, also_onnx=None, dtype='float32',
+               width=None):
     """One-batch step functions of ``impl`` on timm's ``model``: [timm's step], or for
     timm-onnxruntime with ``also_onnx`` [timm's export, that file] in the same ONNX Runtime
     settings. ``dtype`` bfloat16 runs timm under ``torch.autocast`` (eager only), as a PyTorch
-    user runs mixed precision on a CPU."""
+    user runs mixed precision on a CPU. ``torchvision`` runs a detection model on one image of
+    ``size`` x ``width``."""
     import contextlib
     import torch
+    if impl == 'torchvision':
+        if mode != 'inference' or dtype != 'float32' or batch_size != 1:
+            raise SystemExit('error: --impl torchvision times float32 inference of one image')
+        torch.set_num_threads(threads)
+        net, images = torchvision_detector(model, size, width or size)
+
+        def detect():
+            with torch.inference_mode():
+                net(images)
+        return [detect]
     import timm
     if dtype not in DTYPES:
         raise SystemExit('error: --dtype %r: choose one of %s' % (dtype, ', '.join(DTYPES)))
@@ -112,10 +158,10 @@ def make_steps(model, impl, mode, batch_size, size, threads, also_onnx=None, dty
 
 
 def measure(model, impl, mode, batch_size, size, repeats, threads, also_onnx=None,
-            dtype='float32'):
+            dtype='float32', width=None):
     """:func:`make_steps` timed like ``analysis.benchmark`` (steps alternating); with
     ``also_onnx`` the file's rate is ``also_onnx_img_per_s``."""
-    steps = make_steps(model, impl, mode, batch_size, size, threads, also_onnx, dtype)
+    steps = make_steps(model, impl, mode, batch_size, size, threads, also_onnx, dtype, width)
     results = median_rates(steps, batch_size, 3 if mode == 'inference' else 2, repeats)
     if also_onnx:
         results[0]['also_onnx_img_per_s'] = results[1]['img_per_s']
@@ -176,12 +222,13 @@ def onnxruntime_session(path, threads):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--model', required=True, help='timm model name')
-    parser.add_argument('--impl', choices=['timm', 'timm-onnxruntime', 'timm-onnxruntime-int8'],
-                        default='timm')
+    parser.add_argument('--model', required=True,
+                        help='timm model name (torchvision: a torchvision.models.detection name)')
+    parser.add_argument('--impl', choices=IMPLS, default='timm')
     parser.add_argument('--mode', choices=['inference', 'training'], default='inference')
     parser.add_argument('--batch-size', type=int, default=8)
-    parser.add_argument('--size', type=int, default=224)
+    parser.add_argument('--size', type=int, default=224, help='image height')
+    parser.add_argument('--width', type=int, help='image width (default: --size)')
     parser.add_argument('--repeats', type=int, default=10)
     parser.add_argument('--also-onnx', help='timm-onnxruntime: an ONNX file (NCHW float input) '
                         "timed in the same ONNX Runtime session settings, its steps alternating "
@@ -197,21 +244,24 @@ def main(argv=None):
                              "them with its own steps")
     args = parser.parse_args(argv)
     try:
-        import timm
         import torch
+        library = __import__('torchvision' if args.impl == 'torchvision' else 'timm')
     except ImportError as err:
         sys.exit('error: %s; this runs in the peers\' environment (make bench-env)' % err)
-    info = dict(peer_model=args.model, threads=args.threads, torch=torch.__version__,
-                timm=timm.__version__)
+    info = {'peer_model': args.model, 'threads': args.threads, 'torch': torch.__version__,
+            library.__name__: library.__version__}
     if args.impl.startswith('timm-onnxruntime'):
         import onnxruntime
         info['onnxruntime'] = onnxruntime.__version__
+    if args.impl == 'torchvision':
+        info['gmacs'] = round(detector_gmacs(*torchvision_detector(
+            args.model, args.size, args.width or args.size)), 2)
     if args.serve:
         serve(make_steps(args.model, args.impl, args.mode, args.batch_size, args.size,
-                         args.threads, args.also_onnx, args.dtype), info)
+                         args.threads, args.also_onnx, args.dtype, args.width), info)
         return
     result = measure(args.model, args.impl, args.mode, args.batch_size, args.size,
-                     args.repeats, args.threads, args.also_onnx, args.dtype)
+                     args.repeats, args.threads, args.also_onnx, args.dtype, args.width)
     print(json.dumps(dict(result, **info)))
 
 

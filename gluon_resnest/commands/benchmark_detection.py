@@ -1,11 +1,14 @@
 """Faster R-CNN FPN inference, ours against GluonCV's model with the same weights, steps
-alternating in one process, with the time of each stage (trunk, FPN, RPN, RoI head); one JSON
-line per model:
+alternating in one process, with the time of each stage (trunk, FPN, RPN, RoI head); with
+--torchvision also torchvision's fasterrcnn_resnet50_fpn from the peers' environment (make
+bench-env) in the same rounds, as context. One JSON line per model:
 
-    python eval/benchmark_detection.py --backbone resnest50 --short 800 --long 1216
+    python eval/benchmark_detection.py --backbone resnest50 --short 800 --long 1216 --torchvision
 """
 import argparse
 import json
+import os
+import sys
 
 from ..argtypes import positive_int
 from ..runtime import quiet_native_logs
@@ -19,10 +22,21 @@ def main(argv=None):
     parser.add_argument('--short', type=positive_int, default=800)
     parser.add_argument('--long', type=positive_int, default=1216)
     parser.add_argument('--repeats', type=positive_int, default=3)
+    parser.add_argument('--torchvision', action='store_true',
+                        help="also time torchvision's fasterrcnn_resnet50_fpn (random weights) "
+                             "in the peers' environment")
+    parser.add_argument('--peer-python', default=os.environ.get(
+        'GLUON_RESNEST_PEERS', os.path.join('.bench-venv', 'bin', 'python')),
+                        help="the peers' environment (default .bench-venv, made by make "
+                             "bench-env; or $GLUON_RESNEST_PEERS)")
     args = parser.parse_args(argv)
     from ..analysis.detection_speed import detection_speed
-    for record in detection_speed(args.backbone, (args.short, args.long),
-                                  repeats=args.repeats):
+    try:
+        records = detection_speed(args.backbone, (args.short, args.long), repeats=args.repeats,
+                                  peer_python=args.peer_python if args.torchvision else None)
+    except (FileNotFoundError, RuntimeError) as err:
+        sys.exit('error: %s' % err)
+    for record in records:
         print(json.dumps(record), flush=True)
 
 
