@@ -1,8 +1,10 @@
 """Cascade R-CNN (Cai and Vasconcelos, 2018) with FPN: three box stages after the RPN, each
 labelling the boxes the previous stage refined against a higher IoU threshold (0.5, 0.6, 0.7),
 regressing them class-agnostically with its own (smaller) standard deviations, and passing its
-decoded boxes on without a gradient; at inference the class probabilities of the stages are
-averaged and the boxes of the last stage kept. Boxes are corners (x1, y1, x2, y2), widths
+decoded boxes on without a gradient; in training each stage's pooled features pass on a third
+of their gradient (Detectron2's: the trunk and FPN learn from the three stages' mean, not their
+sum); at inference the class probabilities of the stages are averaged and the boxes of the last
+stage kept. Boxes are corners (x1, y1, x2, y2), widths
 x2 - x1, as GluonCV's encoders take them. The rules take ``F`` (mx.nd or mx.sym) so the
 network that uses them hybridizes and exports."""
 import mxnet as mx
@@ -10,7 +12,7 @@ from mxnet import autograd
 from mxnet.gluon import nn
 
 __all__ = ['CASCADE_STAGES', 'stage_targets', 'best_matches', 'encode_boxes', 'decode_boxes',
-           'next_stage_boxes', 'average_stage_scores', 'cascade_class']
+           'next_stage_boxes', 'average_stage_scores', 'scale_gradient', 'cascade_class']
 
 # (IoU threshold, box standard deviations) of the three stages: Detectron's (0.1, 0.1, 0.2,
 # 0.2), then halved, then a third
@@ -73,6 +75,13 @@ def stage_targets(rois, gt_boxes, gt_labels, iou_threshold, stds):
 def next_stage_boxes(rois, deltas, stds, F=mx.nd):
     """A stage's decoded boxes as the next stage's RoIs: no gradient flows back through them."""
     return F.stop_gradient(decode_boxes(F.stop_gradient(rois), deltas, stds, F=F))
+
+
+def scale_gradient(x, scale, F=mx.nd):
+    """``x`` unchanged forward (exactly: x + scale * 0); backward, its gradient times
+    ``scale``."""
+    fixed = F.stop_gradient(x)
+    return fixed + scale * (x - fixed)
 
 
 def average_stage_scores(stage_probabilities, F=mx.nd):
@@ -153,6 +162,8 @@ def cascade_class(faster_rcnn):
                 pooled = self._pyramid_roi_feats(F, feat, rois, self._roi_size, self._strides,
                                                  roi_mode=self._roi_mode)
                 first_pooled = pooled if first_pooled is None else first_pooled
+                if training:
+                    pooled = scale_gradient(pooled, 1.0 / len(CASCADE_STAGES), F=F)
                 features = head(pooled)
                 logits = classify(features).reshape((batch, count, self.num_class + 1))
                 deltas = regress(features).reshape((batch, count, 4))

@@ -181,3 +181,36 @@ def test_cascade_mask_rcnn_masks_each_final_detection_by_its_class():
         pooled = net._pyramid_roi_feats(mx.nd, features, rois, net._roi_size, net._strides)
         logits = net.mask(pooled)[0, 0, int(ids[row, 0])]
         np.testing.assert_allclose(masks[row], mx.nd.sigmoid(logits).asnumpy(), atol=1e-5)
+
+
+def test_each_stage_passes_a_third_of_its_gradient_to_the_features(monkeypatch):
+    """Detectron2's Cascade R-CNN scales the gradient of each stage's pooled features by 1/3:
+    the trunk and FPN learn from the stages' mean. Forward values are unchanged."""
+    from gluon_resnest.detection import cascade
+    net = _cascade()
+    x = mx.nd.array(np.random.RandomState(0).uniform(-2, 2, (1, 3, 96, 128)))
+    gt_box = mx.nd.array([[[10, 10, 60, 50], [40, 30, 120, 90]]])
+    gt_label = mx.nd.array([[[0], [2]]])
+    net(x)
+    weight = net.features.fpn.lateral5.weight
+    rng = np.random.RandomState(1)
+    mixing = None  # fixed weights of a loss linear in the logits
+
+    def stage_logits_and_gradient():
+        nonlocal mixing
+        mx.random.seed(3)  # the same sampled RoIs each time
+        with mx.autograd.record():
+            outputs = net(x, gt_box, gt_label)
+            logits = [outputs[3 * stage + 1] for stage in range(3)]
+            if mixing is None:
+                mixing = [mx.nd.array(rng.normal(size=l.shape)) for l in logits]
+            loss = mx.nd.add_n(*[(l * m).sum() for l, m in zip(logits, mixing)])
+        loss.backward()
+        return [l.asnumpy() for l in logits], weight.grad().asnumpy().copy()
+    logits, scaled = stage_logits_and_gradient()
+    monkeypatch.setattr(cascade, 'scale_gradient', lambda x, scale, F: x)
+    same_logits, full = stage_logits_and_gradient()
+    for a, b in zip(logits, same_logits):
+        np.testing.assert_array_equal(a, b)
+    assert np.abs(full).max() > 0
+    np.testing.assert_allclose(scaled, full / 3, rtol=1e-5, atol=1e-7 * np.abs(full).max())
