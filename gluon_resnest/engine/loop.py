@@ -287,6 +287,10 @@ def resume_and_broadcast(ckpt, comm, net, trainer, ctx, best_key, log=print, lr_
     comm.broadcast_parameters(net)
     if start_epoch:
         comm.broadcast_trainer_states(trainer)
+    # Horovod's broadcasts run asynchronously: wait for them, so that no rank of a resumed run
+    # with no epochs left exits while another still broadcasts (Horovod shut down under it, a
+    # traceback at exit)
+    mx.nd.waitall()
     return start_epoch, history, best
 
 

@@ -35,7 +35,7 @@ def test_a_dark_print_inside_a_garment_is_labelled_garment():
 
 
 @pytest.mark.slow
-def test_the_demo_end_to_end_small_under_two_processes(tmp_path):
+def test_the_demo_end_to_end_small_under_two_processes(tmp_path, capfd):
     """The demo's whole flow on a small fake Fashion-MNIST: scenes, garment pretraining and
     DeepLabV3 training under horovodrun -np 2 (python -m gluon_resnest.commands...), test
     scenes evaluated once per mode across both ranks, export, summary."""
@@ -63,6 +63,17 @@ def test_the_demo_end_to_end_small_under_two_processes(tmp_path):
     assert os.path.isfile(summary['symbol']) and os.path.isfile(summary['params'])
     picture = Image.open(summary['test_scenes_picture'])  # test scenes beside their truth
     assert picture.size[0] > 3 * 64 and picture.size[1] > 6 * 64
+    # the pretraining launched again: both ranks resume a finished run and exit cleanly
+    from experiments.scenes import build_pretraining_records
+    from experiments.scenes_demo import _pretrain
+    log = tmp_path / 'run' / 'pretrain' / 'ranks.log'
+    before = log.read_text()
+    capfd.readouterr()
+    _pretrain(build_pretraining_records(str(tmp_path / 'scenes' / 'pretrain'), source=src),
+              str(tmp_path / 'run' / 'pretrain'), 'resnest14_small', 2, 0, False,
+              dict(epochs=1, batch_size=16, max_iters=2))
+    again = log.read_text()[len(before):] + ''.join(capfd.readouterr())
+    assert 'resumed from' in again and 'Traceback' not in again, again[-3000:]
 
 
 def test_the_demo_command_passes_its_epochs_to_pretraining_and_segmentation(monkeypatch,
