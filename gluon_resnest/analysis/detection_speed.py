@@ -92,6 +92,6 @@ def detection_speed(backbone='resnest50', size=(800, 1216), warmup=1, repeats=3,
         info = {k: v for k, v in peer.info.items() if k not in ('ready', 'steps')}
         records.append(dict(info, model='torchvision', size=list(size),
                             seconds_per_image=round(totals[-1]['median_ms'] / 1e3, 3),
-                            repeats=repeats, weights='random; trunk ResNet-50 (frozen BN), box '
+                            repeats=repeats, weights='random; trunk ResNet-50, box '
                             'head 2fc: context, not the same network'))
     return records
