@@ -91,3 +91,13 @@ def check_positive_ints(config, names, as_flags=True):
 def option(default, help):
     """A config dataclass field that is also a command-line flag: ``help`` is its --help text."""
     return dataclasses.field(default=default, metadata={'help': help})
+
+
+def add_peer_python(parser, peers):
+    """--peer-python: the python of the peers' environment (``make bench-env``) that runs
+    ``peers`` (what the help names)."""
+    import os
+    parser.add_argument('--peer-python', default=os.environ.get(
+        'GLUON_RESNEST_PEERS', os.path.join('.bench-venv', 'bin', 'python')),
+                        help="the peers' environment for %s (default .bench-venv, made by "
+                             "make bench-env; or $GLUON_RESNEST_PEERS)" % peers)

@@ -16,11 +16,10 @@ each with the machine's measured convolution peak and the fraction of it the fig
 """
 import argparse
 import json
-import os
 
 from ..analysis import INFERENCE_BATCH, TRAINING_BATCH, TRAINING_SIZE
 from ..analysis.compare import COMPARISONS, BenchmarkSettings, check_settings, run_benchmark
-from ..argtypes import positive_int
+from ..argtypes import add_peer_python, positive_int
 from ..deploy import BACKENDS
 from ..runtime import quiet_native_logs
 from ..zoo.registry import list_models
@@ -85,10 +84,7 @@ def main(argv=None):
                              'alternate already)')
     parser.add_argument('--no-peak', action='store_true',
                         help='skip measuring the convolution peak')
-    parser.add_argument('--peer-python', default=os.environ.get(
-        'GLUON_RESNEST_PEERS', os.path.join('.bench-venv', 'bin', 'python')),
-                        help="the peers' environment for timm (default .bench-venv, made by "
-                             "make bench-env; or $GLUON_RESNEST_PEERS)")
+    add_peer_python(parser, 'timm')
     args = parser.parse_args(argv)
     settings = BenchmarkSettings(**vars(args))
     try:

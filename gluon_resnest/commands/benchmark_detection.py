@@ -7,10 +7,9 @@ bench-env) in the same rounds, as context. One JSON line per model:
 """
 import argparse
 import json
-import os
 import sys
 
-from ..argtypes import positive_int
+from ..argtypes import add_peer_python, positive_int
 from ..runtime import quiet_native_logs
 
 
@@ -25,10 +24,7 @@ def main(argv=None):
     parser.add_argument('--torchvision', action='store_true',
                         help="also time torchvision's fasterrcnn_resnet50_fpn (random weights) "
                              "in the peers' environment")
-    parser.add_argument('--peer-python', default=os.environ.get(
-        'GLUON_RESNEST_PEERS', os.path.join('.bench-venv', 'bin', 'python')),
-                        help="the peers' environment (default .bench-venv, made by make "
-                             "bench-env; or $GLUON_RESNEST_PEERS)")
+    add_peer_python(parser, 'torchvision')
     args = parser.parse_args(argv)
     from ..analysis.detection_speed import detection_speed
     try:
