@@ -12,6 +12,7 @@ line.
         --impl timm --mode inference --batch-size 8 --size 224
 """
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -59,13 +60,14 @@ def median_rates(steps, batch_size, warmup, repeats):
 IMPLS = ('timm', 'timm-onnxruntime', 'timm-onnxruntime-int8', 'torchvision')
 
 
+@functools.lru_cache(maxsize=None)
 def torchvision_detector(model, height, width):
     """torchvision's detection ``model`` (e.g. fasterrcnn_resnet50_fpn) with random weights, in
     eval mode, its resizing set so that a ``height`` x ``width`` image runs at that size (as our
     detector gets it), and that image: (net, [image]). The RPN's NMS keeps every box (IoU
     threshold 1), so that the box head gets its full 1,000 proposals, as with trained weights
     on real images and as GluonCV's does always: random weights would leave the count to
-    chance."""
+    chance. Built once per shape (the FLOP count and the timed step share it)."""
     import torch
     from torchvision.models import detection
     if not hasattr(detection, model) or not callable(getattr(detection, model)):
