@@ -2,6 +2,7 @@
 import argparse
 import dataclasses
 import math
+import os
 
 __all__ = ['positive_int', 'non_negative_int', 'int_list', 'seed_list', 'check_number',
            'check_positive_ints', 'is_positive_int', 'check_positive_int']
@@ -96,7 +97,6 @@ def option(default, help):
 def add_peer_python(parser, peers):
     """--peer-python: the python of the peers' environment (``make bench-env``) that runs
     ``peers`` (what the help names)."""
-    import os
     parser.add_argument('--peer-python', default=os.environ.get(
         'GLUON_RESNEST_PEERS', os.path.join('.bench-venv', 'bin', 'python')),
                         help="the peers' environment for %s (default .bench-venv, made by "
