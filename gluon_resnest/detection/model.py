@@ -5,6 +5,7 @@ import os
 import re
 
 import mxnet as mx
+import numpy as np
 from mxnet.gluon import nn
 
 from ..argtypes import check_positive_int
@@ -156,6 +157,9 @@ def _pyramid_roi_features(self, F, features, rpn_rois, roi_size, strides, roi_mo
     size = F.sqrt((x2 - x1 + 1) * (y2 - y1 + 1))
     level = F.squeeze(F.clip(F.floor(4 + F.log2(size / roi_canonical_scale + eps)),
                              self._min_stage, top))
+    if F is mx.nd:  # imperative (training, evaluation): each level pools only its own RoIs
+        return _pooled_by_level(features, rpn_rois, level, range(self._min_stage, top + 1),
+                                roi_size, strides, sampling_ratio)
     # other levels' RoIs become a point far outside the image: pooled as zeros, quickly, and
     # without the cost of their gradients (most of a training step's RoIAlign time otherwise)
     outside = F.concat(F.slice_axis(rpn_rois, axis=-1, begin=0, end=1),
@@ -169,6 +173,25 @@ def _pyramid_roi_features(self, F, features, rpn_rois, roi_size, strides, roi_mo
                                            sample_ratio=sampling_ratio)
         pooled.append(F.where(here, features_here, F.zeros_like(features_here)))
     return F.ElementWiseSum(*pooled)
+
+
+def _pooled_by_level(features, rois, level, stages, roi_size, strides, sampling_ratio):
+    """RoIAlign of each RoI on its level, imperatively: the RoIs are grouped by level, each
+    group pooled on its own level and the rows put back in the RoIs' order. The same values as
+    pooling every RoI on every level and keeping its own (the graph's way, whose shapes cannot
+    depend on the data), at a quarter of RoIAlign's cost, most of which is its backward."""
+    levels = level.asnumpy()
+    order, pooled = [], []
+    for i, stage in enumerate(stages):
+        rows = np.flatnonzero(levels == stage)
+        if len(rows):
+            pooled.append(mx.nd.contrib.ROIAlign(
+                features[i], mx.nd.take(rois, mx.nd.array(rows, ctx=rois.context)), roi_size,
+                1. / strides[i], sample_ratio=sampling_ratio))
+            order.append(rows)
+    pooled = pooled[0] if len(pooled) == 1 else mx.nd.concat(*pooled, dim=0)
+    return mx.nd.take(pooled, mx.nd.array(np.argsort(np.concatenate(order), kind='stable'),
+                                          ctx=rois.context))
 
 
 class Upsample2x(nn.HybridBlock):
@@ -188,10 +211,16 @@ class Upsample2x(nn.HybridBlock):
     def hybrid_forward(self, F, x, weight, bias):
         # output (2i + a, 2j + b) of channel o is sum_c x[c, i, j] * weight[c, o, a, b]: a 1x1
         # convolution with filter (a * 2 + b) * channels + o, which depth_to_space places there
-        kernel = F.transpose(weight, axes=(2, 3, 1, 0)).reshape((-3, 0, 0)).reshape((-3, 0, 1, 1))
+        # the last operator a transpose: oneDNN refuses a reshaped view as the weight under
+        # MXNet's naive engine ("Check failed: !is_view")
+        kernel = F.transpose(F.transpose(weight, axes=(0, 2, 3, 1)).reshape((0, -1, 1, 1)),
+                             axes=(1, 0, 2, 3))
         y = F.Convolution(x, kernel, F.tile(bias, reps=4), kernel=(1, 1),
                           num_filter=4 * self.channels)
-        return F.depth_to_space(y, 2)
+        # depth_to_space as a reshape and a transpose: the same order, at half the cost of
+        # MXNet's depth_to_space (forward and backward)
+        y = y.reshape((0, -4, 2, -1, -2)).reshape((0, 0, -4, 2, -1, -2))  # N, 2, 2, C, H, W
+        return y.transpose((0, 3, 4, 1, 5, 2)).reshape((0, 0, -3, -3))
 
 
 def _mask_head(batch_images, classes, channels, convs):
