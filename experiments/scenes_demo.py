@@ -47,7 +47,8 @@ def _pretrain(records, save_dir, backbone, processes, seed, progress, pretrain=N
     cfg = TrainConfig(model=backbone, classes=10, rec_train=records['train'],
                       rec_val=records['val'], save_dir=save_dir, seed=seed, workers=2,
                       resume=True, progress=progress, **dict(PRETRAIN, **(pretrain or {})))
-    launch_training('classification', cfg, processes, os.path.join(save_dir, 'ranks.log'))
+    launch_training('classification', cfg, processes, os.path.join(save_dir, 'ranks.log'),
+                    naive_engine=True)
     return os.path.join(save_dir, 'best')
 
 
@@ -56,7 +57,8 @@ def _train(data_root, records, save_dir, processes, seed, progress, overrides, p
     base = _pretrain(records, os.path.join(save_dir, 'pretrain'), backbone, processes, seed,
                      progress, pretrain)
     cfg = demo_config(data_root, save_dir, seed, progress, pretrained_base=base, **overrides)
-    launch_training('segmentation', cfg, processes, os.path.join(save_dir, 'ranks.log'))
+    launch_training('segmentation', cfg, processes, os.path.join(save_dir, 'ranks.log'),
+                    naive_engine=True)
 
 
 def _test(save_dir, data_root, processes, multi_scale=True, progress=False):
@@ -72,9 +74,8 @@ def _test(save_dir, data_root, processes, multi_scale=True, progress=False):
                   '--data-root', data_root, '--split', 'test', '--batch-size', '50',
                   '--out', out] + ([] if progress else ['--no-progress'])
         run_ranks(rank_command('gluon_resnest.commands.evaluate_segmentation', flags,
-                               processes), rank_env(processes), os.path.join(save_dir,
-                                                                             'ranks.log'),
-                  processes)
+                               processes), rank_env(processes, naive_engine=True),
+                  os.path.join(save_dir, 'ranks.log'), processes)
         with open(out) as f:
             results[name] = json.load(f)
     return results
