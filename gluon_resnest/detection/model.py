@@ -336,6 +336,23 @@ def get_detection_model(name='faster_rcnn_fpn', backbone='resnest50', classes=CO
     return net
 
 
+def allocate_parameters(net, size=256):
+    """Give every parameter of ``net`` (initialized) its shape and memory now, by symbolic shape
+    inference on a ``size`` px image: the layers GluonCV builds without their input channels
+    (the RPN head, the predictors) and the heads would otherwise wait for the first forward
+    pass, after the engine's broadcast and moving average have read the weights."""
+    out = net(mx.sym.var('data'))
+    graph = mx.sym.Group(list(out) if isinstance(out, (list, tuple)) else [out])
+    args, _, aux = graph.infer_shape(data=(1, 3, size, size))
+    shapes = dict(zip(graph.list_arguments(), args))
+    shapes.update(zip(graph.list_auxiliary_states(), aux))
+    for param in net.collect_params().values():
+        if param._deferred_init:
+            param.shape = shapes[param.name]
+            param._finish_deferred_init()
+    return net
+
+
 def load_gluoncv_weights(net, pretrained, backbone, root=None, ctx=None):
     """Load GluonCV-format Faster R-CNN FPN weights into ``net`` by name (see
     :func:`get_detection_model`)."""

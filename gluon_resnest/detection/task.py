@@ -33,7 +33,8 @@ from ..zoo.registry import get_model_info
 from .data import (EMPTY, LAYOUTS, DetectionEvalTransform, DetectionTrainTransform,
                    open_detection_data)
 from .evaluate import METRICS, COCODetectionEvaluator
-from .model import DETECTION_MODELS, LIGHT_HEAD, MASK_MODELS, get_detection_model
+from .model import (DETECTION_MODELS, LIGHT_HEAD, MASK_MODELS, allocate_parameters,
+                    get_detection_model)
 
 __all__ = ['DetTrainConfig', 'DetectionTask', 'train_detection', 'evaluate_detection',
            'load_detector',
@@ -178,7 +179,7 @@ def build_model(cfg, classes, ctx):
     missing = [p for p in net.collect_params().values() if p._data is None]
     for param in missing:
         param.initialize(default_init=mx.init.MSRAPrelu(), ctx=ctx)
-    return net
+    return allocate_parameters(net)
 
 
 def _batch_list(samples):
