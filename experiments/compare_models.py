@@ -26,7 +26,7 @@ from gluon_resnest.runtime import quiet_native_logs
 from gluon_resnest import get_model, get_model_info, list_models
 from gluon_resnest.analysis import count_flops, count_params
 from gluon_resnest.analysis.seeds import mean_std
-from gluon_resnest.argtypes import positive_int, seed_list
+from gluon_resnest.argtypes import command_parser, positive_int, seed_list
 from gluon_resnest.engine.checkpoint import write_json, write_text
 from gluon_resnest.engine.progress import save_figure
 from . import main_job as fashion_mnist
@@ -66,7 +66,7 @@ def arms(args):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = command_parser(__doc__)
     parser.add_argument('--models', type=_models, default=RADIX_MODELS,
                         help='default: the radix ablation (%s)' % ', '.join(RADIX_MODELS))
     parser.add_argument('--recipe', dest='recipes', type=_recipe, action='append', default=[],
@@ -157,7 +157,7 @@ def _claim(run_dir, model, flags):
 
 def _input_size(extra):
     """The --input-size among the flags passed through to the trainer, else None."""
-    parser = argparse.ArgumentParser(add_help=False)
+    parser = command_parser(None, add_help=False)
     parser.add_argument('--input-size', type=int)
     return parser.parse_known_args(extra)[0].input_size
 

@@ -1,14 +1,13 @@
 """The command line the Fashion-MNIST demos share (train/segmentation_demo.py,
 train/instance_demo.py): flags, the run or the ResNeSt vs ResNet-D comparison, errors as one
 line and Ctrl-C as an exit that says what is kept."""
-import argparse
 import json
 import os
 import subprocess
 import sys
 
 from gluon_resnest import list_models
-from gluon_resnest.argtypes import positive_int, seed_list
+from gluon_resnest.argtypes import command_parser, positive_int, seed_list
 from gluon_resnest.engine.checkpoint import remove_run
 from gluon_resnest.engine.cli import exit_interrupted
 from gluon_resnest.runtime import quiet_native_logs
@@ -20,7 +19,7 @@ __all__ = ['demo_arguments', 'run_demo_command']
 def demo_arguments(argv, doc, data_dir, save_dir, backbone, epochs, what):
     """The parsed flags; ``save_dir`` is the run's default folder (``save_dir``-compare with
     --compare), ``what`` names the trained model in the help."""
-    parser = argparse.ArgumentParser(description=doc.split('\n\n')[0])
+    parser = command_parser(doc)
     parser.add_argument('--data-dir', default=data_dir)
     parser.add_argument('--save-dir', default=None, help='default: %s (%s-compare with '
                         '--compare)' % (save_dir, save_dir))

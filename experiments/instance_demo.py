@@ -33,7 +33,7 @@ INSTANCE_DEMO = dict(model='mask_rcnn_fpn', backbone='resnest14_small', head='li
 
 def instance_config(data_root, save_dir, seed=0, progress=True, **overrides):
     """The DetTrainConfig of the demo (``overrides`` replace INSTANCE_DEMO's values)."""
-    from gluon_resnest.detection.task import DetTrainConfig
+    from gluon_resnest.detection.config import DetTrainConfig
     return DetTrainConfig(layout='coco', data_root=data_root, train_split='train',
                           val_split='val', save_dir=save_dir, seed=seed, workers=1, resume=True,
                           progress=progress, **dict(INSTANCE_DEMO, **overrides))
@@ -112,7 +112,8 @@ def run_instance_demo(data_dir, save_dir, processes=2, seed=0, progress=True, lo
         log('[4/4] drawing test scenes and exporting for deployment')
         from gluon_resnest import export_model
         from gluon_resnest.detection.data import coco_split
-        from gluon_resnest.detection.task import load_detector
+        from gluon_resnest.detection import load_detector
+        from gluon_resnest.detection.deploy import detection_meta
         best = os.path.join(save_dir, 'best')
         net, cfg, classes, category_ids = load_detector(best)
         picture = instance_figure(net, coco_split(data_dir, 'test', masks=True),
@@ -120,9 +121,7 @@ def run_instance_demo(data_dir, save_dir, processes=2, seed=0, progress=True, lo
                                   classes, short=cfg.test_short, max_size=cfg.max_size)
         prefix = os.path.join(save_dir, 'deploy', '%s_%s' % (cfg.model, cfg.backbone))
         sym, params = export_model(net, prefix, (1, 3, cfg.test_short, cfg.test_short),
-                                   meta=dict(task='detection', model=cfg.model,
-                                             backbone=cfg.backbone, classes=classes,
-                                             category_ids=category_ids))
+                                   meta=detection_meta(cfg, classes, category_ids))
         with open(os.path.join(save_dir, 'metrics.jsonl')) as f:
             history = [json.loads(line) for line in f]
         chosen = max(history, key=lambda h: h['val_ap'])

@@ -8,7 +8,6 @@ summary.
 
 Any other train/train.py flag (e.g. --autoaugment, --dropblock-prob 0) is passed through.
 """
-import argparse
 import json
 import os
 import subprocess
@@ -17,7 +16,7 @@ import sys
 from gluon_resnest.runtime import quiet_native_logs
 from gluon_resnest import export_model, list_models
 from gluon_resnest.analysis.accuracy import evaluate_records, load_network
-from gluon_resnest.argtypes import positive_int
+from gluon_resnest.argtypes import command_parser, positive_int
 from gluon_resnest.engine.checkpoint import RunClock, read_meta, remove_run, write_json
 from gluon_resnest.engine.cli import config_from_args, config_parser, exit_interrupted
 from gluon_resnest.classification.task import TrainConfig
@@ -54,7 +53,7 @@ def training_config(args, extra):
 
 def parse_args(argv=None):
     """(args, flags passed through to train/train.py)."""
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = command_parser(__doc__)
     parser.add_argument('--source', default=DEFAULT_SOURCE,
                         help='folder of the raw Fashion-MNIST idx files')
     parser.add_argument('--data-dir', default=os.path.join('data', 'fashion-mnist'))

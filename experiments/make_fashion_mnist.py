@@ -2,14 +2,14 @@
 
     python train/make_fashion_mnist.py --out data/fashion-mnist [--source DIR]
 """
-import argparse
 import sys
 
 from .fashion_mnist_data import DEFAULT_SOURCE, build_fashion_mnist
+from gluon_resnest.argtypes import command_parser
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = command_parser(__doc__)
     parser.add_argument('--out', default='data/fashion-mnist')
     parser.add_argument('--source', default=DEFAULT_SOURCE,
                         help="folder of the raw idx files (default: Debian's package, installed "

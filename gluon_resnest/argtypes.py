@@ -4,8 +4,16 @@ import dataclasses
 import math
 import os
 
-__all__ = ['positive_int', 'non_negative_int', 'int_list', 'seed_list', 'check_number',
+__all__ = ['command_parser', 'positive_int', 'non_negative_int', 'int_list', 'seed_list', 'check_number',
            'check_positive_ints', 'is_positive_int', 'check_positive_int']
+
+
+def command_parser(doc, **kwargs):
+    """The argparse parser of a command whose help is the first paragraph of ``doc``; flags
+    must be spelled out: argparse would otherwise take ``--lr`` for the only flag starting
+    so (``--lr-decay-epochs``), silently."""
+    return argparse.ArgumentParser(description=doc.split('\n\n')[0] if doc else None,
+                                   allow_abbrev=False, **kwargs)
 
 
 def is_positive_int(value):

@@ -1,8 +1,8 @@
 """Training runs launched on local Horovod ranks from Python: the caller's config is written
 to one JSON file, and every rank runs this module's worker on it (``python -m
 gluon_resnest.launch FILE``) instead of receiving a hand-built list of flags. Used by the
-experiments (the main job, the scenes demo) and the trainer benchmark. The tasks are named
-here, above the engine, which knows none of them."""
+experiments (the main job, the scenes demo) and the trainer benchmark. Ranks find their task
+by name in the engine's registry (engine.task.get_task)."""
 import os
 import subprocess
 import sys
@@ -11,23 +11,7 @@ import tempfile
 from .engine.config import load_config, save_config
 from .engine.distributed import horovodrun, rank_env, run_ranks
 
-__all__ = ['TASKS', 'get_task', 'launch_training', 'rank_command']
-
-TASKS = ('classification', 'segmentation', 'detection')
-
-
-def get_task(name):
-    """A new Task object of the task ``name``."""
-    if name == 'classification':
-        from .classification.task import ClassificationTask
-        return ClassificationTask()
-    if name == 'segmentation':
-        from .segmentation.task import SegmentationTask
-        return SegmentationTask()
-    if name == 'detection':
-        from .detection.task import DetectionTask
-        return DetectionTask()
-    raise ValueError('unknown task %r: allowed %s' % (name, ', '.join(TASKS)))
+__all__ = ['launch_training', 'rank_command']
 
 
 def rank_command(module, args, processes=1):
@@ -44,8 +28,9 @@ def rank_command(module, args, processes=1):
 
 
 def launch_training(task, cfg, processes, log_path=None, naive_engine=False, capture=False):
-    """Train ``cfg`` (the config of ``task``, a name in TASKS) on ``processes`` local ranks;
-    ``cfg.validate()`` runs here first, so a bad value is an error of this process. With
+    """Train ``cfg`` (the config of ``task``, a registered task's name) on ``processes``
+    local ranks; ``cfg.validate()`` runs here first, so a bad value is an error of this process.
+    With
     ``capture`` the ranks' output is returned (a CompletedProcess); otherwise it is shown (rank
     0's) and kept in ``log_path``. Raises CalledProcessError when the ranks fail."""
     cfg.validate()
@@ -68,6 +53,7 @@ def main(argv=None):
     """A rank's worker: train the task and config of the file ``argv[0]``."""
     import json
     from .engine.cli import run_training
+    from .tasks import get_task
     from .runtime import quiet_native_logs
     quiet_native_logs()
     path = (sys.argv[1:] if argv is None else argv)[0]

@@ -3,8 +3,9 @@ import os
 import sys
 
 __all__ = ['launcher_env', 'cpu_threads_per_process', 'configure_cpu_threads',
-           'configure_horovod_cycle', 'cpu_supports_bfloat16', 'BF16_CPU_FLAGS',
-           'quiet_native_logs', 'NATIVE_NOISE', 'interrupt', 'interrupt_exit_code']
+           'configure_horovod_cycle', 'cpu_supports_bfloat16', 'require_bfloat16_cpu',
+           'BF16_CPU_FLAGS', 'quiet_native_logs', 'NATIVE_NOISE', 'interrupt',
+           'interrupt_exit_code']
 
 LOCAL_SIZE_VARS = ('HOROVOD_LOCAL_SIZE', 'OMPI_COMM_WORLD_LOCAL_SIZE', 'MPI_LOCALNRANKS')
 
@@ -79,6 +80,13 @@ def cpu_supports_bfloat16(cpuinfo='/proc/cpuinfo', environ=os.environ):
     except OSError:
         return True
     return flags is None or all(flag in flags for flag in BF16_CPU_FLAGS)
+
+
+def require_bfloat16_cpu():
+    """Raise ValueError unless this CPU can run MXNet's bfloat16 kernels."""
+    if not cpu_supports_bfloat16():
+        raise ValueError('bfloat16 on the CPU needs AVX-512 (%s), which this CPU lacks; use '
+                         'fp32, onednn or int8' % ', '.join(BF16_CPU_FLAGS))
 
 
 # lines MXNet's C++ code logs on every start or traced graph that say nothing to a user:

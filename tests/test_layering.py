@@ -10,7 +10,7 @@ PACKAGE = os.path.join(ROOT, 'gluon_resnest')
 # a module may import modules of its own layer and the layers before it
 LAYERS = [('runtime', 'argtypes'), ('layers',), ('backbone',), ('zoo',), ('deploy',),
           ('engine',), ('classification', 'segmentation', 'detection'),
-          ('launch', 'analysis'), ('commands',)]
+          ('launch', 'analysis', 'tasks'), ('commands',)]
 
 
 def _modules():

@@ -1,6 +1,5 @@
 """Top-1/top-5 of a zoo model, a training checkpoint or an exported symbol on RecordIO data."""
 import os
-import warnings
 
 import mxnet as mx
 

@@ -1,12 +1,12 @@
 """Worker of :func:`gluon_resnest.analysis.benchmark.time_model_alone`: one process timing a
 zoo model's training step alone (a fixed batch: no data, no communication) and printing one JSON
 line. Run as ``python -m gluon_resnest.analysis.alone``; not a user command."""
-import argparse
 import json
+from ..argtypes import command_parser
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = command_parser(__doc__)
     parser.add_argument('--model', required=True)
     parser.add_argument('--batch-size', type=int, required=True)
     parser.add_argument('--size', type=int, required=True)

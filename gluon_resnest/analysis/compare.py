@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import mxnet as mx
 
 from ..deploy import export_onnx, optimize_for_cpu
-from ..deploy.optimize import require_bfloat16_cpu
+from ..runtime import require_bfloat16_cpu
 from ..zoo.registry import get_model, get_model_info, list_models
 from .benchmark import (INFERENCE_BATCH, TRAINING_BATCH, TRAINING_SIZE, PeerProcess,
                         conv_peak_gmacs, inference_step, onnxruntime_step, peak_rss_mb,

@@ -4,7 +4,8 @@ where the time goes: the trunk, the FPN, the RPN (proposals and their NMS) and t
 (pooling, the box head, decoding and NMS), each stage timed by itself. Optionally torchvision's
 ``fasterrcnn_resnet50_fpn`` (what a PyTorch user would run; another trunk, a 2fc box head) run
 from the peers' environment, its steps alternating with ours, as context. Every record has the
-multiply-adds of one image (convolutions and dense layers)."""
+multiply-adds of one image (convolutions and dense layers). And where a training step's time
+goes, by MXNet's operators (:func:`training_step_profile`)."""
 import os
 import tempfile
 
@@ -14,7 +15,7 @@ import numpy as np
 from .flops import count_flops
 from .peer_benchmark import median_rates
 
-__all__ = ['detection_speed']
+__all__ = ['detection_speed', 'training_step_profile']
 
 
 def _stages(net, x, ours):
@@ -95,3 +96,55 @@ def detection_speed(backbone='resnest50', size=(800, 1216), warmup=1, repeats=3,
                             repeats=repeats, weights='random; trunk ResNet-50, box '
                             'head 2fc: context, not the same network'))
     return records
+
+
+def training_step_profile(model='mask_rcnn_fpn', backbone='resnest14_small', head='light',
+                          size=128, batch_size=4, classes=10, objects=3, steps=10, warmup=2,
+                          seed=0, **settings):
+    """Where a detector's training step goes: the median seconds of a step (forward, the
+    detector's losses, backward, SGD) on ``batch_size`` random ``size`` px images with
+    ``objects`` random boxes (and their masks) each, and MXNet's per-operator totals per step.
+    ``settings``: get_detection_model's (e.g. the instance demo's ``num_sample=128``)."""
+    import time
+    from mxnet import autograd
+    from ..detection import DetectionTargets, get_detection_model
+    from ..detection.model import MASK_MODELS, initialize_for_training
+    from .profile import profile_operators
+    rng = np.random.RandomState(seed)
+    mx.random.seed(seed)
+    net = get_detection_model(model, backbone=backbone, classes=classes, head=head,
+                              per_device_batch_size=batch_size, max_size=size, **settings)
+    initialize_for_training(net)
+    corners = rng.uniform(0, size / 2.0, (batch_size, objects, 2))
+    extents = rng.uniform(size / 8.0, size / 2.0, (batch_size, objects, 2))
+    boxes = np.concatenate([corners, corners + extents], axis=-1).astype(np.float32)
+    masks = None
+    if model in MASK_MODELS:
+        masks = np.zeros((batch_size, objects, size, size), np.float32)
+        for i, j in np.ndindex(batch_size, objects):
+            x1, y1, x2, y2 = boxes[i, j].astype(int)
+            masks[i, j, y1:y2, x1:x2] = 1
+    targets = DetectionTargets(mx.nd.array(boxes), mx.nd.array(
+        rng.randint(0, classes, (batch_size, objects, 1))), None if masks is None
+        else mx.nd.array(masks), [(size, size)] * batch_size)
+    images = mx.nd.array(rng.normal(size=(batch_size, 3, size, size)))
+    trainer = mx.gluon.Trainer(net._collect_params_with_prefix(), 'sgd',
+                               dict(learning_rate=0.001, momentum=0.9))
+    times = []
+
+    def step():
+        tic = time.time()
+        with autograd.record():
+            loss = mx.nd.add_n(*net(images, targets).values())
+        loss.backward()
+        trainer.step(batch_size)
+        mx.nd.waitall()
+        times.append(time.time() - tic)
+    for _ in range(warmup + steps):
+        step()
+    seconds = float(np.median(times[warmup:]))
+    rows = profile_operators(step, iterations=3, warmup=0)
+    return dict(model=model, backbone=backbone, head=head, size=size, batch_size=batch_size,
+                engine=os.environ.get('MXNET_ENGINE_TYPE', 'ThreadedEnginePerDevice'),
+                step_seconds=round(seconds, 4),
+                operators_ms_per_step={name: round(ms, 1) for name, _, ms in rows[:12]})

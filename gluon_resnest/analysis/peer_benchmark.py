@@ -11,7 +11,6 @@ line.
     .bench-venv/bin/python gluon_resnest/analysis/peer_benchmark.py --model resnest50d \\
         --impl timm --mode inference --batch-size 8 --size 224
 """
-import argparse
 import functools
 import json
 import os
@@ -19,6 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
+from ..argtypes import command_parser
 
 # run by path, this folder comes first on sys.path, and its profile.py (MXNet's profiler)
 # would shadow the standard library's module that torch imports
@@ -223,7 +223,7 @@ def onnxruntime_session(path, threads):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = command_parser(__doc__)
     parser.add_argument('--model', required=True,
                         help='timm model name (torchvision: a torchvision.models.detection name)')
     parser.add_argument('--impl', choices=IMPLS, default='timm')

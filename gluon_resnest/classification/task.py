@@ -11,7 +11,8 @@ from ..engine import schedule
 from ..engine.config import RunConfig
 from ..engine.data import MAX_SIDE, ShardSampler, fits_in_memory, make_loader
 from ..engine.loop import run_evaluator, train as train_task
-from ..engine.task import Evaluator, Optimizer, Task
+from ..engine.hooks import DropBlockRamp
+from ..engine.task import Evaluator, Optimizer, Task, register_task
 from ..zoo.registry import get_model, get_model_info
 from . import recipe
 from .data import RecordDataset, train_transform
@@ -125,9 +126,11 @@ def evaluate(net, loader, ctx, comm=None, progress=None):
     return run_evaluator(AccuracyEvaluator(ctx), net, loader, comm, progress)
 
 
+@register_task
 class ClassificationTask(Task):
     """The paper's ImageNet recipe on RecordIO data; selected on validation top-1."""
     name, config, summary_fields = 'classification', TrainConfig, ('model',)
+    identity = ('model', 'classes')
     metric, best_key, metric_label = 'val_top1', 'best_top1', 'validation top-1 (%)'
     best_label, loss_label = 'val top-1', 'train (smoothed/mixed targets)'
     record_fields = dict(val_top1='top1', val_top5='top5', val_loss='loss')
@@ -137,6 +140,10 @@ class ClassificationTask(Task):
     def __init__(self):
         # cross-entropy against the smoothed (and mixed) target distributions
         self.loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=False)
+
+    def hooks(self, cfg):
+        """DropBlock's rate ramped over the run (the paper's recipe)."""
+        return [DropBlockRamp(cfg.dropblock_prob, cfg.model)] if cfg.dropblock_prob else []
 
     def build_model(self, cfg, ctx):
         kwargs = dict(last_gamma=cfg.last_gamma, dropblock_prob=0.0)  # ramped by a hook

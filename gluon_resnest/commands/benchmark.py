@@ -19,7 +19,7 @@ import json
 
 from ..analysis import INFERENCE_BATCH, TRAINING_BATCH, TRAINING_SIZE
 from ..analysis.compare import COMPARISONS, BenchmarkSettings, check_settings, run_benchmark
-from ..argtypes import add_peer_python, positive_int
+from ..argtypes import add_peer_python, command_parser, positive_int
 from ..deploy import BACKENDS
 from ..runtime import quiet_native_logs
 from ..zoo.registry import list_models
@@ -36,7 +36,7 @@ def _comparisons(text):
 
 def main(argv=None):
     quiet_native_logs()  # MXNet's C++ notices would break the progress bars
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = command_parser(__doc__)
     parser.add_argument('--model', default='resnest50', choices=list_models())
     parser.add_argument('--mode', choices=['inference', 'training', 'both'], default='both')
     parser.add_argument('--batch-size', type=positive_int, default=INFERENCE_BATCH,

@@ -7,7 +7,6 @@ checkpoint, or an exported symbol; under horovodrun the counts are summed exactl
     python eval/evaluate.py --model resnest50 --symbol deploy/r50-symbol.json \\
         --params deploy/r50-0000.params --rec-val val.rec
 """
-import argparse
 import json
 import sys
 
@@ -15,7 +14,7 @@ from ..runtime import quiet_native_logs
 from ..analysis import time_inference
 from ..analysis.accuracy import (calibration_images, evaluate_records,
                                  load_network)
-from ..argtypes import non_negative_int, positive_int
+from ..argtypes import command_parser, non_negative_int, positive_int
 from ..deploy import BACKENDS, default_backend, optimize_for_cpu
 from ..deploy.optimize import CALIB_MODES, INT8_GRANULARITIES
 from ..classification.data import RecordError
@@ -24,7 +23,7 @@ from ..engine.distributed import Comm, device
 
 def main(argv=None):
     quiet_native_logs()  # MXNet's C++ notices would break the progress bars
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = command_parser(__doc__)
     parser.add_argument('--rec-val', required=True, help='RecordIO file (its .idx beside it)')
     parser.add_argument('--model', help='zoo name (preprocessing and architecture)')
     parser.add_argument('--params', help='.params file')

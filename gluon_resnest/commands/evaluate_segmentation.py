@@ -4,13 +4,12 @@
     python eval/evaluate_segmentation.py --checkpoint runs/scenes/best --dataset voc \
         --data-root data/scenes --split test --multi-scale
 """
-import argparse
 import json
 import os
 import sys
 
 from ..runtime import quiet_native_logs
-from ..argtypes import non_negative_int, positive_int
+from ..argtypes import command_parser, non_negative_int, positive_int
 from ..segmentation.data import DATASETS, SegmentationDataError
 from ..segmentation.evaluate import evaluate_split, load_segmentation
 from ..segmentation.predict import MULTI_SCALES
@@ -19,7 +18,7 @@ from ..engine.checkpoint import check_output_file, write_json
 
 def main(argv=None):
     quiet_native_logs()  # MXNet's C++ notices would break the progress bars
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = command_parser(__doc__)
     parser.add_argument('--checkpoint', help='a checkpoint folder the trainer wrote')
     parser.add_argument('--symbol', help='exported -symbol.json (with --params)')
     parser.add_argument('--params')

@@ -8,20 +8,19 @@ and check they give the network's outputs.
 
 Beside the files, ``PREFIX-meta.json`` records the model, its classes and normalization.
 """
-import argparse
 import json
 import sys
 
 import mxnet as mx
 import numpy as np
 
-from ..runtime import quiet_native_logs
-from .. import PretrainedWeightsError, export_model, export_onnx, get_model  # noqa
 from ..analysis.accuracy import load_network
-from ..deploy.export import import_symbol
-from ..engine.checkpoint import read_meta
-from ..argtypes import positive_int
-from ..zoo import get_model_info
+from ..argtypes import command_parser, positive_int
+from ..classification.deploy import export_classifier
+from ..deploy.export import import_symbol, read_export_meta
+from ..runtime import quiet_native_logs
+from ..tasks import export_checkpoint
+from ..zoo import PretrainedWeightsError, get_model, get_model_info
 
 
 def _reference_input(info, shape, preprocess):
@@ -32,66 +31,15 @@ def _reference_input(info, shape, preprocess):
     return pixels, ((pixels - mean) / std).transpose(0, 3, 1, 2).astype('float32')
 
 
-def _shape(args, size):
-    return ((args.batch_size, size, size, 3) if args.preprocess
-            else (args.batch_size, 3, size, size))
-
-
-def _export_classifier(args):
-    """(network, info, input shape, symbol, params, ONNX path or None) of a zoo model."""
+def _export_zoo_model(args):
+    """A zoo model, its published weights or a ``.params`` file (Exported)."""
     if args.pretrained:  # the published weights: ImageNet's 1000 classes
         net, info, classes = get_model(args.model, pretrained=True), \
             get_model_info(args.model), 1000
     else:
-        net, info, classes = load_network(args.model, args.params, None, args.checkpoint)
-    shape = _shape(args, args.input_size or info.eval_crop)
-    preprocess = info if args.preprocess else None
-    meta = dict(task='classification', model=info.name, classes=classes, mean=list(info.mean),
-                std=list(info.std))
-    sym, params = export_model(net, args.out, shape, preprocess=preprocess, meta=meta)
-    onnx_path = export_onnx(net, args.out + '.onnx', shape, preprocess=preprocess) \
-        if args.onnx else None
-    return net, info, shape, sym, params, onnx_path
-
-
-def _export_segmentation(args):
-    """The same for a segmentation checkpoint: its main logits, at any size for the symbol
-    (traced at --input-size, default the training crop), at that size for ONNX."""
-    from ..segmentation.deploy import (MainOutput, export_segmentation,
-                                       export_segmentation_onnx)
-    from ..segmentation.evaluate import load_segmentation, segmentation_meta
-    if args.preprocess and args.onnx:
-        raise ValueError('--preprocess and --onnx: the segmentation ONNX file takes NCHW '
-                         'normalized input; export them in two runs')
-    net, config = load_segmentation(args.checkpoint)
-    info = get_model_info(config['backbone'])
-    shape = _shape(args, args.input_size or config['crop_size'])
-    sym, params = export_segmentation(net, args.out, shape, info if args.preprocess else None,
-                                      meta=segmentation_meta(config))
-    onnx_path = export_segmentation_onnx(net, args.out + '.onnx', shape) if args.onnx else None
-    return MainOutput(net), info, shape, sym, params, onnx_path
-
-
-def _export_detection(args):
-    """The same for a detection checkpoint: class ids, scores, boxes (and masks) for one image
-    at any size (traced at --input-size, default the validation short side, square). No ONNX:
-    MXNet 1.9.1's exporter writes a Split node onnxruntime refuses to load and cannot keep
-    class-aware NMS."""
-    from ..detection.task import load_detector
-    if args.onnx:
-        raise ValueError('--onnx: detectors do not export to ONNX (MXNet 1.9.1\'s exporter '
-                         'writes a Split node onnxruntime refuses to load, and its NMS would '
-                         'suppress boxes across classes); the symbol export serves any size')
-    net, cfg, names, category_ids = load_detector(args.checkpoint)
-    info = get_model_info(cfg.backbone)
-    size = args.input_size or cfg.test_short
-    shape = (1, size, size, 3) if args.preprocess else (1, 3, size, size)
-    meta = dict(task='detection', model=cfg.model, backbone=cfg.backbone, classes=names,
-                category_ids=category_ids, mean=list(info.mean), std=list(info.std),
-                short=cfg.test_short, max_size=cfg.max_size)
-    sym, params = export_model(net, args.out, shape, preprocess=info if args.preprocess
-                               else None, meta=meta)
-    return net, info, shape, sym, params, None
+        net, info, classes = load_network(args.model, args.params)
+    return export_classifier(net, info, classes, args.out, args.input_size, args.batch_size,
+                             args.preprocess, args.onnx)
 
 
 def _arrays(outputs):
@@ -103,7 +51,7 @@ def _arrays(outputs):
 
 def main(argv=None):
     quiet_native_logs()  # MXNet's C++ notices would break the progress bars
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = command_parser(__doc__)
     parser.add_argument('--out', required=True, help='output prefix')
     parser.add_argument('--model', help='zoo name')
     parser.add_argument('--params', help='.params file for --model')
@@ -118,16 +66,15 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.pretrained and not args.model:
         parser.error('--pretrained needs --model')
+    if not (args.checkpoint or args.model):
+        parser.error('pass --checkpoint (a run folder) or --model (a zoo model)')
     try:
-        task = read_meta(args.checkpoint).get('task') if args.checkpoint else None
-        if task == 'segmentation':
-            net, info, shape, sym, params, onnx_path = _export_segmentation(args)
-        elif task == 'detection':
-            if args.batch_size != 1:
-                raise ValueError('--batch-size: a detector takes one image at a time')
-            net, info, shape, sym, params, onnx_path = _export_detection(args)
+        if args.checkpoint:  # by the export of the task the checkpoint records
+            net, info, shape, sym, params, onnx_path = export_checkpoint(
+                args.checkpoint, args.out, args.input_size, args.batch_size, args.preprocess,
+                args.onnx)
         else:
-            net, info, shape, sym, params, onnx_path = _export_classifier(args)
+            net, info, shape, sym, params, onnx_path = _export_zoo_model(args)
     except (ValueError, FileNotFoundError, PermissionError, PretrainedWeightsError,
             ImportError) as err:
         sys.exit('error: %s' % err)
@@ -138,7 +85,8 @@ def main(argv=None):
     scale = max(float(np.abs(e).max()) for e in expected)
     symbol_diff = max(float(np.abs(got - want).max()) for got, want in
                       zip(_arrays(reloaded(mx.nd.array(pixels))), expected))
-    report = dict(model=info.name, symbol=sym, params=params, input_shape=list(shape),
+    report = dict(model=(read_export_meta(sym) or {}).get('model', info.name), symbol=sym,
+                  params=params, input_shape=list(shape),
                   input='NHWC pixels 0..255' if args.preprocess else 'NCHW normalized',
                   output_scale=scale, symbol_max_abs_diff=symbol_diff,
                   symbol_max_rel_diff=symbol_diff / max(scale, 1e-30))

@@ -2,16 +2,16 @@
 
     python train/im2rec.py --root /data/imagenet/train --prefix /data/rec/train [--resize 480]
 """
-import argparse
 import os
 import subprocess
 import sys
 
 import mxnet
+from ..argtypes import command_parser
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = command_parser(__doc__)
     parser.add_argument('--root', required=True, help='folder of class sub-folders')
     parser.add_argument('--prefix', required=True, help='output prefix: PREFIX.rec/.idx/.lst')
     parser.add_argument('--resize', type=int, default=0, help='shorter side, 0 keeps the size')

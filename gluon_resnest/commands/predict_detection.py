@@ -9,7 +9,7 @@ import json
 import os
 import sys
 
-from ..argtypes import positive_int
+from ..argtypes import command_parser, positive_int
 from ..engine.checkpoint import atomic_file, check_writable
 from ..runtime import quiet_native_logs
 from .images import output_names
@@ -24,7 +24,7 @@ def _threshold(text):
 
 def main(argv=None):
     quiet_native_logs()  # MXNet's C++ notices would break the output
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = command_parser(__doc__)
     parser.add_argument('images', nargs='+', help='image files (JPEG, PNG, ...)')
     parser.add_argument('--checkpoint', required=True,
                         help='a checkpoint folder train/train_detection.py wrote')
@@ -33,22 +33,29 @@ def main(argv=None):
                         help='lowest score kept (default: 0.5)')
     parser.add_argument('--short', type=positive_int, default=None,
                         help="short side, px (default: the checkpoint's validation size)")
+    parser.add_argument('--max-size', type=positive_int, default=None,
+                        help="long side at most, px (default: the checkpoint's)")
     args = parser.parse_args(argv)
     try:
         import cv2
-        from ..detection.data import DetectionDataError, _read_image
+        from ..detection import load_detector
+        from ..detection.data import DetectionDataError, read_image
+        from ..detection.model import check_short_side
         from ..detection.predict import detect, draw_detections
-        from ..detection.task import load_detector
+        from ..engine.checkpoint import read_meta
         from ..zoo.registry import get_model_info
         names = output_names(args.images)
-        net, cfg, classes, category_ids = load_detector(args.checkpoint)
+        cfg = read_meta(args.checkpoint).get('config', {})
+        short = args.short or cfg.get('test_short')
+        max_size = args.max_size or cfg.get('max_size')
+        check_short_side(short, max_size, cfg.get('backbone'))
+        images = [read_image(path) for path in args.images]  # every one readable, up front
+        net, cfg, classes, category_ids = load_detector(args.checkpoint, max_size=max_size)
         info = get_model_info(cfg.backbone)
         check_writable(args.out_dir)
-        for path, name in zip(args.images, names):
-            image = _read_image(path)
-            ids, scores, boxes, masks = detect(net, image, info.mean, info.std,
-                                               args.short or cfg.test_short, cfg.max_size,
-                                               args.threshold)
+        for path, name, image in zip(args.images, names, images):
+            ids, scores, boxes, masks = detect(net, image, info.mean, info.std, short,
+                                               max_size, args.threshold)
             out = os.path.join(args.out_dir, name + '.png')
             drawn = draw_detections(image, ids, scores, boxes, masks, classes)
             with atomic_file(out) as tmp:

@@ -7,11 +7,10 @@ indices, and one JSON line per image with the classes found.
     python eval/predict_segmentation.py --symbol deploy/seg-symbol.json \\
         --params deploy/seg-0000.params --multi-scale --out-dir predictions photo.jpg
 """
-import argparse
 import json
 import sys
 
-from ..argtypes import positive_int
+from ..argtypes import command_parser, positive_int
 from ..runtime import quiet_native_logs
 from .images import output_names
 from ..segmentation.data import SegmentationDataError
@@ -22,7 +21,7 @@ from ..engine.checkpoint import check_writable
 
 def main(argv=None):
     quiet_native_logs()  # MXNet's C++ notices would break the output
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = command_parser(__doc__)
     parser.add_argument('images', nargs='+', help='image files (JPEG, PNG, ...)')
     parser.add_argument('--checkpoint', help='a checkpoint folder train_segmentation.py wrote')
     parser.add_argument('--symbol', help='exported -symbol.json (with --params)')

@@ -3,7 +3,6 @@ off so every operator is timed on its own). Prints a table, slowest first.
 
     python eval/profile.py --model resnest50 --mode training
 """
-import argparse
 import os
 
 # must precede the first graph: bulked segments would hide the per-operator times
@@ -17,12 +16,12 @@ from .. import get_model, get_model_info, list_models
 from ..analysis import (INFERENCE_BATCH, TRAINING_BATCH, TRAINING_SIZE,
                         inference_step, training_step)
 from ..analysis.profile import profile_operators
-from ..argtypes import positive_int
+from ..argtypes import command_parser, positive_int
 
 
 def main(argv=None):
     quiet_native_logs()  # MXNet's C++ notices would break the progress bars
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = command_parser(__doc__)
     parser.add_argument('--model', default='resnest50', choices=list_models(),
                         metavar='NAME')
     parser.add_argument('--mode', choices=['inference', 'training'], default='inference')

@@ -2,6 +2,7 @@
 import os
 import tempfile
 import warnings
+from collections import namedtuple
 
 import mxnet as mx
 import numpy as np
@@ -11,7 +12,7 @@ from ..layers.dropblock import deploy_mode
 from ..zoo.store import read_params_file
 
 __all__ = ['export_model', 'export_onnx', 'clean_onnx', 'Preprocessed', 'read_export_meta',
-           'import_symbol']
+           'import_symbol', 'Exported', 'traced_shape']
 
 
 class Preprocessed(HybridBlock):
@@ -30,6 +31,16 @@ class Preprocessed(HybridBlock):
     def hybrid_forward(self, F, x, mean, std):
         x = F.transpose(F.cast(x, 'float32'), axes=(0, 3, 1, 2))
         return self.net(F.broadcast_div(F.broadcast_sub(x, mean), std))
+
+
+# what a checkpoint's export gives its command: the network the files were made from (to check
+# them against), the model's info (normalization), the traced input shape, and the files
+Exported = namedtuple('Exported', 'net info input_shape symbol params onnx')
+
+
+def traced_shape(batch_size, size, preprocess):
+    """The input shape an export is traced at: NHWC pixels with ``preprocess``, else NCHW."""
+    return (batch_size, size, size, 3) if preprocess else (batch_size, 3, size, size)
 
 
 def _check_shape(input_shape, preprocess):

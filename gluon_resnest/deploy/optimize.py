@@ -5,6 +5,7 @@ import contextlib
 import mxnet as mx
 
 from ..layers.dropblock import deploy_mode
+from ..runtime import require_bfloat16_cpu
 
 __all__ = ['BACKENDS', 'default_backend', 'CALIB_MODES', 'INT8_GRANULARITIES', 'optimize_for_cpu',
            'convert_to_bfloat16', 'require_bfloat16_cpu', 'end_layers']
@@ -22,14 +23,6 @@ def default_backend(ctx):
     mathematics as float32, BatchNorm folded into the convolutions), plain hybridized float32
     elsewhere (the optimizations here are the CPU's)."""
     return 'onednn' if ctx.device_type == 'cpu' else 'fp32'
-
-
-def require_bfloat16_cpu():
-    """Raise ValueError unless this CPU can run MXNet's bfloat16 kernels."""
-    from ..runtime import BF16_CPU_FLAGS, cpu_supports_bfloat16
-    if not cpu_supports_bfloat16():
-        raise ValueError('bfloat16 on the CPU needs AVX-512 (%s), which this CPU lacks; use '
-                         'fp32, onednn or int8' % ', '.join(BF16_CPU_FLAGS))
 
 
 def end_layers(sym):

@@ -7,9 +7,15 @@ sum); at inference the class probabilities of the stages are averaged and the bo
 stage kept. Boxes are corners (x1, y1, x2, y2), widths
 x2 - x1, as GluonCV's encoders take them. The rules take ``F`` (mx.nd or mx.sym) so the
 network that uses them hybridizes and exports."""
+import functools
+
 import mxnet as mx
 from mxnet import autograd
 from mxnet.gluon import nn
+
+from .losses import box_regression_loss, classification_loss, mask_loss
+from .rcnn import faster_rcnn_class, register_detector
+from .rpn import rpn_losses
 
 __all__ = ['CASCADE_STAGES', 'stage_targets', 'best_matches', 'encode_boxes', 'decode_boxes',
            'next_stage_boxes', 'average_stage_scores', 'scale_gradient', 'cascade_class']
@@ -101,19 +107,13 @@ class CascadeStage(nn.HybridBlock):
             self.box_predictor = nn.Dense(4, weight_initializer=mx.init.Normal(0.001))
 
 
-_CASCADE = []
-
-
-def cascade_class(faster_rcnn):
-    """The Cascade R-CNN class built on ``faster_rcnn`` (our FasterRCNN class): its RPN,
+@functools.lru_cache(maxsize=None)
+def cascade_class():
+    """The Cascade R-CNN class built on GluonCV's FasterRCNN (faster_rcnn_class): its RPN,
     sampler (stage 1's RoIs, ground truth included), pyramid RoI pooling and first box head;
     its box predictor made class-agnostic; two more stages."""
-    if _CASCADE:
-        return _CASCADE[0]
 
-    class CascadeRCNN(faster_rcnn):
-        uses_target_generator = False  # stages label their boxes themselves
-
+    class CascadeRCNN(faster_rcnn_class()):
         def __init__(self, box_head, mask_head=None, rcnn_max_dets=100, **kwargs):
             super().__init__(box_features=box_head(), **kwargs)
             with self.name_scope():
@@ -133,6 +133,9 @@ def cascade_class(faster_rcnn):
             from gluoncv.nn.bbox import BBoxClipToImage
             self.clip_to_image = BBoxClipToImage()
 
+        def prepare_training(self):
+            """Nothing: the stages label their boxes themselves."""
+
         def stages(self):
             return [(self.box_features, self.class_predictor, self.box_predictor),
                     (self.stage2.box_features, self.stage2.class_predictor,
@@ -140,22 +143,14 @@ def cascade_class(faster_rcnn):
                     (self.stage3.box_features, self.stage3.class_predictor,
                      self.stage3.box_predictor)]
 
-        def hybrid_forward(self, F, x, gt_box=None, gt_label=None):
-            """Training: per stage its input boxes (B x N x 4), class logits (B x N x C + 1)
-            and box deltas (B x N x 4), then the RPN's raw scores, boxes and anchors.
-            Inference: GluonCV's (class ids, scores, boxes) after per-class NMS."""
-            feat = self.features(x)
-            training = autograd.is_training()
-            if training:
-                rpn_score, rpn_box, raw_rpn_score, raw_rpn_box, anchors = \
-                    self.rpn(F.zeros_like(x), *feat)
-                boxes, _, _ = self.sampler(rpn_box, rpn_score, gt_box)
-            else:
-                _, boxes = self.rpn(F.zeros_like(x), *feat)
+        def run_stages(self, F, x, feat, boxes, training):
+            """Each stage's (input boxes B x N x 4, class logits B x N x C + 1, box deltas
+            B x N x 4) and the first stage's pooled features, from the RPN's (training: the
+            sampler's) ``boxes``."""
             batch = self._batch_size if training else 1
             count = self._num_sample if training else self._rpn_test_post_nms
             batch_ids = F.repeat(F.arange(0, batch), count).reshape((-1, 1))
-            outputs, probabilities, first_pooled = [], [], None
+            outputs, first_pooled = [], None
             for (head, classify, regress), (_, stds) in zip(self.stages(), CASCADE_STAGES):
                 boxes = F.stop_gradient(boxes)
                 rois = F.concat(batch_ids, boxes.reshape((-1, 4)), dim=-1)
@@ -167,12 +162,67 @@ def cascade_class(faster_rcnn):
                 features = head(pooled)
                 logits = classify(features).reshape((batch, count, self.num_class + 1))
                 deltas = regress(features).reshape((batch, count, 4))
-                outputs += [boxes, logits, deltas]
-                probabilities.append(F.softmax(logits, axis=-1))
+                outputs.append((boxes, logits, deltas))
                 boxes = self.clip_to_image(next_stage_boxes(boxes, deltas, stds, F=F), x)
-            if training:
-                masks = (first_pooled,) if self.mask is not None else ()
-                return tuple(outputs) + (raw_rpn_score, raw_rpn_box, anchors) + masks
+            return outputs, first_pooled, boxes
+
+        def losses(self, x, targets):
+            """The RPN's losses, each stage's classification and class-agnostic box losses
+            (labels by :func:`stage_targets` at the stage's IoU; Detectron2's weights: the
+            stages count alike) and, with a mask head, the mask loss."""
+            feat = self.features(x)
+            rpn_score, rpn_box, raw_rpn_score, raw_rpn_box, anchors = \
+                self.rpn(mx.nd.zeros_like(x), *feat)
+            boxes, _, _ = self.sampler(rpn_box, rpn_score, targets.boxes)
+            stages, first_pooled, _ = self.run_stages(mx.nd, x, feat, boxes, training=True)
+            losses = rpn_losses(raw_rpn_score, raw_rpn_box, anchors, targets)
+            for stage, ((boxes, logits, deltas), (iou, stds)) in enumerate(
+                    zip(stages, CASCADE_STAGES)):
+                with autograd.pause():
+                    labels, box_targets, box_masks = (mx.nd.stack(*parts) for parts in zip(*[
+                        stage_targets(boxes[i], targets.boxes[i],
+                                      targets.labels[i].reshape((-1,)), iou, stds)
+                        for i in range(boxes.shape[0])]))
+                cls, valid = classification_loss(logits, labels)
+                losses['stage%d_cls' % (stage + 1)] = cls
+                losses['stage%d_box' % (stage + 1)] = box_regression_loss(
+                    deltas, box_targets, box_masks, valid)
+            if self.mask is not None:
+                losses['mask'] = self._mask_loss(stages[0][0], first_pooled, targets)
+            return losses
+
+        def _mask_loss(self, boxes, pooled, targets, positive_ratio=0.25):
+            """Cascade Mask R-CNN's mask loss on the first stage's positives (IoU >= 0.5,
+            Detectron2's choice): a quarter of each image's RoIs, positives first (GluonCV's
+            count), their pooled features through the mask head."""
+            images, count = boxes.shape[:2]
+            keep = max(1, int(count * positive_ratio))
+            with autograd.pause():
+                rows, labels, matches = [], [], []
+                for i in range(images):
+                    gt_labels = targets.labels[i].reshape((-1,))
+                    best, overlap = best_matches(boxes[i], targets.boxes[i], gt_labels)
+                    foreground = overlap >= CASCADE_STAGES[0][0]
+                    order = mx.nd.argsort(foreground, is_ascend=False)[:keep]
+                    rows.append(order + i * count)
+                    labels.append(((gt_labels.take(best) + 1) * foreground).take(order))
+                    matches.append(best.take(order))
+                rows = mx.nd.concat(*rows, dim=0)
+                chosen = boxes.reshape((-1, 4)).take(rows).reshape((images, keep, 4))
+                mask_t, mask_m = self.mask_target(chosen, targets.masks, mx.nd.stack(*matches),
+                                                  mx.nd.stack(*labels))
+            return mask_loss(self.mask(pooled.take(rows)), mask_t, mask_m)
+
+        def hybrid_forward(self, F, x, gt_box=None, gt_label=None):
+            """Inference: GluonCV's (class ids, scores, boxes) after per-class NMS, the
+            last stage's boxes scored by the stages' average (and each detection's mask of
+            its class with a mask head). Training goes through :meth:`losses`."""
+            if autograd.is_training():
+                raise ValueError('Cascade R-CNN trains through net(images, targets)')
+            feat = self.features(x)
+            _, boxes = self.rpn(F.zeros_like(x), *feat)
+            stages, _, boxes = self.run_stages(F, x, feat, boxes, training=False)
+            probabilities = [F.softmax(logits, axis=-1) for _, logits, _ in stages]
             # the last stage's boxes (clipped, as above), every class scored by the average
             scores = F.slice_axis(average_stage_scores(probabilities, F=F), axis=-1, begin=1,
                                   end=None)
@@ -201,5 +251,22 @@ def cascade_class(faster_rcnn):
                                                  axis=0))
             return ids, scores, boxes, F.sigmoid(picked).expand_dims(0)
 
-    _CASCADE.append(CascadeRCNN)
+    CascadeRCNN.__module__ = __name__
     return CascadeRCNN
+
+
+def _cascade(box_head, norm_layer, norm_kwargs, mask=False, **parts):
+    mask_settings = {key: parts.pop(key) for key in
+                     ('mask_channels', 'rcnn_max_dets', 'target_roi_scale', 'num_fcn_convs')
+                     if key in parts}
+    head = None
+    if mask:
+        from .heads import mask_head
+        head = mask_head(parts['per_device_batch_size'], parts['classes'],
+                         mask_settings['mask_channels'], mask_settings['num_fcn_convs'])
+    return cascade_class()(box_head=box_head, mask_head=head,
+                           rcnn_max_dets=mask_settings.get('rcnn_max_dets', 100), **parts)
+
+
+register_detector('cascade_rcnn_fpn')(functools.partial(_cascade, mask=False))
+register_detector('cascade_mask_rcnn_fpn', masks=True)(functools.partial(_cascade, mask=True))

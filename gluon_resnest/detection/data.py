@@ -29,9 +29,10 @@ from mxnet.gluon.data import Dataset
 
 from ..engine.data import normalize_chw
 
-__all__ = ['DetectionDataError', 'COCOFormat', 'VOCFormat', 'coco_split', 'open_detection_data',
+__all__ = ['DetectionDataError', 'read_image', 'rle_counts', 'COCOFormat', 'VOCFormat', 'coco_split', 'open_detection_data',
            'Target', 'DetectionTrainTransform', 'DetectionEvalTransform', 'EMPTY', 'LAYOUTS',
-           'VOC_CLASSES', 'BOX_TOLERANCE', 'resize_short_within']
+           'VOC_CLASSES', 'BOX_TOLERANCE', 'resize_short_within', 'check_image_sizes',
+           'dataset_split']
 
 EMPTY = ('skip', 'keep')
 LAYOUTS = ('coco', 'voc', 'coco-json')
@@ -51,11 +52,44 @@ class DetectionDataError(ValueError):
     """A dataset file, image or annotation that cannot be used."""
 
 
-def _read_image(path):
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
+def read_image(path):
+    """HxWx3 uint8 RGB of an image file, or DetectionDataError naming a file that is missing,
+    not an image, or a JPEG cut short (libjpeg would decode it grey from the cut on, saying
+    only "Premature end of JPEG file")."""
+    try:
+        with open(path, 'rb') as f:
+            data = f.read()
+    except OSError as err:
+        raise DetectionDataError('cannot read image %s (%s)' % (path, err.strerror)) from None
+    if data[:2] == b'\xff\xd8' and b'\xff\xd9' not in data[-64:]:
+        raise DetectionDataError('image %s is a truncated JPEG (no end-of-image marker)' % path)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
-        raise DetectionDataError('cannot read image %s' % path)
+        raise DetectionDataError('cannot read image %s (not an image file OpenCV reads)' % path)
     return np.ascontiguousarray(image[:, :, ::-1])
+
+
+def rle_counts(counts):
+    """The run lengths of a COCO RLE: a list as it is, or COCO's compressed string (each count
+    in 5-bit groups from ASCII 48, the 0x20 bit continuing a count, the 0x10 bit of its last
+    group its sign; from the third count on, a difference to the count two before)."""
+    if not isinstance(counts, (str, bytes)):
+        return list(counts)
+    codes = counts.encode('ascii') if isinstance(counts, str) else counts
+    runs, value, shift = [], 0, 0
+    for code in codes:
+        group = code - 48
+        value |= (group & 0x1f) << shift
+        shift += 5
+        if group & 0x20:
+            continue
+        if group & 0x10:
+            value |= -1 << shift
+        if len(runs) > 2:
+            value += runs[-2]
+        runs.append(value)
+        value, shift = 0, 0
+    return runs
 
 
 def _check_box(x1, y1, x2, y2, width, height, where):
@@ -81,11 +115,26 @@ def _check_segmentation(segm, width, height, where):
                     '%s: polygon %d has %d coordinates; a polygon is x, y pairs of at least '
                     '3 points (closed from its last point to its first)'
                     % (where, k, len(polygon)))
+            xs, ys = polygon[0::2], polygon[1::2]
+            if max(xs) <= 0 or max(ys) <= 0 or min(xs) >= width or min(ys) >= height:
+                raise DetectionDataError(
+                    '%s: polygon %d lies outside the %dx%d image (x %g to %g, y %g to %g)'
+                    % (where, k, width, height, min(xs), max(xs), min(ys), max(ys)))
     elif isinstance(segm, dict) and 'size' in segm and 'counts' in segm:
         if list(segm['size']) != [height, width]:
             raise DetectionDataError('%s: the mask is %dx%d (width x height) but the image is '
                                      '%dx%d' % (where, segm['size'][1], segm['size'][0], width,
                                                 height))
+        try:
+            runs = rle_counts(segm['counts'])
+        except (TypeError, ValueError, UnicodeEncodeError):
+            runs = None
+        if runs is None or any(r < 0 for r in runs) or sum(runs) != width * height:
+            raise DetectionDataError(
+                '%s: the RLE mask\'s run lengths %s, not the %dx%d image\'s %d pixels'
+                % (where, 'cannot be read' if runs is None else
+                   'add up to %d' % sum(runs) if runs and min(runs) >= 0 else
+                   'include negative lengths', width, height, width * height))
     else:
         raise DetectionDataError('%s: segmentation must be a list of polygons or an RLE dict '
                                  'with size and counts' % where)
@@ -108,14 +157,14 @@ def decode_masks(segmentations, height, width):
 
 class _Detection(Dataset):
     """Items from ``self.records``: (path, image_id, width, height, boxes, labels, masks)."""
-    records, classes, category_ids, ground_truth = (), (), (), None
+    records, classes, category_ids, ground_truth, dropped = (), (), (), None, None
 
     def __len__(self):
         return len(self.records)
 
     def __getitem__(self, i):
         path, image_id, width, height, boxes, labels, masks = self.records[i]
-        image = _read_image(path)
+        image = read_image(path)
         if image.shape[:2] != (height, width):
             raise DetectionDataError('%s is %dx%d but its annotation says %dx%d'
                                      % (path, image.shape[1], image.shape[0], width, height))
@@ -129,6 +178,13 @@ class _Detection(Dataset):
 
 
 def _load_json(path):
+    if not path:
+        raise DetectionDataError('a COCO-format dataset needs its annotation file (--layout '
+                                 'coco-json: --annotations, or --train-annotations and '
+                                 '--val-annotations)')
+    if os.path.isdir(path):
+        raise DetectionDataError('annotation file %s is a folder; it takes the COCO-format '
+                                 'JSON file' % path)
     if not os.path.isfile(path):
         raise DetectionDataError('annotation file %s not found' % path)
     try:
@@ -161,7 +217,7 @@ class COCOFormat(_Detection):
         self.category_ids = [c['id'] for c in categories]
         self.classes = [str(c.get('name', c['id'])) for c in categories]
         index = {cid: k for k, cid in enumerate(self.category_ids)}
-        images = {}
+        images, crowds = {}, set()
         for image in data['images']:
             path = os.path.join(image_dir, image['file_name'])
             if not os.path.isfile(path):
@@ -189,11 +245,15 @@ class COCOFormat(_Detection):
                 if 'segmentation' not in ann:
                     raise DetectionDataError('%s: no segmentation (masks are trained)' % where)
                 _check_segmentation(ann['segmentation'], image['width'], image['height'], where)
-            if not ann.get('iscrowd', 0):
+            if ann.get('iscrowd', 0):
+                crowds.add(ann['image_id'])
+            else:
                 anns.append((box, index[ann['category_id']], ann.get('segmentation')))
         self.records = []
+        left_out = []
         for image_id, (image, path, anns) in images.items():
             if not anns and empty == 'skip':
+                left_out.append(image_id)
                 continue
             self.records.append((
                 path, image_id, image['width'], image['height'],
@@ -206,6 +266,17 @@ class COCOFormat(_Detection):
         # the evaluation's ground truth: the file itself (crowd regions and all)
         self.ground_truth = data
         self.source = annotations
+        self.dropped = _left_out(left_out, crowds)
+
+
+def _left_out(image_ids, crowds=()):
+    """What a reader says of the images it left out (None: none)."""
+    if not image_ids:
+        return None
+    crowd_only = len(set(image_ids) & set(crowds))
+    return ('%d image(s) without objects left out%s (--empty keep trains on them as '
+            'background)' % (len(image_ids), ', %d of them with only crowd regions'
+                             % crowd_only if crowd_only else ''))
 
 
 def coco_split(root, split, masks=False, empty='skip'):
@@ -246,7 +317,7 @@ class VOCFormat(_Detection):
             ids = [line.split()[0] for line in f if line.strip()]
         self.classes, self.category_ids = list(classes), list(range(1, len(classes) + 1))
         index = {name: k for k, name in enumerate(self.classes)}
-        self.records, gt_images, gt_annotations = [], [], []
+        self.records, gt_images, gt_annotations, left_out = [], [], [], []
         for number, name in enumerate(ids, 1):
             xml_path = os.path.join(root, 'Annotations', name + '.xml')
             path = os.path.join(root, 'JPEGImages', name + '.jpg')
@@ -255,11 +326,14 @@ class VOCFormat(_Detection):
                                          % (split_file, name, path))
             try:
                 tree = ET.parse(xml_path).getroot()
-                width = int(tree.find('size/width').text)
-                height = int(tree.find('size/height').text)
-            except (OSError, ET.ParseError, AttributeError, ValueError) as err:
-                raise DetectionDataError('%s: cannot read its size (%s)' % (xml_path, err)) \
-                    from None
+            except (OSError, ET.ParseError) as err:
+                raise DetectionDataError('%s: cannot read it (%s)' % (xml_path, err)) from None
+            try:
+                width = int(tree.findtext('size/width'))
+                height = int(tree.findtext('size/height'))
+            except (TypeError, ValueError):
+                raise DetectionDataError('%s: no image size (<size> with <width> and <height> '
+                                         'in pixels)' % xml_path) from None
             boxes, labels = [], []
             for k, obj in enumerate(tree.iter('object')):
                 where = '%s: object %d' % (xml_path, k)
@@ -284,7 +358,9 @@ class VOCFormat(_Detection):
                     area=(box[2] - box[0]) * (box[3] - box[1])))
             gt_images.append(dict(id=number, file_name=name + '.jpg', width=width,
                                   height=height))
-            if boxes or empty == 'keep':
+            if not boxes and empty == 'skip':
+                left_out.append(number)
+            else:
                 self.records.append((path, number, width, height,
                                      np.array(boxes, np.float32).reshape(-1, 4),
                                      np.array(labels, np.int32), None))
@@ -295,6 +371,26 @@ class VOCFormat(_Detection):
         self.ground_truth = dict(images=gt_images, annotations=gt_annotations, categories=[
             dict(id=k + 1, name=n) for k, n in enumerate(self.classes)])
         self.source = split_file
+        self.dropped = _left_out(left_out)
+
+
+def dataset_split(layout, split, annotations, default):
+    """The split to open for ``layout`` (``default`` for COCO's folders when none is given);
+    ValueError for a combination that names the data twice or not at all."""
+    if layout == 'coco-json':
+        if split:
+            raise ValueError('--layout coco-json reads the images of --annotations; --split is '
+                             'for the coco and voc layouts')
+        if not annotations:
+            raise ValueError('--layout coco-json needs --annotations (the COCO-format JSON '
+                             'file of the images in --data-root)')
+        return ''
+    if annotations:
+        raise ValueError('--annotations is for --layout coco-json; the %s layout finds its '
+                         'annotations from --split' % layout)
+    if not split and layout == 'voc':
+        raise ValueError('--layout voc needs --split (e.g. 2007/test)')
+    return split or default
 
 
 def open_detection_data(layout, root, split, masks=False, empty='skip', annotations=''):
@@ -318,6 +414,27 @@ def resize_short_within(height, width, short, max_size):
     ``max_size``, as GluonCV's ``resize_short_within`` computes it, and the scale."""
     scale = min(float(short) / min(height, width), float(max_size) / max(height, width))
     return int(round(height * scale)), int(round(width * scale)), scale
+
+
+def check_image_sizes(dataset, short, max_size, smallest, largest):
+    """DetectionDataError naming the first image of ``dataset`` that, resized to a short side
+    in ``short`` (low, high) with the long side at most ``max_size``, has a side below
+    ``smallest`` or above ``largest`` (what the detector's pyramid and anchors take): e.g. a
+    1280 x 40 strip that a 128 px long side turns into a 128 x 4 sliver."""
+    for path, _, width, height in (record[:4] for record in dataset.records):
+        for side in sorted(set(short)):
+            h, w = resize_short_within(height, width, side, max_size)[:2]
+            where = '%s (%dx%d) becomes %dx%d at a short side of %d px with the long side at ' \
+                'most %d' % (path, width, height, w, h, side, max_size)
+            if min(h, w) < smallest:
+                raise DetectionDataError(
+                    '%s: the detector needs at least %d px a side; leave the image out or '
+                    'resize less' % (where, smallest))
+            if max(h, w) > largest:
+                raise DetectionDataError(
+                    "%s: the detector's anchors cover %d px a side (its max_size when it was "
+                    'built); build or load it for larger images (load_detector(..., '
+                    'max_size=%d))' % (where, largest, max(h, w)))
 
 
 class DetectionEvalTransform(object):

@@ -5,12 +5,19 @@ from every rank exactly (GluonCV's COCO metric numbers images by a running count
 sharded evaluation breaks), and optionally written as a COCO results JSON."""
 import json
 
+import mxnet as mx
 import numpy as np
 
+from ..engine.data import make_loader
+from ..engine.distributed import Comm, device
+from ..engine.loop import run_evaluator
+from ..engine.progress import validation_bar
 from ..engine.task import Evaluator
+from ..zoo.registry import get_model_info
+from .data import DetectionEvalTransform, check_image_sizes
 
 __all__ = ['COCODetectionEvaluator', 'COCO_STATS', 'coco_box_results', 'METRICS',
-           'MASKS_PER_IMAGE']
+           'MASKS_PER_IMAGE', 'evaluate_detection', 'eval_batch']
 
 METRICS = ('coco', 'voc07', 'voc12')
 # masks are pasted and scored for the best detections of each image only (Detectron's 100
@@ -19,6 +26,8 @@ MASKS_PER_IMAGE = 100
 
 # pycocotools' summary, in its order: AP over IoU 0.5:0.95, at 0.5, at 0.75, and by object area
 COCO_STATS = ('ap', 'ap50', 'ap75', 'ap_small', 'ap_medium', 'ap_large')
+# the object areas (px) each of them scores: pycocotools' ranges
+COCO_AREAS = ((0, 1e10),) * 3 + ((0, 32 ** 2), (32 ** 2, 96 ** 2), (96 ** 2, 1e10))
 
 
 def coco_box_results(image_id, ids, scores, boxes, scale, category_ids, min_score=0.0):
@@ -138,8 +147,9 @@ class COCODetectionEvaluator(Evaluator):
 
     def _coco(self, results, image_ids, kind, prefix):
         """pycocotools' summary of ``kind`` ('bbox' or 'segm') as {prefix + stat: %}."""
-        if not results:
-            return {prefix + name: 0.0 for name in COCO_STATS}
+        if not results:  # pycocotools refuses none; what it would give: 0, or None by area
+            return {prefix + name: 0.0 if self._has_objects(image_ids, area) else None
+                    for name, area in zip(COCO_STATS, COCO_AREAS)}
         import contextlib
         import io
         from pycocotools.cocoeval import COCOeval
@@ -153,6 +163,12 @@ class COCODetectionEvaluator(Evaluator):
         # pycocotools' -1: no ground truth in that area range
         return {prefix + name: None if v < 0 else 100.0 * float(v)
                 for name, v in zip(COCO_STATS, run.stats)}
+
+    def _has_objects(self, image_ids, area):
+        """Whether the images hold a non-crowd object of COCO's ``area`` range (pixels)."""
+        low, high = area
+        return any(not a.get('iscrowd', 0) and low <= a.get('area', 0) <= high
+                   for i in image_ids for a in self.coco.imgToAnns.get(i, []))
 
     def _voc(self, results, image_ids):
         """{'map': %, 'ap_<class>': %} at IoU 0.5 by GluonCV's VOC metric (VOC07: 11-point
@@ -179,3 +195,33 @@ class COCODetectionEvaluator(Evaluator):
         labels, values = metric.get()
         return dict({'ap_' + n: 100.0 * v for n, v in zip(labels[:-1], values[:-1])},
                     map=100.0 * values[-1])
+
+
+def eval_batch(samples):
+    """(N x 3 x H x W images, image ids, resize factors) of a validation batch (one image, as
+    the loaders give it: images differ in size)."""
+    images, image_ids, scales = zip(*samples)
+    return mx.nd.array(np.stack(images)), np.array(image_ids), np.array(scales, np.float32)
+
+
+def evaluate_detection(net, dataset, ctx=None, backbone='resnest50', short=800, max_size=1333,
+                       metric='coco', masks=False, comm=None, results_path=None, progress=False):
+    """Box (and mask) AP, or VOC mAP, of ``net`` (on trunk ``backbone``, whose normalization
+    the images get) on a detection dataset (its ground truth), images resized to ``short``
+    (long side at most ``max_size``); under Horovod (``comm``, default: this process's ranks)
+    each rank runs its shard and the detections are gathered exactly. ``results_path``: the
+    COCO results JSON, written by rank 0. Image sizes the detector cannot take are an error
+    before anything runs."""
+    check_image_sizes(dataset, (short, short), max_size, *net.image_size_limits())
+    info = get_model_info(backbone)
+    comm = comm or Comm()
+    ctx = ctx or device(comm.local_rank)
+    loader, _ = make_loader(dataset, DetectionEvalTransform(short, max_size, info.mean,
+                                                            info.std),
+                            1, comm.rank, comm.size, train=False, workers=0, joint=True,
+                            batchify=eval_batch)
+    comm.start()
+    evaluator = COCODetectionEvaluator(dataset.ground_truth, ctx, dataset.category_ids,
+                                       results_path, masks=masks, metric=metric)
+    return run_evaluator(evaluator, net, loader, comm,
+                         validation_bar(progress, comm, loader, 'evaluating'))

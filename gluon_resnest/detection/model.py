@@ -5,20 +5,27 @@ import os
 import re
 
 import mxnet as mx
-import numpy as np
 from mxnet.gluon import nn
 
 from ..argtypes import check_positive_int
-from ..zoo.registry import ModelInfo, get_model_info, list_models, register_task_model
+from ..backbone.resnet import trunk_stride
+from ..zoo.registry import get_model_info, list_models
 from ..zoo.trunks import get_trunk
+from . import cascade  # noqa: F401  (registers the Cascade R-CNNs)
 from .fpn import DetectionFeatures
+from .heads import box_head
+from .rcnn import DETECTORS
 
-__all__ = ['get_detection_model', 'DETECTION_MODELS', 'COCO_CLASSES', 'GLUONCV_FASTER_RCNN_FPN',
-           'MASK_RCNN_FPN', 'HEAD', 'LIGHT_HEAD', 'list_detection_weights', 'gluoncv_trunk_names']
+__all__ = ['get_detection_model', 'DETECTION_MODELS', 'MASK_MODELS', 'COCO_CLASSES',
+           'GLUONCV_FASTER_RCNN_FPN', 'MASK_RCNN_FPN', 'HEAD', 'LIGHT_HEAD', 'HEADS',
+           'list_detection_weights', 'gluoncv_trunk_names', 'allocate_parameters',
+           'initialize_for_training',
+           'load_gluoncv_weights', 'load_checkpoint_weights', 'min_image_side',
+           'check_short_side']
 
-DETECTION_MODELS = ('faster_rcnn_fpn', 'mask_rcnn_fpn', 'cascade_rcnn_fpn',
-                    'cascade_mask_rcnn_fpn')
-MASK_MODELS = ('mask_rcnn_fpn', 'cascade_mask_rcnn_fpn')
+# the registered detectors (rcnn.py, cascade.py), and those predicting instance masks
+DETECTION_MODELS = tuple(DETECTORS)
+MASK_MODELS = tuple(name for name, spec in DETECTORS.items() if spec.masks)
 # GluonCV's architecture of its faster_rcnn_fpn_syncbn_resnest*_coco models (model_zoo/rcnn/
 # faster_rcnn/predefined_models.py): what its published weights were trained with. Detectron2
 # (the paper's) differs in: anchor sizes 32-512 (base 16 x scales 2..32 here: the same), RPN
@@ -43,6 +50,7 @@ HEAD = dict(fpn_channels=256, box_convs=4, box_fcs=1, box_units=1024)
 # and RPN, a 2fc box head of 256 units, a 64-channel mask head, fewer proposals before NMS
 LIGHT_HEAD = dict(fpn_channels=64, rpn_channel=64, box_convs=0, box_fcs=2, box_units=256,
                   mask_channels=64, rpn_train_pre_nms=2000, rpn_test_pre_nms=1000)
+HEADS = {'gluoncv': {}, 'light': LIGHT_HEAD}
 COCO_CLASSES = 80
 # the predictors: left out (and initialized afresh) when weights load for another class count
 PREDICTORS = ('class_predictor.weight', 'class_predictor.bias', 'box_predictor.weight',
@@ -50,20 +58,6 @@ PREDICTORS = ('class_predictor.weight', 'class_predictor.bias', 'box_predictor.w
 # what touching GluonCV's net.target_generator adds to its saved files
 TARGET_GENERATOR_KEYS = ('_target_generator._box_encoder.means',
                          '_target_generator._box_encoder.stds')
-
-
-def _published(backbone, sha1, box_ap):
-    return ModelInfo(name='faster_rcnn_fpn_syncbn_%s_coco' % backbone, arch={}, eval_crop=800,
-                     sha1=sha1, weights_from='gluoncv',
-                     extra=dict(detector='faster_rcnn_fpn', backbone=backbone, dataset='coco',
-                                classes=COCO_CLASSES, box_ap=box_ap))
-
-
-# GluonCV 0.10.5's model store (sha1) and the paper's Table 5 (COCO box mAP, %)
-for _info in (_published('resnest50', '6df46961827647d418b11ffaf616a6a60d9dd16e', 42.33),
-              _published('resnest101', 'baebfa1b7d7f56dd33a7687efea4b014736bd791', 44.72),
-              _published('resnest269', 'b7d778f58921e459a6af200f6a323d6fe67069b9', None)):
-    register_task_model('detection', _info)
 
 
 def list_detection_weights():
@@ -82,17 +76,6 @@ def pyramid_settings(output_stride, max_size):
     cells = max(384, -(-max_size // strides[0]))
     return dict(strides=strides, alloc_size=(cells, cells),
                 scales=tuple(stride / 2.0 for stride in strides))
-
-
-def _box_head(norm_layer, norm_kwargs, fpn_channels, box_convs, box_fcs, box_units):
-    head = nn.HybridSequential()
-    for _ in range(box_convs):
-        head.add(nn.Conv2D(fpn_channels, 3, padding=1, use_bias=False),
-                 norm_layer(**(norm_kwargs or {})), nn.Activation('relu'))
-    for _ in range(box_fcs):
-        head.add(nn.Dense(box_units, weight_initializer=mx.init.Normal(0.01)),
-                 nn.Activation('relu'))
-    return head
 
 
 def gluoncv_trunk_names(backbone):
@@ -141,129 +124,15 @@ def gluoncv_file_names(net, backbone):
     return names
 
 
-def _pyramid_roi_features(self, F, features, rpn_rois, roi_size, strides, roi_mode='align',
-                          roi_canonical_scale=224.0, sampling_ratio=2, eps=1e-6):
-    """RoIAlign of each RoI on its pyramid level (FPN's rule: level 4 + log2(sqrt(area) /
-    224), clipped to P2..P5). GluonCV hands each level's RoIAlign the other levels' RoIs with
-    batch index -1 and adds the outputs up; MXNet's CPU RoIAlign leaves such RoIs' outputs
-    unwritten (uninitialized memory: pooled features of 1e20 in training, detections that
-    changed from call to call) and spoils some of the others'. Here every level pools its own
-    RoIs, the others as a point outside the image (zeros), and keeps its own."""
-    top = self._max_stage - 1 if self._max_stage > 5 else self._max_stage  # P6: RPN only
-    # FPN's 224 px at level 4 holds for a stride-4 P2; a trunk of finer strides keeps the
-    # ratio of RoI to cell size
-    roi_canonical_scale *= strides[0] / 4.0
-    _, x1, y1, x2, y2 = F.split(rpn_rois, axis=-1, num_outputs=5)
-    size = F.sqrt((x2 - x1 + 1) * (y2 - y1 + 1))
-    level = F.squeeze(F.clip(F.floor(4 + F.log2(size / roi_canonical_scale + eps)),
-                             self._min_stage, top))
-    if F is mx.nd:  # imperative (training, evaluation): each level pools only its own RoIs
-        return _pooled_by_level(features, rpn_rois, level, range(self._min_stage, top + 1),
-                                roi_size, strides, sampling_ratio)
-    # other levels' RoIs become a point far outside the image: pooled as zeros, quickly, and
-    # without the cost of their gradients (most of a training step's RoIAlign time otherwise)
-    outside = F.concat(F.slice_axis(rpn_rois, axis=-1, begin=0, end=1),
-                       F.ones_like(F.slice_axis(rpn_rois, axis=-1, begin=1, end=None)) * -1e4,
-                       dim=-1)
-    pooled = []
-    for i, stage in enumerate(range(self._min_stage, top + 1)):
-        here = level == stage
-        features_here = F.contrib.ROIAlign(features[i], F.where(here, rpn_rois, outside),
-                                           roi_size, 1. / strides[i],
-                                           sample_ratio=sampling_ratio)
-        pooled.append(F.where(here, features_here, F.zeros_like(features_here)))
-    return F.ElementWiseSum(*pooled)
-
-
-def _pooled_by_level(features, rois, level, stages, roi_size, strides, sampling_ratio):
-    """RoIAlign of each RoI on its level, imperatively: the RoIs are grouped by level, each
-    group pooled on its own level and the rows put back in the RoIs' order. The same values as
-    pooling every RoI on every level and keeping its own (the graph's way, whose shapes cannot
-    depend on the data), at a quarter of RoIAlign's cost, most of which is its backward."""
-    levels = level.asnumpy()
-    order, pooled = [], []
-    for i, stage in enumerate(stages):
-        rows = np.flatnonzero(levels == stage)
-        if len(rows):
-            pooled.append(mx.nd.contrib.ROIAlign(
-                features[i], mx.nd.take(rois, mx.nd.array(rows, ctx=rois.context)), roi_size,
-                1. / strides[i], sample_ratio=sampling_ratio))
-            order.append(rows)
-    pooled = pooled[0] if len(pooled) == 1 else mx.nd.concat(*pooled, dim=0)
-    return mx.nd.take(pooled, mx.nd.array(np.argsort(np.concatenate(order), kind='stable'),
-                                          ctx=rois.context))
-
-
-class Upsample2x(nn.HybridBlock):
-    """A 2x2, stride-2 transposed convolution (``nn.Conv2DTranspose``'s parameters and result)
-    computed as a 1x1 convolution to 4x the channels and ``depth_to_space``: MXNet 1.9.1's
-    CPU (oneDNN) deconvolution crashes in backward when it ran more than once before it, as
-    the mask head does for each image of a batch."""
-
-    def __init__(self, channels, in_channels, weight_initializer=None, **kwargs):
-        super().__init__(**kwargs)
-        self.channels = channels
-        with self.name_scope():
-            self.weight = self.params.get('weight', shape=(in_channels, channels, 2, 2),
-                                          init=weight_initializer)
-            self.bias = self.params.get('bias', shape=(channels,), init='zeros')
-
-    def hybrid_forward(self, F, x, weight, bias):
-        # output (2i + a, 2j + b) of channel o is sum_c x[c, i, j] * weight[c, o, a, b]: a 1x1
-        # convolution with filter (a * 2 + b) * channels + o, which depth_to_space places there
-        # the last operator a transpose: oneDNN refuses a reshaped view as the weight under
-        # MXNet's naive engine ("Check failed: !is_view")
-        kernel = F.transpose(F.transpose(weight, axes=(0, 2, 3, 1)).reshape((0, -1, 1, 1)),
-                             axes=(1, 0, 2, 3))
-        y = F.Convolution(x, kernel, F.tile(bias, reps=4), kernel=(1, 1),
-                          num_filter=4 * self.channels)
-        # depth_to_space as a reshape and a transpose: the same order, at half the cost of
-        # MXNet's depth_to_space (forward and backward)
-        y = y.reshape((0, -4, 2, -1, -2)).reshape((0, 0, -4, 2, -1, -2))  # N, 2, 2, C, H, W
-        return y.transpose((0, 3, 4, 1, 5, 2)).reshape((0, 0, -3, -3))
-
-
-def _mask_head(batch_images, classes, channels, convs):
-    """GluonCV's FPN mask head (``convs`` 3x3 convolutions and ReLUs, a 2x upsampling, a 1x1
-    classifier; structural names as GluonCV's, so its files load) with :class:`Upsample2x`."""
-    from gluoncv.model_zoo.rcnn.mask_rcnn.mask_rcnn import Mask
-    # built with one convolution, whose layers are then replaced (a block's attribute can only
-    # be replaced by one of its type)
-    head = Mask(batch_images, classes, channels, num_fcn_convs=1)
-    init = mx.init.Xavier(rnd_type='gaussian', factor_type='out', magnitude=2)
-    with head.name_scope():
-        deconv = nn.HybridSequential()
-        for _ in range(convs):
-            deconv.add(nn.Conv2D(channels, 3, padding=1, weight_initializer=init),
-                       nn.Activation('relu'))
-        deconv.add(Upsample2x(channels, channels, weight_initializer=init))
-        head.deconv = deconv
-    return head
-
-
-_CLASSES = []
-
-
-def _detector_classes():
-    """GluonCV's FasterRCNN and MaskRCNN with :func:`_pyramid_roi_features` (same class names,
-    so parameter prefixes are GluonCV's)."""
-    if not _CLASSES:
-        from gluoncv.model_zoo.rcnn.faster_rcnn.faster_rcnn import FasterRCNN as GluonFaster
-        from gluoncv.model_zoo.rcnn.mask_rcnn.mask_rcnn import MaskRCNN as GluonMask
-        for base in (GluonFaster, GluonMask):
-            _CLASSES.append(type(base.__name__, (base,), dict(
-                _pyramid_roi_feats=_pyramid_roi_features, __module__=__name__)))
-    return _CLASSES
-
-
 def get_detection_model(name='faster_rcnn_fpn', backbone='resnest50', classes=COCO_CLASSES,
-                        pretrained=False, root=None, ctx=None, norm_layer=nn.BatchNorm,
-                        norm_kwargs=None, pretrained_base=False, use_global_stats=False,
-                        **kwargs):
+                        pretrained=False, root=None, ctx=None, head='gluoncv',
+                        norm_layer=nn.BatchNorm, norm_kwargs=None, pretrained_base=False,
+                        use_global_stats=False, **kwargs):
     """A detector on a zoo trunk.
 
-    name : 'faster_rcnn_fpn', 'mask_rcnn_fpn', 'cascade_rcnn_fpn' (three box stages at IoU
-        0.5/0.6/0.7, detection.cascade) or 'cascade_mask_rcnn_fpn' (and a mask head)
+    name : a registered detector (``DETECTION_MODELS``): 'faster_rcnn_fpn', 'mask_rcnn_fpn',
+        'cascade_rcnn_fpn' (three box stages at IoU 0.5/0.6/0.7, detection.cascade) or
+        'cascade_mask_rcnn_fpn' (and a mask head)
     backbone : a zoo name (``list_models()``); GluonCV publishes faster_rcnn_fpn COCO weights
         for resnest50, resnest101 and resnest269 (``list_models(task='detection')``); no MXNet
         Mask R-CNN weights exist for ResNeSt trunks.
@@ -271,69 +140,119 @@ def get_detection_model(name='faster_rcnn_fpn', backbone='resnest50', classes=CO
         ``backbone``, verified); or the path of a GluonCV-format ``.params`` file. Loaded
         strictly: every file entry is used and every parameter filled, except the predictors
         for another class count.
+    head : 'gluoncv' (GluonCV's heads, which its weights fit: a 256-channel pyramid, the
+        4conv1fc box head) or 'light' (LIGHT_HEAD: 64 channels and a 2fc box head, for small
+        images)
     norm_layer, norm_kwargs : the normalization of the trunk, FPN and box head.
     pretrained_base : the trunk's ImageNet weights (ignored with ``pretrained``): True or a sha1
         tag (published, verified), or a ``.params`` file or classification checkpoint folder.
     use_global_stats : the trunk's BatchNorms keep their statistics (``--norm frozen``).
-    kwargs : override GLUONCV_FASTER_RCNN_FPN's settings (e.g. ``short``, ``max_size``,
-        ``rpn_test_post_nms``), HEAD's (the pyramid's width, the box head; ``LIGHT_HEAD`` is a
-        lighter set for small images) and, for Mask R-CNN, MASK_RCNN_FPN's.
+    kwargs : override GLUONCV_FASTER_RCNN_FPN's settings (e.g. ``short``, ``max_size``: the
+        largest image side the anchors cover, ``rpn_test_post_nms``), the head's and, for the
+        mask models, MASK_RCNN_FPN's.
 
-    Calls return GluonCV's (class ids, scores, boxes), and Mask R-CNN also each detection's
-    14 x 14 mask probabilities (``gluoncv.utils.viz.expand_mask`` pastes them into the image);
-    uninitialized without ``pretrained``.
+    ``net(images)`` returns GluonCV's (class ids, scores, boxes) for each image of the batch,
+    and the mask models each detection's 14 x 14 mask probabilities
+    (``gluoncv.utils.viz.expand_mask`` pastes them into the image); under
+    ``autograd.record()``, ``net(images, DetectionTargets(...))`` returns the named losses.
+    Uninitialized without ``pretrained``.
     """
-    if name not in DETECTION_MODELS:
+    spec = DETECTORS.get(name)
+    if spec is None:
         raise ValueError('unknown detection model %r; available: %s'
                          % (name, ', '.join(DETECTION_MODELS)))
+    if head not in HEADS:
+        raise ValueError('unknown head %r; available: %s' % (head, ', '.join(HEADS)))
     get_model_info(backbone)  # unknown name: ValueError with close matches
     check_positive_int('classes', classes)
     allowed = dict(GLUONCV_FASTER_RCNN_FPN, **HEAD)
-    allowed.update(MASK_RCNN_FPN if name in MASK_MODELS else {})
+    allowed.update(MASK_RCNN_FPN if spec.masks else {})
     unknown = sorted(set(kwargs) - set(allowed))
     if unknown:
         raise ValueError('unknown arguments %s; allowed: %s'
                          % (', '.join(unknown), ', '.join(sorted(allowed))))
-    if pretrained and name != 'faster_rcnn_fpn':
+    if pretrained:
         from ..zoo.store import PretrainedWeightsError
-        raise PretrainedWeightsError(
-            'no published MXNet weights for %s (GluonCV publishes Mask R-CNN for ResNet trunks '
-            'only, and no Cascade R-CNN); published: %s'
-            % (name, ', '.join(list_models(task='detection'))))
+        published = sorted({info.extra['detector'] for info in
+                            list_detection_weights().values()})
+        if name not in published:
+            raise PretrainedWeightsError(
+                'no published MXNet weights for %s (GluonCV publishes Mask R-CNN for ResNet '
+                'trunks only, and no Cascade R-CNN); published: %s'
+                % (name, ', '.join(list_models(task='detection'))))
+        if head != 'gluoncv':
+            raise ValueError("GluonCV's weights fit head='gluoncv', not head=%r" % head)
     ctx = ctx or mx.cpu()
     trunk = get_trunk(backbone, pretrained_base if not pretrained else False, root=root,
                       ctx=ctx, norm_layer=norm_layer, dropblock_prob=0.0,
                       norm_kwargs=dict(norm_kwargs or {}, **(
                           dict(use_global_stats=True) if use_global_stats else {})))
-    settings = dict(allowed, **pyramid_settings(trunk.output_stride,
-                                                kwargs.get('max_size', allowed['max_size'])))
+    settings = dict(allowed, **{k: v for k, v in HEADS[head].items() if k in allowed})
+    settings.update(pyramid_settings(trunk.output_stride,
+                                     kwargs.get('max_size', allowed['max_size'])))
     settings.update(kwargs)
-    head = {key: settings.pop(key) for key in HEAD}
-    features = DetectionFeatures(trunk, head['fpn_channels'], norm_layer, norm_kwargs)
-    parts = dict(features=features, top_features=None,
-                 classes=['class%d' % i for i in range(classes)],
-                 train_patterns='(?!.*moving)', **settings)
-    if name.startswith('cascade'):
-        from .cascade import cascade_class
-        mask = {key: parts.pop(key) for key in MASK_RCNN_FPN if key in parts}
-        net = cascade_class(_detector_classes()[0])(
-            box_head=lambda: _box_head(norm_layer, norm_kwargs, **head),
-            mask_head=_mask_head(settings['per_device_batch_size'], parts['classes'],
-                                 mask['mask_channels'], mask['num_fcn_convs'])
-            if mask else None, rcnn_max_dets=mask.get('rcnn_max_dets', 100), **parts)
-    elif name == 'mask_rcnn_fpn':
-        net = _detector_classes()[1](norm_layer=norm_layer, norm_kwargs=norm_kwargs,
-                                     box_features=_box_head(norm_layer, norm_kwargs, **head),
-                                     **parts)
-        with net.name_scope():
-            net.mask = _mask_head(net._batch_size, parts['classes'],
-                                  settings['mask_channels'], settings['num_fcn_convs'])
-    else:
-        net = _detector_classes()[0](box_features=_box_head(norm_layer, norm_kwargs, **head),
-                                     **parts)
+    head_settings = {key: settings.pop(key) for key in HEAD}
+    features = DetectionFeatures(trunk, head_settings['fpn_channels'], norm_layer, norm_kwargs)
+    net = spec.build(lambda: box_head(norm_layer, norm_kwargs, **head_settings), norm_layer,
+                     norm_kwargs, features=features, top_features=None,
+                     classes=['class%d' % i for i in range(classes)],
+                     train_patterns='(?!.*moving)', **settings)
     if pretrained:
         load_gluoncv_weights(net, pretrained, backbone, root=root, ctx=ctx)
     return net
+
+
+def min_image_side(backbone):
+    """The smallest image side (px) a detector on ``backbone`` takes: one cell of its
+    coarsest pyramid level, P6, at twice C5's stride (64 px for ImageNet trunks)."""
+    arch = get_model_info(backbone).arch
+    return 2 * trunk_stride(32, arch.get('stem_stride', 2), arch.get('stem_pool', True))
+
+
+def check_short_side(short, max_size, backbone, flag='--short'):
+    """ValueError unless images resized to a short side of ``short`` px (long side at most
+    ``max_size``) suit a detector on ``backbone``: at least :func:`min_image_side`."""
+    smallest = min_image_side(backbone)
+    if short < smallest:
+        raise ValueError('%s %d is too small for the FPN of %s: its coarsest level (P6) has a '
+                         'stride of %d px, so images need at least %d px a side'
+                         % (flag, short, backbone, smallest, smallest))
+    if max_size < short:
+        raise ValueError('--max-size %d is below the short side %d' % (max_size, short))
+
+
+def load_checkpoint_weights(net, path, ctx):
+    """Load a detection checkpoint's ``model.params`` into ``net`` strictly; the anchors, which
+    the network computes from its settings, may cover larger images than the file's (a
+    detector built for a larger ``max_size``), and must agree with the file's where both
+    have them."""
+    from ..zoo.store import PretrainedWeightsError, load_weights_file, read_params_file
+    saved = read_params_file(path)
+    own = net._collect_params_with_prefix()
+    anchors = [key for key in own if re.search(r'anchor_generator\.\d+\.anchors$', key)
+               and key in saved]
+    for key in anchors:
+        mine, theirs = own[key].data().asnumpy(), saved[key].asnumpy()
+        region = tuple(slice(0, n) for n in theirs.shape)
+        if mine.ndim != theirs.ndim or any(a < b for a, b in zip(mine.shape, theirs.shape)) \
+                or not (mine[region] == theirs).all():
+            raise ValueError('%s was trained with other anchors than its settings give (%s)'
+                             % (path, key))
+    try:
+        return load_weights_file(net, path, 'the detector', ctx, classifier=(), ignore=anchors)
+    except PretrainedWeightsError as err:  # a checkpoint, not published weights
+        raise ValueError(str(err)) from None
+
+
+def initialize_for_training(net, ctx=None):
+    """``net`` ready to train: what its first training call would add built
+    (``prepare_training``), every parameter no file filled initialized (layers with their own
+    initializer, GluonCV's predictors and the FPN, keep it; the rest MSRA's) and allocated."""
+    net.prepare_training()
+    for param in net.collect_params().values():
+        if param._data is None:
+            param.initialize(default_init=mx.init.MSRAPrelu(), ctx=ctx or mx.cpu())
+    return allocate_parameters(net)
 
 
 def allocate_parameters(net, size=256):

@@ -15,7 +15,8 @@ __all__ = ['save_checkpoint', 'latest_checkpoint', 'latest_readable_checkpoint',
            'load_checkpoint', 'check_writable', 'atomic_file',
            'write_text', 'write_json', 'write_jsonl', 'check_output_file', 'remove_run',
            'read_meta',
-           'atomic_folder', 'repair_run', 'RunClock']
+           'atomic_folder', 'repair_run', 'RunClock', 'trainer_parameters',
+           'OPTIMIZER_ORDER']
 
 PREFIX = 'epoch-'
 
@@ -178,12 +179,46 @@ def read_meta(path):
         return json.load(f)
 
 
+# how a checkpoint's optimizer states are indexed: by the parameters' structural names, sorted
+# (``trainer_parameters``); older checkpoints followed MXNet's sort of their global names, which
+# depend on what the process built before
+OPTIMIZER_ORDER = 'structural'
+
+
+def trainer_parameters(net):
+    """``net``'s parameters keyed by structural name: MXNet's Trainer (and Horovod's) index them
+    in the sorted order of these keys, the same in every process. Keyed by their global names
+    (``net.collect_params()``) the order changed with what a process had built before, and a
+    resumed optimizer's momenta could land on other parameters."""
+    return net._collect_params_with_prefix()
+
+
+def _reindex_optimizer_states(trainer, net):
+    """Move optimizer states saved in the order of the parameters' global names (checkpoints
+    before OPTIMIZER_ORDER) to the trainer's order; a process that builds the network as the
+    saving one did gives its parameters the same global names."""
+    index = {id(p): i for i, p in enumerate(trainer._params)}
+    params = net.collect_params()
+    move = {i: index[id(params[name])] for i, name in enumerate(sorted(params.keys()))
+            if id(params[name]) in index}
+    for updater in trainer._updaters:
+        updater.states = {move[i]: state for i, state in updater.states.items()}
+        updater.states_synced = {move[i]: synced for i, synced in updater.states_synced.items()}
+        for counts in updater.optimizer._all_index_update_counts.values():
+            moved = {move[i]: count for i, count in counts.items()}
+            counts.clear()
+            counts.update(moved)
+
+
 def load_checkpoint(path, net, trainer, ctx):
     """Load params and trainer states from a checkpoint folder; returns its meta dict."""
     net.load_parameters(os.path.join(path, 'model.params'), ctx=ctx)
     trainer.load_states(os.path.join(path, 'trainer.states'))
     with open(os.path.join(path, 'meta.json')) as f:
-        return json.load(f)
+        meta = json.load(f)
+    if meta.get('optimizer_order') != OPTIMIZER_ORDER:
+        _reindex_optimizer_states(trainer, net)
+    return meta
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ import sys
 import threading
 
 from ..runtime import interrupt, interrupt_exit_code
+from ..argtypes import command_parser
 
 __all__ = ['config_parser', 'config_from_args', 'INTERRUPTED', 'deliver_interrupts',
            'exit_interrupted']
@@ -15,7 +16,7 @@ __all__ = ['config_parser', 'config_from_args', 'INTERRUPTED', 'deliver_interrup
 
 def config_parser(config, description=None, defaults=None):
     """An argparse parser with one flag per field of the dataclass ``config``."""
-    parser = argparse.ArgumentParser(description=description)
+    parser = command_parser(description)
     for f in dataclasses.fields(config):
         flag = '--' + f.name.replace('_', '-')
         default = (defaults or {}).get(f.name, f.default)
@@ -91,6 +92,6 @@ def run_training(task, cfg):
     except (ValueError, OSError, FloatingPointError,
             PretrainedWeightsError) as err:  # OSError: files, disk, access; data: ValueError
         sys.exit('error: %s' % err)
-    if summary['final']:
+    if summary['final'] and int(os.environ.get('HOROVOD_RANK', 0)) == 0:  # one line per run
         print('best %s %.2f%%, checkpoints in %s' % (task.best_label, summary[task.best_key],
                                                      summary['save_dir']))

@@ -1,6 +1,7 @@
 """Optional behaviour of the training loop (engine.loop.train), as detectron2's hooks: each is
 called at fixed points with the loop's :class:`State` and may add fields to the epoch's record.
-The moving average of the weights, the DropBlock ramp and the steady rate are hooks."""
+The moving average of the weights and the steady rate are the engine's hooks; a task adds its
+own (``Task.hooks``: classification's DropBlock ramp)."""
 import os
 import time
 
@@ -52,15 +53,15 @@ def dropblock_prob_at(epoch, epochs, final_prob):
 
 class DropBlockRamp(Hook):
     """DropBlock's rate raised linearly over the run to ``final_prob`` (the paper's recipe); a
-    network without DropBlock layers is an error."""
+    network without DropBlock layers (``model`` names it) is an error."""
 
-    def __init__(self, final_prob):
-        self.final_prob = final_prob
+    def __init__(self, final_prob, model='the model'):
+        self.final_prob, self.model = final_prob, model
 
     def after_build(self, state):
         if not set_drop_prob(state.net, 0.0):
             raise ValueError('--dropblock-prob %g: %s has no DropBlock layers; pass '
-                             '--dropblock-prob 0' % (self.final_prob, state.model_name))
+                             '--dropblock-prob 0' % (self.final_prob, self.model))
 
     def before_epoch(self, state):
         set_drop_prob(state.net, dropblock_prob_at(state.epoch, state.cfg.epochs,
@@ -121,12 +122,10 @@ class SteadyRate(Hook):
         record['img_per_s_steady'] = steady
 
 
-def default_hooks(cfg):
-    """The hooks a config asks for: the steady rate always, the moving average with
-    ``ema_decay``, the DropBlock ramp with a ``dropblock_prob``."""
-    hooks = [SteadyRate()]
-    if getattr(cfg, 'dropblock_prob', 0):
-        hooks.append(DropBlockRamp(cfg.dropblock_prob))
+def default_hooks(cfg, task):
+    """The hooks of a run: the steady rate always, the task's own (``task.hooks(cfg)``, e.g.
+    classification's DropBlock ramp), the moving average with ``ema_decay``."""
+    hooks = [SteadyRate()] + list(task.hooks(cfg))
     if cfg.ema_decay:
         hooks.append(MovingAverage(cfg.ema_decay))
     return hooks

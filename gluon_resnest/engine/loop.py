@@ -11,9 +11,10 @@ from dataclasses import asdict
 import mxnet as mx
 from mxnet import autograd
 
-from .checkpoint import (check_writable, latest_checkpoint, latest_readable_checkpoint,
-                         load_checkpoint, read_meta, remove_run, repair_run, save_checkpoint,
-                         write_jsonl)
+from ..runtime import require_bfloat16_cpu
+from .checkpoint import (OPTIMIZER_ORDER, check_writable, latest_checkpoint,
+                         latest_readable_checkpoint, load_checkpoint, read_meta, remove_run,
+                         repair_run, save_checkpoint, trainer_parameters, write_jsonl)
 from .distributed import Comm, device
 from .hooks import State, default_hooks
 from .progress import plot_curves, progress_bar, validation_bar, with_progress
@@ -31,7 +32,6 @@ def setup_amp(cfg, ctx):
     from mxnet.contrib import amp
     target = 'float16' if ctx.device_type == 'gpu' else 'bfloat16'
     if target == 'bfloat16':
-        from ..deploy.optimize import require_bfloat16_cpu
         require_bfloat16_cpu()  # --amp on a CPU without AVX-512: a clear error, not oneDNN's
     amp.init(target_dtype=target)
     return target
@@ -55,15 +55,14 @@ def train(task, cfg, comm=None, log=print, hooks=None):
     ctx = device(comm.local_rank)
     say = log if comm.rank == 0 else (lambda *args: None)
     amp_dtype = setup_amp(cfg, ctx)
-    ckpt = check_run_identity(cfg, comm.rank, log, task.name)  # mismatches named first
-    hooks = default_hooks(cfg) if hooks is None else hooks
+    ckpt = check_run_identity(cfg, comm.rank, log, task)  # mismatches named first
+    hooks = default_hooks(cfg, task) if hooks is None else hooks
     # every layer knows its input channels, so building allocates all weights; no forward pass
     # before the broadcast below: an inference call would reorder weights into oneDNN layouts,
     # which Horovod cannot read
     mx.random.seed(cfg.seed)  # the same initial weights for the same seed (rank 0's win)
     net = task.build_model(cfg, ctx)
-    state = State(cfg=cfg, task=task, comm=comm, ctx=ctx, net=net, ckpt=ckpt, log=say,
-                  model_name=getattr(cfg, 'model', None), epoch=0)
+    state = State(cfg=cfg, task=task, comm=comm, ctx=ctx, net=net, ckpt=ckpt, log=say, epoch=0)
     for hook in hooks:
         hook.after_build(state)
     train_loader, sampler, val_loader = task.loaders(cfg, comm, net, log)
@@ -74,9 +73,10 @@ def train(task, cfg, comm=None, log=print, hooks=None):
 
     task.param_groups(cfg, net)
     recipe = task.optimizer(cfg)
-    lr = scaled_lr(cfg.base_lr, cfg.batch_size * comm.size, recipe.reference_batch)
+    global_batch = cfg.batch_size * comm.size
+    lr = scaled_lr(cfg.base_lr, global_batch, recipe.reference_batch)
     schedule = recipe.schedule(lr, cfg.epochs, iters, cfg.warmup_epochs)
-    trainer = comm.trainer(net.collect_params(), recipe.name, dict(
+    trainer = comm.trainer(trainer_parameters(net), recipe.name, dict(
         recipe.params, learning_rate=lr, momentum=cfg.momentum, wd=cfg.wd,
         lr_scheduler=schedule))
     if amp_dtype == 'float16':
@@ -85,22 +85,18 @@ def train(task, cfg, comm=None, log=print, hooks=None):
     state.trainer = trainer
 
     start_epoch, history, best = resume_and_broadcast(ckpt, comm, net, trainer, ctx,
-                                                      task.best_key, log, schedule)
+                                                      task.best_key, log, schedule, iters,
+                                                      global_batch)
     for hook in hooks:
         hook.before_train(state)
-    rehybridize = task.rehybridize and task.hybridize is not None
     if task.hybridize is not None:
         net.hybridize(**task.hybridize)
 
     evaluator = task.evaluator(cfg, ctx, net)
 
     def validate(what='validating'):
-        if rehybridize:
-            net.hybridize(**task.hybridize)  # the evaluation signature's graph
         scores = run_evaluator(evaluator, net, val_loader, comm,
                                validation_bar(cfg.progress, comm, val_loader, what))
-        if rehybridize:
-            net.hybridize(**task.hybridize)  # and the training one's again
         return task.record(scores)
 
     state.validate = validate
@@ -149,7 +145,7 @@ def train(task, cfg, comm=None, log=print, hooks=None):
         state.seen = seen
         if bar is not None:
             bar.close()
-        names = sorted(log_sums)
+        names = list(log_sums)  # the task's order (the same on every rank)
         totals = comm.sum([loss_sum, seen] + [float(log_sums[n].asscalar()) for n in names],
                           'train_loss')
         train_logs = {'train_' + n: total / max(totals[1], 1)
@@ -157,6 +153,7 @@ def train(task, cfg, comm=None, log=print, hooks=None):
         task.check_epoch(cfg, epoch, train_logs)
         comm.average_running_stats(net)  # one model validated, checkpointed and resumed
         record = dict(epoch=epoch + 1, train_loss=totals[0] / max(totals[1], 1), **train_logs)
+        record.update(world_size=comm.size, global_batch=global_batch)
         record.update(validate())
         record.update(lr=trainer.learning_rate, img_per_s=totals[1] / elapsed,
                       epoch_seconds=elapsed)
@@ -167,8 +164,8 @@ def train(task, cfg, comm=None, log=print, hooks=None):
         if comm.rank == 0:
             log(task.describe(record))
             meta = dict(config=asdict(cfg), history=history, world_size=comm.size,
-                        task=task.name, seed=cfg.seed, **{task.best_key: best,
-                                                          task.metric: record[task.metric]})
+                        task=task.name, seed=cfg.seed, optimizer_order=OPTIMIZER_ORDER,
+                        **{task.best_key: best, task.metric: record[task.metric]})
             meta.update(task.meta(cfg))
             average = None
             for hook in hooks:
@@ -198,9 +195,6 @@ def iterations_per_epoch(sampler, batch_size, max_iters=0):
     return iters
 
 
-# what a checkpoint's run and the resuming command must share; the rest (epochs, learning rate,
-# ...) follows the new command
-RUN_IDENTITY = ('model', 'backbone', 'classes', 'dataset')
 # flags that change how a run is watched or stored, not what it computes: a command that differs
 # from a run's own only in these is the same run
 RUN_INDEPENDENT = ('resume', 'fresh', 'progress', 'log_interval', 'workers', 'keep')
@@ -215,8 +209,9 @@ def check_run_identity(cfg, rank=0, log=print, task=None):
     - a checkpoint of another ``task`` (e.g. segmentation where classification trains):
       ValueError naming both;
     - ``cfg.fresh``: None (rank 0 deletes the old run, :func:`start_run`);
-    - ``cfg.resume``: the newest checkpoint, after checking it holds the same model and classes
-      (ValueError naming both otherwise); other flags may change (e.g. more ``--epochs``);
+    - ``cfg.resume``: the newest checkpoint, after checking it holds a run with the same
+      ``task.identity`` fields (model, classes, training data, ...; ValueError naming both
+      values otherwise); other flags may change (e.g. more ``--epochs``);
     - neither: the newest checkpoint when the folder holds the run of this very command (the
       same command after a kill resumes), ValueError when it holds another run: two runs are
       never mixed in one folder."""
@@ -232,12 +227,13 @@ def check_run_identity(cfg, rank=0, log=print, task=None):
         return None
     meta = read_meta(ckpt)
     saved_task = meta.get('task', 'classification')  # checkpoints before tasks were recorded
-    if task is not None and saved_task != task:
+    if task is not None and saved_task != task.name:
         raise ValueError('%s holds a %s run, this command trains %s: pass another --save-dir '
-                         '(or --fresh to delete that run)' % (cfg.save_dir, saved_task, task))
+                         '(or --fresh to delete that run)' % (cfg.save_dir, saved_task,
+                                                             task.name))
     saved = meta.get('config', {})
     if cfg.resume:
-        for key in RUN_IDENTITY:
+        for key in (task.identity if task is not None else ()):
             if key in saved and hasattr(cfg, key) and saved[key] != getattr(cfg, key):
                 raise ValueError(
                     '--resume: %s holds a run with --%s %s, this command has --%s %s; pass '
@@ -267,23 +263,41 @@ def start_run(cfg, rank):
     check_writable(cfg.save_dir)
 
 
-def resume_and_broadcast(ckpt, comm, net, trainer, ctx, best_key, log=print, lr_scheduler=None):
+def resume_and_broadcast(ckpt, comm, net, trainer, ctx, best_key, log=print, lr_scheduler=None,
+                         iters=None, global_batch=None):
     """Load checkpoint folder ``ckpt`` (from :func:`check_run_identity`; None: start afresh);
     then give every rank rank 0's parameters (and optimizer states after a resume).
-    ``lr_scheduler`` (the new command's schedule) replaces the one saved with the optimizer, so
-    a longer ``--epochs`` trains its added epochs. Returns (first epoch to run, history, best
-    value of ``best_key``)."""
+    ``lr_scheduler`` (the new command's schedule, for ``iters`` steps an epoch at
+    ``global_batch`` images a step) replaces the one saved with the optimizer, and the
+    optimizer's step count becomes the new schedule's at the epoch resumed from: a longer
+    ``--epochs`` trains its added epochs, and a run resumed on another number of processes (or
+    with another batch size) continues its schedule, at the learning rate of its new global
+    batch, saying so in one line. Returns (first epoch to run, history, best value of
+    ``best_key``)."""
     start_epoch, history, best = 0, [], None
     if ckpt:
         meta = load_checkpoint(ckpt, net, trainer, ctx)
-        if lr_scheduler is not None:
-            for updater in trainer._updaters:  # load_states restored the pickled optimizer
-                updater.optimizer.lr_scheduler = lr_scheduler
-            trainer._optimizer.lr_scheduler = lr_scheduler
         start_epoch, history = meta['epoch'] + 1, meta.get('history', [])
+        if lr_scheduler is not None:
+            optimizers = [u.optimizer for u in trainer._updaters] + [trainer._optimizer]
+            for optimizer in optimizers:  # load_states restored the pickled optimizer
+                optimizer.lr_scheduler = lr_scheduler
+                if iters is not None:  # every device's per-parameter counts, in place
+                    optimizer.num_update = start_epoch * iters
+                    for counts in optimizer._all_index_update_counts.values():
+                        counts.update(dict.fromkeys(counts, start_epoch * iters))
         best = meta.get(best_key)
         if comm.rank == 0:
             log('resumed from %s (epoch %d done)' % (ckpt, meta['epoch'] + 1))
+            before = (history[-1].get('global_batch') if history else None) or \
+                meta['config'].get('batch_size', 0) * meta.get('world_size', 1)
+            if global_batch is not None and before != global_batch:
+                log('the run trained on %d process(es) with a global batch of %d images; it '
+                    'continues on %d with %d: the learning rate is scaled to the new batch '
+                    '(%.6g) and the schedule continues at epoch %d'
+                    % (meta.get('world_size', 1), before, comm.size, global_batch,
+                       lr_scheduler(start_epoch * iters) if lr_scheduler and iters
+                       else float('nan'), start_epoch + 1))
     comm.broadcast_parameters(net)
     if start_epoch:
         comm.broadcast_trainer_states(trainer)

@@ -1,8 +1,19 @@
 """What a task gives the engine (engine.loop.train): its model, loaders, parameter groups,
-optimizer, the loss of a batch, an evaluator and the metric runs are selected on. The engine
-knows nothing else of the task; classification and segmentation are tasks."""
+optimizer, the loss of a batch, an evaluator, the metric runs are selected on, the config
+fields a resumed run must keep, and its own hooks. The engine knows nothing else of the task;
+tasks register by name (:func:`register_task`; gluon_resnest.tasks.get_task finds them)."""
 
-__all__ = ['Task', 'Evaluator', 'Optimizer']
+__all__ = ['Task', 'Evaluator', 'Optimizer', 'register_task', 'TASKS']
+
+TASKS = {}  # name: Task class (gluon_resnest.tasks imports every task's module)
+
+
+def register_task(cls):
+    """Class decorator: list a Task subclass under its ``name``."""
+    if cls.name in TASKS and TASKS[cls.name] is not cls:
+        raise ValueError('task %r is registered twice' % cls.name)
+    TASKS[cls.name] = cls
+    return cls
 
 
 class Optimizer(object):
@@ -47,9 +58,13 @@ class Task(object):
     loss_label = 'train'  # the curves' label of the training loss
     # net.hybridize's arguments; None: the network runs imperatively
     hybridize = dict(static_alloc=True, static_shape=True)
-    # training and evaluation call the network with other arguments (an R-CNN takes the boxes
-    # while it trains): its cached graph is rebuilt when the loop switches between them
-    rehybridize = False
+    # the config fields a resumed run must share with its checkpoint, e.g. the model and its
+    # classes (the rest, e.g. the epochs or the learning rate, follows the resuming command)
+    identity = ()
+
+    def hooks(self, cfg):
+        """The task's own hooks (engine.hooks.Hook) for ``cfg``, besides the engine's."""
+        return []
 
     def build_model(self, cfg, ctx):
         """The network, weights allocated on ``ctx`` (the engine has seeded MXNet's

@@ -5,9 +5,10 @@ import warnings
 
 from mxnet.gluon.block import HybridBlock
 
-from ..deploy.export import export_model, export_onnx
+from ..deploy.export import Exported, export_model, export_onnx, traced_shape
+from ..zoo.registry import get_model_info
 
-__all__ = ['MainOutput', 'export_segmentation', 'export_segmentation_onnx']
+__all__ = ['MainOutput', 'export_segmentation', 'export_segmentation_onnx', 'export_checkpoint']
 
 
 class MainOutput(HybridBlock):
@@ -51,3 +52,21 @@ def _aux_head_unused():
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='Parameter .* is not used by any computation')
         yield
+
+
+def export_checkpoint(checkpoint, prefix, input_size=None, batch_size=1, preprocess=False,
+                      onnx=False):
+    """The main logits of a checkpoint folder train/train_segmentation.py wrote: the symbol
+    graph at any size (traced at ``input_size``, default the training crop), ONNX at that size;
+    returns :class:`~gluon_resnest.deploy.export.Exported`."""
+    from .evaluate import load_segmentation, segmentation_meta
+    if preprocess and onnx:
+        raise ValueError('--preprocess and --onnx: the segmentation ONNX file takes NCHW '
+                         'normalized input; export them in two runs')
+    net, config = load_segmentation(checkpoint)
+    info = get_model_info(config['backbone'])
+    shape = traced_shape(batch_size, input_size or config['crop_size'], preprocess)
+    sym, params = export_segmentation(net, prefix, shape, info if preprocess else None,
+                                      meta=segmentation_meta(config))
+    onnx_path = export_segmentation_onnx(net, prefix + '.onnx', shape) if onnx else None
+    return Exported(MainOutput(net), info, shape, sym, params, onnx_path)

@@ -14,7 +14,7 @@ from mxnet.gluon.block import HybridBlock
 
 from ..argtypes import check_positive_int
 from ..backbone.resnet import check_input
-from ..zoo.registry import ModelInfo, get_model_info, list_models, register_task_model
+from ..zoo.registry import get_model_info, list_models
 from ..zoo.trunks import get_trunk
 
 __all__ = ['DeepLabV3', 'get_segmentation_model', 'list_segmentation_weights',
@@ -36,21 +36,6 @@ def gluoncv_part(module, name):
         raise ImportError('the segmentation part needs GluonCV: pip install '
                           '"gluon-resnest[segmentation]" (gluoncv==0.10.5.post0)') from None
 
-
-def _published(backbone, sha1, miou):
-    return ModelInfo(name='deeplab_%s_ade' % backbone, arch={}, eval_crop=480, sha1=sha1,
-                     weights_from='gluoncv',
-                     extra=dict(head='deeplabv3', backbone=backbone, dataset='ade20k',
-                                classes=150, base_size=520, crop_size=480, miou=miou))
-
-
-# GluonCV's model store (sha1) and the paper's Table 7 (ADE20K single-scale mIoU, %), listed in
-# the zoo's registry: list_models(task='segmentation')
-for _info in (_published('resnest50', 'a8312db6e30a464151580f2bda83479786455724', 45.12),
-              _published('resnest101', '6d05c630fb7acb38615f7f4d360fb90f47b25042', 46.91),
-              _published('resnest200', '9134a6f7d1399b549d5803d8faed3dfc74efc0d8', 48.36),
-              _published('resnest269', 'd45b33dedf4cca13b8147213c5360e30f93685bd', None)):
-    register_task_model('segmentation', _info)
 
 # the final 1x1 convolutions: re-initialized when the weights are loaded for another class count
 CLASSIFIERS = ('head.block.4.weight', 'head.block.4.bias',

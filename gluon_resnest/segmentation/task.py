@@ -13,7 +13,7 @@ from ..engine import schedule
 from ..engine.config import RunConfig
 from ..engine.data import DecodedPairs, fits_in_memory, make_loader
 from ..engine.loop import run_evaluator, train as train_task
-from ..engine.task import Evaluator, Optimizer, Task
+from ..engine.task import Evaluator, Optimizer, Task, register_task
 from ..layers.sync_batchnorm import HorovodSyncBatchNorm
 from ..zoo.registry import get_model_info
 from .data import (BAD_LABELS, DATASETS, SegmentationEvalTransform,
@@ -203,9 +203,11 @@ def _loaders(cfg, comm, info, log=print):
     return train_loader, sampler, val_loader
 
 
+@register_task
 class SegmentationTask(Task):
     """Per-pixel cross-entropy (plus the auxiliary head's); selected on validation mIoU."""
     name, config, summary_fields = 'segmentation', SegTrainConfig, ('backbone',)
+    identity = ('model', 'backbone', 'classes', 'dataset', 'train_split')
     metric, best_key, metric_label = 'val_miou', 'best_miou', 'validation mIoU (%)'
     best_label, loss_label = 'val mIoU', 'train (per pixel, + weighted auxiliary)'
     record_fields = dict(val_miou='miou', val_pixel_acc='pixel_acc')

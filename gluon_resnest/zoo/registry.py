@@ -1,18 +1,15 @@
 """Model registry: each model is a table row of trunk arguments plus its metadata."""
 import difflib
 import inspect
-from dataclasses import dataclass, field
-
 import mxnet as mx
 
 from ..backbone.fbnet import FBNet
 from ..backbone.regnet import RegNet
 from ..backbone.resnet import ResNeSt
+from .info import ModelInfo
+from .published import DETECTION_WEIGHTS, SEGMENTATION_WEIGHTS
 
 __all__ = ['ModelInfo', 'register_model', 'get_model', 'get_model_info', 'list_models']
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _REGISTRY = {}
 # the trunk families: a model's ``arch`` holds the arguments of one of them
@@ -23,43 +20,6 @@ def _trunk_args(trunk):
     """Trunk arguments a caller may override through get_model(**kwargs)."""
     return tuple(p for p in inspect.signature(TRUNKS[trunk].__init__).parameters
                  if p not in ('self', 'classes', 'kwargs'))
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What a user needs to build, feed and compare a model.
-
-    ``input_size`` is the training crop (``train_crop``, default ``eval_crop``) and ``eval_crop``
-    the evaluation crop, which is taken from an image whose short side was resized to
-    ``eval_crop / crop_ratio``.
-    """
-    name: str
-    arch: dict
-    eval_crop: int = 224
-    crop_ratio: float = 0.875
-    mean: tuple = IMAGENET_MEAN
-    std: tuple = IMAGENET_STD
-    top1: float = None          # published ImageNet top-1 (%) at eval_crop
-    params_m: float = None      # published parameter count (millions)
-    sha1: str = None            # of the published .params file
-    weights_from: str = None    # 'gluoncv' or 'resnest' (the official release)
-    extra: dict = field(default_factory=dict)
-    trunk: str = 'resnest'      # the family (TRUNKS) whose arguments ``arch`` holds
-    gflops: float = None        # published multiply-adds (G) at eval_crop, convention in extra
-    train_crop: int = None      # where the paper trains at another size than it evaluates
-
-    @property
-    def input_size(self):
-        return self.train_crop or self.eval_crop
-
-    @property
-    def interpolation(self):
-        # the official recipe resizes with bicubic above 256 px
-        return 'bicubic' if self.eval_crop > 256 else 'bilinear'
-
-    @property
-    def resize(self):
-        return int(round(self.eval_crop / self.crop_ratio))
 
 
 def register_model(**meta):
@@ -83,27 +43,17 @@ def register_model(**meta):
     return wrap
 
 
-# the tasks whose published models the registry lists, and the module that registers each
-# task's (imported when first asked for: the zoo itself needs none of them)
-TASKS = {'classification': None, 'segmentation': 'gluon_resnest.segmentation.model',
-         'detection': 'gluon_resnest.detection.model'}
-_TASK_REGISTRY = {}
-
-
-def register_task_model(task, info):
-    """List ``info`` (a :class:`ModelInfo` with ``sha1`` and published figures in ``extra``)
-    among ``task``'s published models."""
-    _TASK_REGISTRY.setdefault(task, {})[info.name] = info
+# the published models of each task: the zoo's classification models (every one also a trunk
+# for the other tasks) and the dense-prediction weights of zoo/published.py
+TASKS = ('classification', 'segmentation', 'detection')
+_TASK_REGISTRY = {'segmentation': {info.name: info for info in SEGMENTATION_WEIGHTS},
+                  'detection': {info.name: info for info in DETECTION_WEIGHTS}}
 
 
 def _task_models(task):
     if task not in TASKS:
         raise ValueError('unknown task %r; tasks: %s' % (task, ', '.join(TASKS)))
-    if task == 'classification':
-        return _REGISTRY
-    import importlib
-    importlib.import_module(TASKS[task])
-    return _TASK_REGISTRY.get(task, {})
+    return _REGISTRY if task == 'classification' else _TASK_REGISTRY[task]
 
 
 def list_models(task='classification'):

@@ -107,30 +107,42 @@ def read_params_file(path):
 
 def load_weights_file(net, path, name, ctx=mx.cpu(), classifier=CLASSIFIER, skip=(),
                       rename=None, ignore=()):
-    """Load a ``.params`` file into ``net`` strictly, except for the ``classifier`` parameters:
-    when ``net`` lacks them (``features_only``) or has them in another shape (another class
-    count) they are not loaded, and freshly initialized if ``net`` has them. File entries
-    starting with a prefix in ``skip`` (a part ``net`` was built without) are left out, and so
-    are the entries named in ``ignore`` (extras a writer is known to add). ``rename`` maps the
-    file's names to ``net``'s structural names where they differ (e.g. GluonCV's global
-    names). ``name`` is what errors call the weights."""
+    """Load a ``.params`` file into ``net`` strictly, except for the ``classifier`` parameters,
+    which are loaded or left out together: left out when ``net`` lacks them all
+    (``features_only``), freshly initialized when the file has every one of them but in
+    other shapes (another class count); a file missing some of them, or fitting some and not
+    others, is an error like any other. File entries starting with a prefix in ``skip`` (a part
+    ``net`` was built without) are left out, and the names in ``ignore`` are neither loaded
+    nor required (extras a writer is known to add, constants the network makes itself).
+    ``rename`` maps the file's names to ``net``'s structural names where they differ (e.g.
+    GluonCV's global names). ``name`` is what errors call the weights."""
     try:
         params = read_params_file(path)
     except ValueError as err:
         raise PretrainedWeightsError(str(err)) from None
     params = {(rename or {}).get(k, k): v for k, v in params.items()
               if not k.startswith(tuple(skip)) and k not in ignore}
-    own = net._collect_params_with_prefix()
-    fresh = []  # classifier parameters of net that the file cannot fill
+    own = {k: v for k, v in net._collect_params_with_prefix().items() if k not in ignore}
 
     def fits(key):  # a shape not inferred yet (a 0 dimension) takes the file's
         return len(own[key].shape) == len(params[key].shape) and all(
             mine in (0, theirs) for mine, theirs in zip(own[key].shape, params[key].shape))
-    for key in classifier:
-        if not (key in own and key in params and fits(key)):
+    heads = [key for key in classifier if key in own]
+    fresh = []  # classifier parameters of net that the file is for another class count of
+    if not heads:  # features_only: the file's classifier is not used
+        for key in classifier:
             params.pop(key, None)
-            if key in own:
-                fresh.append(key)
+    elif all(key in params for key in heads):
+        fitting = [fits(key) for key in heads]
+        if not any(fitting):
+            fresh = heads
+            for key in heads:
+                params.pop(key)
+        elif not all(fitting):
+            raise PretrainedWeightsError(
+                '%s does not fit %s: its %s fit, its %s do not (another class count changes '
+                'them all)' % (path, name, ', '.join(k for k, f in zip(heads, fitting) if f),
+                               ', '.join(k for k, f in zip(heads, fitting) if not f)))
     missing = sorted(set(own) - set(params) - set(fresh))
     extra = sorted(set(params) - set(own))
     if missing or extra:

@@ -190,7 +190,6 @@ def test_each_stage_passes_a_third_of_its_gradient_to_the_features(monkeypatch):
     net = _cascade()
     x = mx.nd.array(np.random.RandomState(0).uniform(-2, 2, (1, 3, 96, 128)))
     gt_box = mx.nd.array([[[10, 10, 60, 50], [40, 30, 120, 90]]])
-    gt_label = mx.nd.array([[[0], [2]]])
     net(x)
     weight = net.features.fpn.lateral5.weight
     rng = np.random.RandomState(1)
@@ -200,8 +199,11 @@ def test_each_stage_passes_a_third_of_its_gradient_to_the_features(monkeypatch):
         nonlocal mixing
         mx.random.seed(3)  # the same sampled RoIs each time
         with mx.autograd.record():
-            outputs = net(x, gt_box, gt_label)
-            logits = [outputs[3 * stage + 1] for stage in range(3)]
+            feat = net.features(x)
+            rpn_score, rpn_box = net.rpn(mx.nd.zeros_like(x), *feat)[:2]
+            boxes = net.sampler(rpn_box, rpn_score, gt_box)[0]
+            stages = net.run_stages(mx.nd, x, feat, boxes, training=True)[0]
+            logits = [stage_logits for _, stage_logits, _ in stages]
             if mixing is None:
                 mixing = [mx.nd.array(rng.normal(size=l.shape)) for l in logits]
             loss = mx.nd.add_n(*[(l * m).sum() for l, m in zip(logits, mixing)])

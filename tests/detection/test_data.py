@@ -1,13 +1,15 @@
 """Detection data in COCO's layout, a COCO-format folder and Pascal VOC's, read and checked as
 it opens: every kind of bad annotation is one error naming the file and the annotation."""
 import json
+import os
 
 import numpy as np
 import pytest
 
 from gluon_resnest.detection.data import (COCOFormat, DetectionDataError,
-                                          DetectionTrainTransform, VOCFormat, coco_split,
-                                          decode_masks, open_detection_data)
+                                          DetectionTrainTransform, VOCFormat,
+                                          check_image_sizes, coco_split, decode_masks,
+                                          open_detection_data, rle_counts)
 from tiny_data import write_coco, write_voc
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -151,3 +153,62 @@ def test_training_transform_moves_boxes_and_masks_together(tmp_path):
             assert abs(xs.min() - x1) <= tolerance and abs(xs.max() + 1 - x2) <= tolerance
             assert abs(ys.min() - y1) <= tolerance and abs(ys.max() + 1 - y2) <= tolerance
     assert flips == {True, False}
+
+
+def test_rle_run_lengths_are_read_as_pycocotools_encodes_them():
+    from pycocotools import mask as mask_utils
+    rng = np.random.RandomState(0)
+    for _ in range(50):
+        height, width = rng.randint(1, 40, 2)
+        mask = np.asfortranarray((rng.rand(height, width) < rng.rand()).astype(np.uint8))
+        runs = rle_counts(mask_utils.encode(mask)['counts'])
+        assert sum(runs) == height * width
+        decoded = np.concatenate([np.full(n, k % 2, np.uint8) for k, n in enumerate(runs)])
+        np.testing.assert_array_equal(decoded.reshape(width, height).T, mask)
+    assert rle_counts([3, 4, 5]) == [3, 4, 5]
+
+
+@pytest.mark.parametrize('segmentation, message', [
+    (dict(size=[96, 128], counts=[5, 10, 20]),
+     "run lengths add up to 35, not the 128x96 image's 12288 pixels"),
+    (dict(size=[96, 128], counts='52203'), 'run lengths add up to'),
+    (dict(size=[96, 128], counts=[12290, -2]), 'include negative lengths'),
+    ([[200, 10, 210, 10, 210, 20]], r'polygon 0 lies outside the 128x96 image \(x 200 to 210')])
+def test_masks_that_do_not_fit_their_image_are_refused(tmp_path, segmentation, message):
+    path, image_dir, _ = write_coco(str(tmp_path), images=1, split='train', layout='coco-json')
+    _edit(path, lambda d: _first(d).update(segmentation=segmentation))
+    with pytest.raises(DetectionDataError, match=message):
+        COCOFormat(path, image_dir, masks=True)
+
+
+def test_a_truncated_jpeg_is_named_not_decoded_grey(tmp_path):
+    path, image_dir, data = write_coco(str(tmp_path), images=1, split='train',
+                                       layout='coco-json')
+    image = os.path.join(image_dir, data['images'][0]['file_name'])
+    content = open(image, 'rb').read()
+    with open(image, 'wb') as f:
+        f.write(content[:len(content) // 2])
+    dataset = COCOFormat(path, image_dir)
+    with pytest.raises(DetectionDataError, match='%s is a truncated JPEG' % image):
+        dataset[0]
+
+
+def test_images_the_detector_cannot_take_at_the_run_s_sizes_are_named(tmp_path):
+    path, image_dir, _ = write_coco(str(tmp_path), images=1, size=(40, 1280), split='train',
+                                    layout='coco-json')
+    dataset = COCOFormat(path, image_dir)
+    with pytest.raises(DetectionDataError, match=r'train_000.jpg \(1280x40\) becomes 128x4 at '
+                                                 r'a short side of 128 px .*at least 32 px'):
+        check_image_sizes(dataset, (128, 128), 128, 32, 768)
+    check_image_sizes(dataset, (640, 800), 1333, 32, 1536)  # fine at the paper's sizes
+    with pytest.raises(DetectionDataError, match=r'cover 1000 px .*max_size=1333'):
+        check_image_sizes(dataset, (640, 800), 1333, 16, 1000)
+
+
+def test_a_voc_annotation_without_its_size_is_named(tmp_path):
+    write_voc(str(tmp_path / 'VOC2007'), ids=('a',))
+    xml = tmp_path / 'VOC2007' / 'Annotations' / 'a.xml'
+    text = xml.read_text()
+    xml.write_text(text[:text.index('<size>')] + text[text.index('</size>') + 7:])
+    with pytest.raises(DetectionDataError, match=r'a.xml: no image size \(<size> with <width>'):
+        VOCFormat(str(tmp_path / 'VOC2007'), 'trainval')

@@ -192,7 +192,7 @@ def test_detections_are_the_same_call_after_call_and_hybridized(small_detector):
 
 def test_mask_upsampling_is_a_transposed_convolution():
     from mxnet.gluon import nn
-    from gluon_resnest.detection.model import Upsample2x
+    from gluon_resnest.detection.heads import Upsample2x
     reference = nn.Conv2DTranspose(5, kernel_size=2, strides=2, in_channels=3)
     reference.initialize(mx.init.Normal(1.0))
     ours = Upsample2x(5, 3)
@@ -245,3 +245,26 @@ def test_an_exported_detector_reloads_with_the_same_detections_at_any_size(name,
         assert (outputs[0] >= 0).sum() >= 50  # detections to compare
         for want, got in zip(outputs, reloaded(image)):
             np.testing.assert_array_equal(got.asnumpy(), want)
+
+
+def test_the_predictors_load_together_or_the_file_is_refused(small_detector, tmp_path):
+    """Another class count leaves every predictor out; a file missing one, or fitting some and
+    not others, is an error naming them (a missing bias was left at its random values)."""
+    net, _ = small_detector
+    missing = _gluoncv_format_file(net, 'resnest14', str(tmp_path / 'b.params'),
+                                   drop=('box_predictor.bias',))
+    with pytest.raises(PretrainedWeightsError, match=r"missing \['box_predictor.bias'\]"):
+        get_detection_model('faster_rcnn_fpn', backbone='resnest14', classes=3,
+                            pretrained=missing)
+    with pytest.raises(PretrainedWeightsError, match=r"missing \['box_predictor.bias'\]"):
+        get_detection_model('faster_rcnn_fpn', backbone='resnest14', classes=7,
+                            pretrained=missing)
+    names = gluoncv_file_names(net, 'resnest14')
+    mixed = _gluoncv_format_file(net, 'resnest14', str(tmp_path / 'm.params'), extra={
+        names['box_predictor.weight']: mx.nd.zeros((28, 1024)),
+        names['box_predictor.bias']: mx.nd.zeros(28)})
+    with pytest.raises(PretrainedWeightsError, match='its class_predictor.weight, '
+                                                     'class_predictor.bias fit, its '
+                                                     'box_predictor.weight'):
+        get_detection_model('faster_rcnn_fpn', backbone='resnest14', classes=3,
+                            pretrained=mixed)

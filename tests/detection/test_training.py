@@ -12,9 +12,10 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from gluon_resnest.detection.config import DetTrainConfig, load_detector
 from gluon_resnest.detection.data import coco_split
-from gluon_resnest.detection.task import (DetTrainConfig, evaluate_detection, load_detector,
-                                          train_detection)
+from gluon_resnest.detection.evaluate import evaluate_detection
+from gluon_resnest.detection.task import train_detection
 from helpers import ROOT
 from tiny_data import write_coco
 

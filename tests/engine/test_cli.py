@@ -78,3 +78,37 @@ def test_every_command_is_a_console_script_and_a_clone_script():
         with pytest.raises(SystemExit) as stop:
             module.main(['--help'])
         assert stop.value.code == 0
+
+
+def _commands():
+    import setuptools
+    from unittest import mock
+    with mock.patch.object(setuptools, 'setup') as setup:  # setup.py's arguments, not a build
+        exec(compile(open(os.path.join(ROOT, 'setup.py')).read(), 'setup.py', 'exec'),
+             dict(__file__=os.path.join(ROOT, 'setup.py'), __name__='setup'))
+    return [line.split('=')[1].strip()[:-len(':main')]
+            for line in setup.call_args.kwargs['entry_points']['console_scripts']]
+
+
+def test_no_command_takes_an_abbreviated_flag(monkeypatch):
+    """argparse's default took ``--lr 1`` for ``--lr-decay-epochs 1``, silently."""
+    import argparse
+
+    class Parsed(Exception):
+        pass
+    parsers = []
+
+    def capture(self, args=None, namespace=None):
+        parsers.append(self)
+        raise Parsed
+    monkeypatch.setattr(argparse.ArgumentParser, 'parse_known_args', capture)
+    for module_name in _commands():
+        parsers.clear()
+        with pytest.raises(Parsed):
+            importlib.import_module(module_name).main(['--x'])
+        assert parsers and not parsers[0].allow_abbrev, module_name
+    monkeypatch.undo()
+    from gluon_resnest.commands.train_detection import main
+    with pytest.raises(SystemExit) as stop:
+        main(['--data-root', 'x', '--lr', '1'])
+    assert stop.value.code == 2

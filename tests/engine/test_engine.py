@@ -10,7 +10,7 @@ import pytest
 from gluon_resnest.engine import loop
 from gluon_resnest.engine.checkpoint import read_meta
 from gluon_resnest.engine.hooks import DropBlockRamp, MovingAverage, SteadyRate
-from helpers import KilledAfterCheckpoint, killed_after_first_checkpoint
+from helpers import ROOT, KilledAfterCheckpoint, killed_after_first_checkpoint
 from toy_task import ToyConfig, ToyTask
 
 
@@ -166,36 +166,21 @@ def test_a_task_config_gives_shared_fields_its_own_defaults():
     assert ToyConfig().workers == 0 and ToyConfig().wd == 1e-4  # the rest is RunConfig's
 
 
-class _LossInside(mx.gluon.HybridBlock):
-    """A network that takes the labels while it trains and returns its loss, as an R-CNN
-    takes the boxes: its training and evaluation calls have other signatures."""
-
-    def __init__(self, classes):
-        super().__init__()
-        self.fc = mx.gluon.nn.Dense(classes, in_units=5)
-
-    def hybrid_forward(self, F, x, label=None):
-        out = self.fc(x)
-        return out if label is None else F.softmax_cross_entropy(out, label)
-
-
-@pytest.mark.parametrize('rehybridize', [True, False])
-def test_a_task_whose_training_and_evaluation_calls_differ_is_rehybridized(tmp_path,
-                                                                            rehybridize):
-    class SignatureTask(ToyTask):
-        def build_model(self, cfg, ctx):
-            net = _LossInside(cfg.classes)
-            net.initialize(ctx=ctx)
-            return net
-
-        def loss(self, net, batch, ctx):
-            data, label = batch
-            return net(data, label), data.shape[0], {}
-    SignatureTask.rehybridize = rehybridize
-    cfg = ToyConfig(save_dir=str(tmp_path / 'run'), progress=False, epochs=2)
-    if rehybridize:
-        _, summary = loop.train(SignatureTask(), cfg, log=quiet)
-        assert [h['epoch'] for h in summary['history']] == [1, 2]
-    else:  # what happens without it: MXNet's cached graph refuses the other call
-        with pytest.raises(ValueError, match='does not match the cached version'):
-            loop.train(SignatureTask(), cfg, log=quiet)
+def test_the_engine_reads_no_task_s_own_config_fields():
+    """The engine knows the fields every run shares (RunConfig); a task's own (a dataset, a
+    DropBlock rate, ...) reach the engine only through the task (its identity, its hooks)."""
+    import dataclasses
+    import glob
+    import re
+    from gluon_resnest.classification.task import TrainConfig
+    from gluon_resnest.detection.config import DetTrainConfig
+    from gluon_resnest.engine.config import RunConfig
+    from gluon_resnest.segmentation.task import SegTrainConfig
+    shared = {f.name for f in dataclasses.fields(RunConfig)}
+    own = {f.name for config in (TrainConfig, SegTrainConfig, DetTrainConfig)
+           for f in dataclasses.fields(config)} - shared
+    engine = os.path.join(ROOT, 'gluon_resnest', 'engine')
+    for path in glob.glob(os.path.join(engine, '*.py')):
+        source = open(path).read()
+        for name in own:
+            assert not re.search(r"(cfg\.%s\b|'%s')" % (name, name), source), (path, name)
